@@ -1,0 +1,33 @@
+"""Guide: what each method does, how to read the pictures, and what to trust."""
+from __future__ import annotations
+
+import streamlit as st
+
+import services
+
+st.title("📖 Guide")
+st.markdown(
+    """
+**XAI Lens answers "why did my image classifier say that?"** Pick a model and an image in the
+sidebar, then compare explanations on the **Explain** page.
+
+**Reading the pictures.** Red areas pushed the model *towards* the selected label, blue areas
+*against* it; white means no effect. Each method has its own units, so every method gets its
+own symmetric colour scale, shared across labels; LIME and KernelSHAP measure the same thing
+(change in probability per superpixel) and share one scale. The *pros & cons* style paints the
+top superpixels green (for) and red (against), as the `lime` package does.
+
+**Superpixels.** LIME and KernelSHAP hide groups of pixels (superpixels) and watch the prediction
+change. The preview shows them before any model call is spent; fewer, larger superpixels give
+coarser but more stable explanations.
+
+**Samples.** Both methods reuse the same perturbed images, so asking for both costs one pass.
+*More samples* adds to the run instead of starting again.
+
+**Compare labels** shows every top-k label at once — handy for "why *seat belt* for my cat?".
+**Stakeholder mode** hides the knobs and writes a plain-language caption per label.
+"""
+)
+st.subheader("Methods")
+for name, spec in services.method_specs().items():
+    st.markdown(f"- **{spec.title}** (`{name}`, {spec.family}{', needs gradients' if spec.needs_gradients else ''}): {spec.description}")

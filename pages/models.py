@@ -1,0 +1,37 @@
+"""Models: catalog with weight status, the bundled model, and the loaded custom model."""
+from __future__ import annotations
+
+import streamlit as st
+
+import services
+
+st.title("🧠 Models")
+st.subheader("Catalog")
+for choice in services.model_choices():
+    with st.container(border=True):
+        cols = st.columns([3, 1])
+        cols[0].markdown(f"**{choice.name}** (`{choice.id}`)")
+        cols[0].caption(choice.message)
+        if choice.available:
+            cols[1].success("ready")
+        else:
+            cols[1].warning("weights missing")
+            if cols[1].button("Download", key=f"dl_{choice.id}",
+                              help="Fetches the ImageNet weights from the Keras servers (needs internet)."):
+                try:
+                    with st.spinner("Downloading…"):
+                        services.download_weights(choice.id)
+                    st.success("Downloaded and verified.")
+                    services.model_choices.clear()
+                except services.EXPECTED_ERRORS as exc:
+                    st.error(services.user_message(exc))
+
+st.subheader("Current model")
+try:
+    classifier = services.get_classifier()
+    st.json(classifier.summary())
+except services.EXPECTED_ERRORS as exc:
+    st.error(f"The selected model cannot be used: {services.user_message(exc)}")
+problem = st.session_state.get(services.CUSTOM_ERROR_KEY)
+if problem:
+    st.error(f"Rejected upload: {problem}")

@@ -1,0 +1,356 @@
+"""Streamlit drawing helpers shared by several pages (widgets from dataclasses, result columns).
+
+Pages stay short: they call these and services.py; nothing here touches TensorFlow.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np
+import streamlit as st
+
+import services
+from explainers.base import Explanation
+from explainers.render import COLORMAPS, method_limits, render_explanation
+
+DEFAULT_METHODS = ("lime", "gradcam", "kernel_shap")
+VIEW_DEFAULTS = {
+    "xai_view_style": "heatmap", "xai_view_opacity": 0.55, "xai_view_cmap": "blue-white-red",
+    "xai_view_boundaries": False, "xai_view_positive": False, "xai_view_top_n": 0,
+    "xai_view_hide_rest": False, "xai_view_upsampling": "bilinear",
+}
+
+
+def stakeholder_mode() -> bool:
+    return bool(st.session_state.get("xai_stakeholder", False))
+
+
+def top_k() -> int:
+    return int(st.session_state.get("xai_top_k", 3))
+
+
+def require_model_and_image() -> tuple[Any, services.PreparedImage]:
+    """The chosen classifier and image, or an error message and ``st.stop()``."""
+    try:
+        classifier = services.get_classifier()
+    except services.EXPECTED_ERRORS as exc:
+        st.error(f"The model could not be loaded: {services.user_message(exc)}")
+        st.info("Pick another model in the sidebar; the bundled EfficientNet-Lite0 always works offline.")
+        st.stop()
+    choice = services.current_image_choice()
+    if choice is None:
+        st.info("Choose an image in the sidebar.")
+        st.stop()
+    try:
+        if classifier.input_size is None:
+            raise ValueError("this model accepts any input size; set an input size in the sidebar")
+        image = services.prepare(classifier, choice, st.session_state.get("xai_resize", "crop"))
+    except services.EXPECTED_ERRORS as exc:
+        st.error(f"This image cannot be used: {services.user_message(exc)}")
+        st.info("Upload a PNG, JPEG, GIF, BMP, TIFF or WebP photo, or pick a sample image.")
+        st.stop()
+    return classifier, image
+
+
+def dataclass_widgets(params_type: type, key_prefix: str, skip: Sequence[str] = (),
+                      choices: dict[str, Sequence[Any]] | None = None) -> dict[str, Any]:
+    """One widget per dataclass field (numbers → number inputs, bools → checkboxes, str → text/select)."""
+    values: dict[str, Any] = {}
+    choices = choices or {}
+    for f in dataclasses.fields(params_type):
+        if f.name in skip:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        label = f.name.replace("_", " ")
+        key = f"{key_prefix}_{f.name}"
+        if f.name in choices:
+            opts = list(choices[f.name])
+            values[f.name] = st.selectbox(label, opts, index=opts.index(default) if default in opts else 0, key=key)
+        elif isinstance(default, bool):
+            values[f.name] = st.checkbox(label, value=default, key=key)
+        elif isinstance(default, int):
+            values[f.name] = int(st.number_input(label, value=default, step=1, key=key))
+        elif isinstance(default, float):
+            values[f.name] = float(st.number_input(label, value=default, format="%.4g", key=key))
+        else:
+            values[f.name] = st.text_input(label, value="" if default is None else str(default), key=key)
+    return values
+
+
+def view_controls(labels: Sequence[tuple[int, str, float]], key: str = "xai_view_label") -> dict[str, Any]:
+    """View-only controls: changing them re-renders from cache, never calls the model."""
+    for k, v in VIEW_DEFAULTS.items():
+        st.session_state.setdefault(k, v)
+    options = [idx for idx, _, _ in labels]
+    names = {idx: f"{name} ({p:.1%})" for idx, name, p in labels}
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = options[0]
+    cols = st.columns([2, 1, 1, 1])
+    label = cols[0].selectbox("Label to explain", options, format_func=names.get, key=key)
+    if stakeholder_mode():
+        return {"label": label, "view": {"opacity": 0.55, "cmap": "blue-white-red", "upsampling": "bilinear"}}
+    style = cols[1].radio("Style", ["heatmap", "segments"], key="xai_view_style",
+                          format_func={"heatmap": "heatmap", "segments": "pros & cons"}.get)
+    cols[2].slider("Opacity", 0.0, 1.0, key="xai_view_opacity")
+    cols[3].selectbox("Colours", list(COLORMAPS), key="xai_view_cmap")
+    more = st.columns(5)
+    more[0].toggle("Boundaries", key="xai_view_boundaries")
+    more[1].toggle("Positive only", key="xai_view_positive")
+    more[2].number_input("Top-N segments (0 = all)", 0, 200, step=1, key="xai_view_top_n")
+    more[3].toggle("Hide the rest", key="xai_view_hide_rest")
+    more[4].selectbox("Upsampling", ["bilinear", "nearest", "bicubic"], key="xai_view_upsampling")
+    s = st.session_state
+    return {
+        "label": label,
+        "view": {
+            "style": style, "opacity": s.xai_view_opacity, "cmap": s.xai_view_cmap,
+            "boundaries": s.xai_view_boundaries, "positive_only": s.xai_view_positive,
+            "top_n": int(s.xai_view_top_n) or None, "hide_rest": s.xai_view_hide_rest,
+            "upsampling": s.xai_view_upsampling,
+        },
+    }
+
+
+def stats_line(exp: Explanation) -> str:
+    parts = [f"{exp.seconds:.2f} s", f"{exp.model_calls} model calls"]
+    if exp.r2 is not None:
+        parts.append(f"R² {exp.r2:.2f}")
+    if exp.base_value is not None:
+        parts.append(f"base {exp.base_value:.3f}")
+    return " · ".join(parts)
+
+
+def draw_result(container: Any, image: np.ndarray, exp: Explanation, limit: float, view: dict[str, Any],
+                title: str, caption: str | None = None) -> None:
+    with container:
+        st.markdown(f"**{title}**")
+        st.image(render_explanation(image, exp, limit=limit, **view), width="stretch")
+        st.caption(stats_line(exp))
+        if caption:
+            st.caption(caption)
+
+
+def limits_for(results: Sequence[Explanation]) -> dict[str, float]:
+    """Symmetric colour limits: one per method across its labels (methods have different units).
+
+    LIME and KernelSHAP both attribute the same probability per superpixel, so they share one.
+    """
+    limits = method_limits(results)
+    shared = [m for m in ("lime", "kernel_shap") if m in limits]
+    if len(shared) == 2:
+        both = max(limits["lime"], limits["kernel_shap"])
+        limits["lime"] = limits["kernel_shap"] = both
+    return limits
+
+
+# ------------------------------------------------------------------------- explanation runs
+def segmentation_panel(image: services.PreparedImage) -> None:
+    """Live superpixel preview: costs no model call, updates as the parameters move."""
+    from explainers.segmentation import ALGORITHMS
+
+    with st.expander("Superpixels (used by LIME and KernelSHAP)", expanded=False):
+        cols = st.columns([1, 2])
+        with cols[0]:
+            algorithm = st.selectbox("Algorithm", list(ALGORITHMS), key="xai_seg_algorithm")
+            params = dataclass_widgets(ALGORITHMS[algorithm], f"xai_seg_{algorithm}")
+        try:
+            segments, picture = services.segment_preview(image, algorithm, params)
+        except services.EXPECTED_ERRORS as exc:
+            cols[1].error(f"These segmentation parameters do not work: {services.user_message(exc)}")
+            return
+        st.session_state["xai_segmentation"] = (algorithm, params)
+        cols[1].image(picture, caption=f"{int(segments.max()) + 1} superpixels", width="stretch")
+
+
+def explain_form(classifier: Any) -> None:
+    """The expensive parameters, applied only when Explain is pressed (sliders never cancel a run)."""
+    specs = services.method_specs(classifier)
+    defaults = [m for m in DEFAULT_METHODS if m in specs]
+    layers = ["auto"] + [layer.path for layer in getattr(classifier, "conv_layers", [])]
+    with st.form("explain_form"):
+        cols = st.columns([3, 1, 1, 1])
+        chosen = cols[0].multiselect("Methods", list(specs), default=defaults, key="xai_form_methods",
+                                     format_func=lambda n: specs[n].title)
+        samples = cols[1].select_slider("Samples", [50, 100, 250, 500, 1000, 2000, 5000], value=1000,
+                                        key="xai_form_samples")
+        fill = cols[2].selectbox("Hidden superpixels", ["mean", "blur", "gray", "black"], key="xai_form_fill")
+        seed = cols[3].number_input("Seed", 0, 2**31 - 1, 0, key="xai_form_seed")
+        cols2 = st.columns(3)
+        surrogate = cols2[0].selectbox("LIME surrogate", ["ridge", "lasso", "tree"], key="xai_form_surrogate")
+        layer = cols2[1].selectbox("CAM layer", layers, key="xai_form_layer")
+        cam_up = cols2[2].selectbox("CAM upsampling", ["bilinear", "nearest", "bicubic"], key="xai_form_cam_up")
+        submitted = st.form_submit_button("Explain", type="primary")
+    if submitted:
+        if not chosen:
+            st.warning("Pick at least one method.")
+            return
+        algorithm, seg_params = st.session_state.get("xai_segmentation", ("quickshift", {}))
+        st.session_state[services.RUN_KEY] = build_request(
+            chosen, samples=int(samples), fill=fill, seed=int(seed), surrogate=surrogate,
+            layer="" if layer == "auto" else layer, cam_upsampling=cam_up,
+            segmentation=algorithm, segmentation_params=seg_params,
+        )
+
+
+def build_request(methods: Sequence[str], *, samples: int = 1000, fill: str = "mean", seed: int = 0,
+                  surrogate: str = "ridge", layer: str = "", cam_upsampling: str = "bilinear",
+                  segmentation: str = "quickshift", segmentation_params: dict | None = None) -> services.RunRequest:
+    """A RunRequest with each method's parameters filled from the form's shared choices."""
+    specs = services.method_specs()
+    per_method = []
+    for name in methods:
+        fields = {f.name for f in dataclasses.fields(specs[name].params_type)}
+        params: dict[str, Any] = {}
+        if "surrogate" in fields:
+            params["surrogate"] = surrogate
+        if "layer" in fields:
+            params["layer"] = layer
+        if "upsampling" in fields:
+            params["upsampling"] = cam_upsampling
+        per_method.append((name, services._freeze(params)))
+    return services.RunRequest(
+        methods=tuple(per_method), labels=(), seed=seed, samples=samples, fill=fill,
+        segmentation=segmentation, segmentation_params=services._freeze(segmentation_params or {}),
+    )
+
+
+def current_request(classifier: Any, preds: Sequence[tuple[int, str, float]]) -> services.RunRequest:
+    """The last submitted request (or the defaults), applied to the current top-k labels."""
+    req = st.session_state.get(services.RUN_KEY)
+    specs = services.method_specs(classifier)
+    if req is None:
+        req = build_request([m for m in DEFAULT_METHODS if m in specs])
+        st.session_state[services.RUN_KEY] = req
+    usable = tuple((n, p) for n, p in req.methods if n in specs)
+    return dataclasses.replace(req, methods=usable, labels=tuple(idx for idx, _, _ in preds))
+
+
+def collect_results(classifier: Any, image: services.PreparedImage, req: services.RunRequest,
+                    on_result: Any = None, progress_slot: Any = None) -> dict[str, list[Explanation]]:
+    """Cached or fresh results per method, fast families first; errors become messages."""
+    from explainers.runner import order_methods
+
+    specs = services.method_specs(classifier)
+    results: dict[str, list[Explanation]] = {}
+    for name in order_methods([n for n, _ in req.methods]):
+        found = services.store().lookup(classifier, image, req, name)
+        if found is None:
+            slot = progress_slot if progress_slot is not None else st.empty()
+            label = ("Sampling for LIME + KernelSHAP" if specs[name].family == "perturbation"
+                     else f"Running {specs[name].title}")
+            reporter = services.ProgressReporter(slot, label)
+            try:
+                found = services.store().compute(classifier, image, req, name, progress=reporter)
+            except services.EXPECTED_ERRORS as exc:
+                st.error(f"{specs[name].title} failed: {services.user_message(exc)}")
+                continue
+            finally:
+                reporter.done()
+        results[name] = found
+        if on_result is not None:
+            on_result(results)
+    return results
+
+
+def draw_comparison(classifier: Any, image: services.PreparedImage, req: services.RunRequest,
+                    view: dict[str, Any], preds: Sequence[tuple[int, str, float]]) -> list[Explanation]:
+    """One column per method for the selected label, filled progressively."""
+    specs = services.method_specs(classifier)
+    names = [n for n, _ in req.methods]
+    if not names:
+        st.info("Choose methods and press Explain.")
+        return []
+    progress_slot = st.empty()
+    columns = st.columns(len(names))
+    slots = {name: col.empty() for name, col in zip(names, columns)}
+    label = view["label"]
+    captions = st.empty()
+
+    def redraw(results: dict[str, list[Explanation]]) -> None:
+        flat = [r for rs in results.values() for r in rs]
+        limits = limits_for(flat)
+        for name, rs in results.items():
+            found = [r for r in rs if r.label == label]
+            if found:
+                box = slots[name].container()
+                draw_result(box, image.pixels, found[0], limits[name], view["view"], specs[name].title,
+                            badge_for(found[0]))
+
+    for name in names:
+        slots[name].info(f"{specs[name].title}: waiting…")
+    results = collect_results(classifier, image, req, on_result=redraw, progress_slot=progress_slot)
+    flat = [r for rs in results.values() for r in rs]
+    if stakeholder_mode() and flat:
+        captions.success(plain_caption(classifier, image, flat, label))
+    return flat
+
+
+def badge_for(exp: Explanation) -> str | None:
+    """A one-line trust hint under a picture (filled in by the trust metrics when available)."""
+    if exp.r2 is not None and exp.r2 < 0.4:
+        return f"⚠️ low fit: R² {exp.r2:.2f} — the linear surrogate explains little of the model here"
+    return None
+
+
+def plain_caption(classifier: Any, image: services.PreparedImage, results: Sequence[Explanation], label: int) -> str:
+    from explainers.summary import caption
+
+    return caption([r for r in results if r.label == label])
+
+
+def refine_button(req: services.RunRequest) -> None:
+    specs = services.method_specs()
+    if not any(specs[n].family == "perturbation" for n, _ in req.methods):
+        return
+    if req.samples >= 20000:
+        return
+    if st.button(f"More samples ({req.samples} → {min(20000, req.samples * 2)})",
+                 help="Adds samples to the same run; the ones already computed are reused."):
+        base = st.session_state[services.RUN_KEY]
+        st.session_state[services.RUN_KEY] = dataclasses.replace(base, samples=min(20000, req.samples * 2))
+        st.rerun()
+
+
+def interactive_view(image: services.PreparedImage, results: Sequence[Explanation], label: int) -> None:
+    import figures
+
+    with st.expander("Interactive view (hover a superpixel to see its weight)"):
+        mine = [r for r in results if r.label == label]
+        if not mine:
+            return
+        names = [r.method for r in mine]
+        chosen = st.selectbox("Method", names, key="xai_interactive_method")
+        exp = mine[names.index(chosen)]
+        limit = limits_for(results)[exp.method]
+        st.plotly_chart(figures.interactive_heatmap(image.pixels, exp, limit), key="xai_interactive_chart")
+
+
+def run_metadata(classifier: Any, image: services.PreparedImage, req: services.RunRequest) -> dict[str, Any]:
+    choice = services.current_image_choice()
+    return {
+        "model": classifier.id, "model_name": classifier.name, "image_name": choice.name if choice else "",
+        "image_sha256": choice.sha256 if choice else "", "resize": st.session_state.get("xai_resize", "crop"),
+        "seed": req.seed, "samples": req.samples, "fill": req.fill, "segmentation": req.segmentation,
+        "segmentation_params": dict(req.segmentation_params),
+        "methods": {n: dict(p) for n, p in req.methods}, "labels": list(req.labels),
+    }
+
+
+def export_buttons(classifier: Any, image: services.PreparedImage, req: services.RunRequest,
+                   results: Sequence[Explanation], preds: Sequence[tuple[int, str, float]]) -> None:
+    import report
+
+    meta = run_metadata(classifier, image, req)
+    meta["predictions"] = [{"index": i, "label": n, "probability": p} for i, n, p in preds]
+    view = {"opacity": 0.55, "cmap": "blue-white-red"}
+    with st.expander("Export"):
+        cols = st.columns(4)
+        cols[0].download_button("PNG grid", report.comparison_png(image.pixels, results, **view),
+                                file_name="xai-lens-comparison.png", mime="image/png", key="xai_dl_png")
+        cols[1].download_button("HTML report", report.html_report(image.pixels, results, meta, preds, **view),
+                                file_name="xai-lens-report.html", mime="text/html", key="xai_dl_html")
+        cols[2].download_button("Raw NPZ", report.results_npz(image.pixels, results, meta),
+                                file_name="xai-lens-results.npz", mime="application/octet-stream", key="xai_dl_npz")
+        cols[3].download_button("JSON", report.results_json(meta, results),
+                                file_name="xai-lens-results.json", mime="application/json", key="xai_dl_json")
