@@ -226,7 +226,7 @@ class Classifier:
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """Pre-softmax scores (N, C) for RGB uint8 images."""
-        _, scores = self.gradients(images, [], layer=INPUT_LAYER)
+        _, scores, _ = self.gradients(images, [], layer=INPUT_LAYER)
         return scores
 
     def gradients(

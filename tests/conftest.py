@@ -1,4 +1,4 @@
-"""Test-wide settings: quiet TensorFlow, an isolated cache folder, deterministic seeds."""
+"""Test-wide settings: quiet TensorFlow (tests that need an isolated model cache set XAI_LENS_CACHE themselves)."""
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
