@@ -1,0 +1,78 @@
+"""Labels files: every accepted layout gives names in index order; every bad file a clear error."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from model_zoo.labels import LabelsError, parse_labels
+
+
+@pytest.mark.parametrize(
+    "data, filename, expected",
+    [
+        (b"cat\ndog\nbird\n\n\n", "labels.txt", ["cat", "dog", "bird"]),
+        (b"\xef\xbb\xbf  cat \r\ndog\r\n", "LABELS.TXT", ["cat", "dog"]),  # BOM, CRLF, spaces
+        ("chat\nchien\n".encode("utf-16"), "fr.txt", ["chat", "chien"]),
+        ("猫\n犬".encode(), "ja.txt", ["猫", "犬"]),
+        # the widespread imagenet1000_clsidx_to_labels.txt is a Python dict literal
+        (b"{0: 'tench, Tinca tinca',\n 1: 'goldfish, Carassius auratus'}", "i.txt",
+         ["tench, Tinca tinca", "goldfish, Carassius auratus"]),
+        (b'["cat", "dog"]', "l.json", ["cat", "dog"]),
+        (b'{"1": "dog", "0": "cat"}', "l.json", ["cat", "dog"]),  # any key order
+        (b'{"0": ["n02123045", "tabby"], "1": ["n02124075", "Egyptian_cat"]}', "imagenet_class_index.json",
+         ["tabby", "Egyptian_cat"]),
+        (b'{"id2label": {"0": "neg", "1": "pos"}, "model_type": "vit"}', "config.json", ["neg", "pos"]),
+        (b"index,name\n0,cat\n1,dog\n", "l.csv", ["cat", "dog"]),
+        (b"1,dog\n0,cat\n", "l.csv", ["cat", "dog"]),
+        (b"0,tench, Tinca tinca\n1,goldfish\n", "l.csv", ["tench, Tinca tinca", "goldfish"]),
+        (b'0,"tench, Tinca tinca"\n\n1,goldfish\n', "l.csv", ["tench, Tinca tinca", "goldfish"]),
+        (b"idx,wnid,name\n0,n01440764,tench\n1,n01443537,goldfish\n", "l.csv", ["tench", "goldfish"]),
+        (b"name\ncat\ndog\n", "l.csv", ["cat", "dog"]),
+        (b"cat\ndog\n", "l.csv", ["cat", "dog"]),
+        (b"tench, Tinca tinca\ngoldfish\n", "l.csv", ["tench, Tinca tinca", "goldfish"]),
+    ],
+)  # fmt: skip
+def test_accepted_layouts(data, filename, expected):
+    assert parse_labels(data, filename) == expected
+
+
+def test_a_thousand_keras_style_labels_round_trip():
+    index = {str(i): [f"n{i:08d}", f"class_{i}"] for i in range(1000)}
+    names = parse_labels(json.dumps(index).encode(), "imagenet_class_index.json")
+    assert len(names) == 1000 and names[0] == "class_0" and names[999] == "class_999"
+
+
+@pytest.mark.parametrize(
+    "data, filename, words",
+    [
+        (b"cat", "labels.yaml", r"\.txt, \.json or \.csv"),
+        (b"cat", "labels", "no extension"),
+        (b"", "l.txt", "empty"),
+        (b"  \n\n ", "l.csv", "empty"),
+        (b"[]", "l.json", "no class names"),
+        (b"caf\xe9\n", "l.txt", "not UTF-8"),
+        (b"cat\x00dog", "l.txt", "binary"),
+        (b"cat\n\ndog\n", "l.txt", "line 2 .* empty"),
+        (b'{"0": "cat", "0": "dog"}', "l.json", "index 0 appears twice"),
+        (b'{"0": "cat", "00": "dog"}', "l.json", "index 0 appears twice"),
+        (b"0,cat\n0,dog\n", "l.csv", "index 0 appears twice"),
+        (b'{"0": "cat", "2": "dog", "5": "cow"}', "l.json", "missing 1, 3, 4"),
+        (b"1,cat\n2,dog\n", "l.csv", "missing 0"),
+        (b'{"-1": "cat"}', "l.json", "negative"),
+        (b'{"a": "cat"}', "l.json", "not a class index"),
+        (b'["cat", null]', "l.json", "entry 1 .* not a class name"),
+        (b'["cat", "  "]', "l.json", "empty class name"),
+        (b'{"labels": 3}', "l.json", "not a class index"),
+        (b'"cat"', "l.json", "list of names or an object"),
+        (b"{not json", "l.json", "not valid JSON .*line 1"),
+        (b"a\n" * (5 * 2**20 // 2 + 1), "big.txt", "limit is 5 MB"),
+    ],
+)
+def test_bad_files_give_clear_errors(data, filename, words):
+    with pytest.raises(LabelsError, match=words):
+        parse_labels(data, filename)
+
+
+def test_labels_error_is_a_value_error():
+    assert issubclass(LabelsError, ValueError)
