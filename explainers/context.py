@@ -120,7 +120,14 @@ class ExplainContext:
             )
             self.cache["perturbations"] = run
         run.extend(int(samples or self.sampling.samples), progress=self.progress)
+        if run.n and "probs" not in self.cache:
+            self.cache["probs"] = run.Y[0]  # row 0 is the unperturbed image: no extra call
         return run
+
+    def perturbation_calls(self) -> int:
+        """Images the shared perturbation run has sent to the model so far (0 before it exists)."""
+        run = self.cache.get("perturbations")
+        return int(run.model_calls) if run is not None else 0
 
     def report(self, done: int, total: int, stage: str) -> None:
         """Forward progress to the caller's callback (which may raise ``Cancelled``)."""

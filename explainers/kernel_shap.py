@@ -97,11 +97,13 @@ def fit_kernel_shap(
 
 def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int]) -> list[Explanation]:
     """One KernelSHAP explanation per label from the context's shared perturbation run."""
-    from explainers.lime import shared_params
+    from explainers.lime import run_rows, shared_params
 
     with Timer() as total:
+        calls_before = ctx.perturbation_calls()
         run = ctx.perturbations()
-        rows = run.rows()
+        new_calls = int(run.model_calls) - calls_before
+        rows = run.rows(run_rows(ctx, run))
         segments = ctx.segments()
         fits = [
             (label, fit_kernel_shap(
@@ -122,16 +124,17 @@ def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int]) -> list[Ex
             local_prediction=fit.base_value + float(fit.values.sum()),
             r2=fit.r2,
             base_value=fit.base_value,
-            model_calls=int(run.model_calls),
+            model_calls=new_calls if i == 0 else 0,
             seconds=total.seconds,
-            params={**params_dict(params), **shared_params(ctx, run)},
+            params={**params_dict(params), **shared_params(ctx, run, len(rows.Z))},
             extras={
                 "efficiency_gap": fit.efficiency_gap,
                 "exact": bool(run.exhaustive),
                 "shared_run_seconds_in_model": float(run.seconds_in_model),
+                    "shared_calls": int(run.model_calls),
             },
         )
-        for label, fit in fits
+        for i, (label, fit) in enumerate(fits)
     ]
 
 

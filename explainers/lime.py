@@ -145,13 +145,13 @@ def fit_lime(
     )
 
 
-def shared_params(ctx, run) -> dict:
+def shared_params(ctx, run, n_rows: int | None = None) -> dict:
     """The settings of the shared perturbation pass, recorded with every explanation."""
     from explainers.segmentation import resolve_params
 
     return {
         "seed": ctx.seed,
-        "samples": int(run.n),
+        "samples": int(n_rows if n_rows is not None else run.n),
         "requested_samples": int(ctx.sampling.samples),
         "exhaustive": bool(run.exhaustive),
         "fill": run.fill,
@@ -161,18 +161,27 @@ def shared_params(ctx, run) -> dict:
     }
 
 
+def run_rows(ctx, run) -> int | None:
+    """Rows an estimate uses: exactly the requested samples (a run extended earlier, e.g. by
+    "more samples" or the trust metrics, must not change a result cached under a smaller N),
+    or every row when the run enumerates all coalitions (exactness needs them all)."""
+    return None if run.exhaustive else int(ctx.sampling.samples)
+
+
 def run_lime(ctx, params: LimeParams, labels: list[int]) -> list[Explanation]:
     """One LIME explanation per label, all from the context's shared perturbation run."""
     with Timer() as total:
+        calls_before = ctx.perturbation_calls()
         run = ctx.perturbations()
-        rows = run.rows()
+        new_calls = int(run.model_calls) - calls_before
+        rows = run.rows(run_rows(ctx, run))
         segments = ctx.segments()
         out = []
         for label in labels:
             fit = fit_lime(rows.Z, rows.Y[:, label], rows.lime_ratio, params, seed=ctx.seed)
             out.append((label, fit))
     results = []
-    for label, fit in out:
+    for i, (label, fit) in enumerate(out):
         results.append(
             Explanation(
                 method="lime",
@@ -185,12 +194,13 @@ def run_lime(ctx, params: LimeParams, labels: list[int]) -> list[Explanation]:
                 intercept=fit.intercept,
                 local_prediction=fit.local_prediction,
                 r2=fit.r2,
-                model_calls=int(run.model_calls),
+                model_calls=new_calls if i == 0 else 0,
                 seconds=total.seconds,
-                params={**params_dict(params), **shared_params(ctx, run)},
+                params={**params_dict(params), **shared_params(ctx, run, len(rows.Z))},
                 extras={
                     "surrogate": params.surrogate,
                     "shared_run_seconds_in_model": float(run.seconds_in_model),
+                    "shared_calls": int(run.model_calls),
                 },
             )
         )

@@ -249,11 +249,14 @@ class Classifier:
                 raise ModelError(f"class index {c} is out of range 0..{self.num_classes - 1}")
         h, w = images.shape[1:3]
 
+        k = len(classes)
+
         def build() -> Callable:
-            def fn(x):
+            # Classes are a tensor argument, so a new set of top-k labels reuses the traced graph.
+            def fn(x, cls):
                 with tf.GradientTape(persistent=True) as tape:
                     feats, scores = self.scores_tf(x, layer, tape)
-                    targets = [scores[:, c] for c in classes]
+                    targets = [tf.gather(scores, cls[i], axis=1) for i in range(k)]
                 grads = [tape.gradient(t, feats) for t in targets]
                 del tape
                 if grads:
@@ -262,17 +265,21 @@ class Classifier:
 
             return tf.function(
                 fn,
-                input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32)],
+                input_signature=[
+                    tf.TensorSpec([None, h, w, 3], tf.float32),
+                    tf.TensorSpec([k], tf.int32),
+                ],
                 jit_compile=False,
                 autograph=False,
             )
 
-        fn = self._compiled(("grad", layer, classes, h, w), build)
+        fn = self._compiled(("grad", layer, k, h, w), build)
+        cls = tf.constant(classes, dtype=tf.int32, shape=[k])
         out_f, out_s, out_g = [], [], []
         with self._lock:
             for start in range(0, len(images), self.batch_size):
                 chunk = tf.constant(images[start : start + self.batch_size], dtype=tf.float32)
-                f, s, g = fn(chunk)
+                f, s, g = fn(chunk, cls)
                 out_f.append(f.numpy())
                 out_s.append(s.numpy())
                 out_g.append(g.numpy() if classes else None)

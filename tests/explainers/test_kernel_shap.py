@@ -184,8 +184,10 @@ def test_lime_then_kernel_shap_share_one_set_of_model_calls(tiny_classifier):
     assert after_lime - start == calls > 0
     shap_out = run_kernel_shap(ctx, KernelShapParams(), [0, 1])
     assert clf.images_seen == after_lime and run.model_calls == calls  # no new model calls
+    assert [e.model_calls for e in lime_out] == [calls, 0]
+    assert [e.model_calls for e in shap_out] == [0, 0]  # everything came from LIME's pass
     for e in shap_out + lime_out:
-        assert e.model_calls == calls and e.params["samples"] == 200
+        assert e.extras["shared_calls"] == calls and e.params["samples"] == 200
     for e in shap_out:
         assert e.method == "kernel_shap"
         np.testing.assert_array_equal(e.heatmap, e.segment_weights[e.segments])

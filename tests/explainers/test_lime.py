@@ -173,10 +173,12 @@ def test_method_on_a_keras_classifier():
     run = ctx.perturbations()
     assert seen == run.model_calls and 0 < run.model_calls <= 120
     assert [e.label for e in out] == [0, 2] and out[1].label_name == "c"
+    # The calls this method caused sit on its first result, so summing never double counts.
+    assert [e.model_calls for e in out] == [run.model_calls, 0]
     for e in out:
         assert e.method == "lime" and e.heatmap.dtype == np.float32 and e.heatmap.shape == (16, 16)
         np.testing.assert_array_equal(e.heatmap, e.segment_weights[e.segments])
-        assert e.model_calls == run.model_calls
+        assert e.extras["shared_calls"] == run.model_calls
         assert e.params["seed"] == 4 and e.params["samples"] == 120 and e.params["fill"] == "gray"
         assert e.params["segmentation"] == "grid" and e.params["kernel_width"] == 0.25
         assert e.extras["surrogate"] == "ridge" and 0 <= e.r2 <= 1
