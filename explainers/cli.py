@@ -1,0 +1,479 @@
+"""``python -m explainers``: explain an image from the command line (or list the methods).
+
+Why a CLI: it runs the same engine as the dashboard (one ``ExplainContext`` per image, so LIME
+and KernelSHAP share one perturbation pass) in a scriptable way — ``--json`` for pipelines and
+tests, ``--out`` for the raw maps. Positions are reported in the pixel coordinates of the image
+*file as given*: the heatmap peak is mapped back through the resize/crop/letterbox with
+``FittedImage.to_original``.
+
+Every bad input ends with exit code 2 and one line on stderr starting with ``error: `` (no
+traceback; ``--verbose`` shows it), as in ``python -m model_zoo``, whose argument handling for
+``--model/--labels/--preprocess/--resize/--input-size`` this CLI shares. Cheap checks (image,
+segmentation, sampling parameters) run before TensorFlow is imported.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+import traceback
+import warnings
+from typing import Any, Mapping, Sequence
+
+from model_zoo.cli import (
+    EXIT_INTERNAL,
+    EXIT_USAGE,
+    CLIError,
+    _import_tensorflow_quietly,
+    _one_line,
+    _Parser,
+    _positive_int,
+    _read_image_bytes,
+)
+
+DEFAULT_METHODS = "gradcam,lime,kernel_shap"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+# ---------------------------------------------------------------------- arguments
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (no TensorFlow imported)."""
+    from explainers.context import FILLS
+    from explainers.segmentation import ALGORITHMS
+    from model_zoo.images import RESIZE_POLICIES
+
+    parser = _Parser(
+        prog="python -m explainers",
+        description="XAI Lens explainers: explain a Keras image classifier's prediction.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show warnings and full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p_methods = sub.add_parser("methods", help="list the registered methods and their parameters")
+    p_methods.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("explain", help="explain the top-k classes of an image")
+    p.add_argument("image", metavar="IMAGE", help="PNG/JPEG/GIF/BMP/TIFF/WEBP file")
+    p.add_argument("--model", metavar="ID|PATH",
+                   help="catalog id, the bundled id, or a .keras/.h5 file (default: inceptionv3 "
+                        "if its weights are here, else the bundled model)")
+    p.add_argument("--labels", metavar="FILE", help="class names (.txt, .json or .csv)")
+    p.add_argument("--preprocess", metavar="P",
+                   help="override the pixel preprocessing, e.g. unit, symmetric, caffe, torch, "
+                        "lite, raw, builtin")
+    p.add_argument("--resize", choices=RESIZE_POLICIES, default="crop",
+                   help="how to fit the image to the model input (default: crop)")
+    p.add_argument("--input-size", type=_positive_int, metavar="N",
+                   help="input side for your own models declared without a fixed size")
+    p.add_argument("--weights", metavar="FILE",
+                   help="weights file of a catalog model outside the Keras cache")
+    p.add_argument("--methods", default=DEFAULT_METHODS, metavar="M[,M…]",
+                   help=f"comma-separated method names (default {DEFAULT_METHODS}; "
+                        "see `python -m explainers methods`)")
+    p.add_argument("--samples", type=int, default=1000, metavar="N",
+                   help="perturbed images for LIME/KernelSHAP, shared by both (default 1000)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    p.add_argument("--top-k", type=_positive_int, default=1, metavar="K",
+                   help="explain the K most probable classes (default 1)")
+    p.add_argument("--target", metavar="I[,I…]",
+                   help="explain these class indices instead of the top-k")
+    p.add_argument("--segmentation", choices=list(ALGORITHMS), default="quickshift",
+                   help="superpixel algorithm for LIME/KernelSHAP (default quickshift)")
+    p.add_argument("--seg-param", action="append", default=[], metavar="NAME=VALUE",
+                   help="segmentation parameter, repeatable (e.g. n_segments=60 for slic, "
+                        "rows=8 for grid)")
+    p.add_argument("--fill", default="mean", metavar="F",
+                   help=f"what hidden superpixels show: {', '.join(FILLS)} or #rrggbb "
+                        "(default mean)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, metavar="B",
+                   help="images per model call in the perturbation pass (default 32)")
+    p.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE",
+                   help="a method parameter, repeatable (e.g. occlusion.window=16, "
+                        "lime.kernel_width=0.5)")
+    p.add_argument("--out", metavar="FILE.npz", help="also write heatmaps and segments to an NPZ")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _convert(value: str, default: Any, what: str) -> Any:
+    """A command-line string converted to the type of a dataclass field's default."""
+    kind = type(default)
+    if kind is bool:
+        low = value.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise CLIError(f"{what} must be true or false, not {value!r}")
+    if kind in (int, float):
+        try:
+            number = float(value)
+        except ValueError:
+            raise CLIError(f"{what} must be a number, not {value!r}") from None
+        if kind is int:
+            if not number.is_integer():
+                raise CLIError(f"{what} must be a whole number, not {value!r}")
+            return int(number)
+        return number
+    return value
+
+
+def parse_assignments(
+    items: Sequence[str], params_type: type, what: str
+) -> dict[str, Any]:
+    """``["name=value", …]`` → ``{name: typed value}`` for the fields of ``params_type``."""
+    fields = {f.name: f for f in dataclasses.fields(params_type)}
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise CLIError(f"{what} parameters are written name=value, not {item!r}")
+        if name not in fields:
+            known = ", ".join(fields) or "none"
+            raise CLIError(f"unknown {what} parameter {name!r}; known: {known}")
+        out[name] = _convert(value.strip(), _field_default(fields[name]), f"{what} {name}")
+    return out
+
+
+def _field_default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return field.default_factory()  # type: ignore[misc]
+    return ""
+
+
+def _split_names(text: str, what: str) -> list[str]:
+    names = [n.strip() for n in str(text).split(",") if n.strip()]
+    if not names:
+        raise CLIError(f"no {what} given")
+    return list(dict.fromkeys(names))
+
+
+def _parse_targets(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    out = []
+    for item in _split_names(text, "target class"):
+        try:
+            out.append(int(item))
+        except ValueError:
+            raise CLIError(f"--target takes class indices like 281,285, not {item!r}") from None
+    return out
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_methods(args: argparse.Namespace) -> int:
+    """List the registered methods with their parameters and defaults."""
+    _heavy_imports(args)
+    from explainers.base import methods, params_dict
+
+    specs = methods()
+    rows = []
+    for name, spec in specs.items():
+        defaults = params_dict(spec.params_type())
+        rows.append({
+            "name": name, "title": spec.title, "family": spec.family,
+            "needs_gradients": spec.needs_gradients, "params": defaults,
+            "description": spec.description,
+        })
+    if args.json:
+        print(json.dumps({"methods": rows}, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "no parameters"
+        print(f"{r['name']:<{width}}  {r['family']:<12}  {params}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Load the model, fit the image, run the methods from one context, print the results."""
+    import numpy as np
+
+    from explainers.context import SamplingParams
+    from explainers.segmentation import ALGORITHMS, resolve_params
+    from model_zoo.images import load_image, sha256_bytes
+
+    started = time.perf_counter()
+    # Cheap checks first: the image, the segmentation and the sampling parameters.
+    data = _read_image_bytes(args.image)
+    original = load_image(data)
+    seg_params = resolve_params(
+        args.segmentation,
+        parse_assignments(args.seg_param, ALGORITHMS[args.segmentation], args.segmentation),
+    )
+    sampling = SamplingParams(samples=args.samples, fill=args.fill, batch_size=args.batch_size)
+    sampling.validate()
+    names = _split_names(args.methods, "methods")
+    targets = _parse_targets(args.target)
+
+    _heavy_imports(args)
+    from explainers.base import get_method, make_params
+    from explainers.context import ExplainContext
+    from explainers.runner import explain
+    from model_zoo.registry import default_model_id, load_classifier, prepare_image
+
+    specs = {name: get_method(name) for name in names}
+    method_params = _method_params(args.param, specs)
+    params = {name: make_params(spec.params_type, method_params.get(name)) for name, spec in specs.items()}
+
+    clf = load_classifier(
+        args.model or default_model_id(),
+        labels_path=args.labels,
+        preprocessing=args.preprocess,
+        input_size=args.input_size,
+        weights_path=args.weights,
+    )
+    if targets is None and args.top_k > clf.num_classes:
+        raise CLIError(f"--top-k must be between 1 and {clf.num_classes} for this model, "
+                       f"got {args.top_k}")
+    fitted = prepare_image(clf, original, policy=args.resize)
+    loaded = time.perf_counter()
+
+    seen = clf.images_seen
+    ctx = ExplainContext(
+        clf, np.array(fitted.image), seed=args.seed, segmentation=args.segmentation,
+        segmentation_params=seg_params, sampling=sampling,
+    )
+    t0 = time.perf_counter()
+    results = explain(ctx, params, labels=targets, top_k=args.top_k)
+    seconds = time.perf_counter() - t0
+    calls = clf.images_seen - seen
+
+    report = build_report(
+        clf, fitted, results, image_path=args.image, image_sha256=sha256_bytes(data),
+        model_calls=calls, seconds=seconds, load_seconds=loaded - started, args=args, ctx=ctx,
+    )
+    if args.out:
+        write_npz(args.out, fitted, results, report)
+    if args.json:
+        print(json.dumps(report, indent=2 if sys.stdout.isatty() else None))
+    else:
+        print(format_table(report))
+    return 0
+
+
+def _method_params(items: Sequence[str], specs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``--param method.name=value`` → ``{method: {name: typed value}}`` (only chosen methods)."""
+    grouped: dict[str, list[str]] = {}
+    for item in items:
+        head, sep, _ = item.partition("=")
+        method, dot, _ = head.partition(".")
+        if not sep or not dot:
+            raise CLIError(f"--param is written METHOD.NAME=VALUE, not {item!r}")
+        method = method.strip()
+        if method not in specs:
+            raise CLIError(f"--param {item!r} names {method!r}, which is not in --methods")
+        grouped.setdefault(method, []).append(item.partition(".")[2])
+    return {
+        m: parse_assignments(values, specs[m].params_type, m) for m, values in grouped.items()
+    }
+
+
+# ---------------------------------------------------------------------- output
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """Plain JSON values from params/extras; arrays other than tiny ones are left out (None)."""
+    import numpy as np
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            conv = _jsonable(v, depth + 1)
+            if conv is not _SKIP:
+                out[str(k)] = conv
+        return out
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.size <= 16 else _SKIP
+    if isinstance(value, (list, tuple)):
+        items = [_jsonable(v, depth + 1) for v in value]
+        return [v for v in items if v is not _SKIP]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        f = float(value)
+        return f if np.isfinite(f) else None
+    if value is None or isinstance(value, (int, str)):
+        return value
+    return str(value)
+
+
+_SKIP = object()
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else _jsonable(float(value))
+
+
+def result_dict(exp: Any, fitted: Any) -> dict[str, Any]:
+    """One explanation as JSON: peak in the original file's pixels, ranked segments, numbers."""
+    row, col = exp.peak()
+    orow, ocol = fitted.to_original(row, col)
+    out: dict[str, Any] = {
+        "method": exp.method,
+        "label": int(exp.label),
+        "label_name": exp.label_name,
+        "score": _float(exp.score),
+        "seconds": _float(exp.seconds),
+        "model_calls": int(exp.model_calls),
+        "peak": [int(orow), int(ocol)],
+        "peak_input": [int(row), int(col)],
+        "heatmap_max": _float(exp.heatmap.max()),
+        "heatmap_min": _float(exp.heatmap.min()),
+    }
+    if exp.segment_weights is not None:
+        out["segments"] = [[i, _float(w)] for i, w in exp.ranked_segments()]
+    for name in ("r2", "base_value", "intercept", "local_prediction"):
+        value = getattr(exp, name)
+        if value is not None:
+            out[name] = _float(value)
+    out["params"] = _jsonable(dict(exp.params))
+    out["extras"] = _jsonable(dict(exp.extras))
+    return out
+
+
+def build_report(
+    clf: Any, fitted: Any, results: Sequence[Any], *, image_path: str, image_sha256: str,
+    model_calls: int, seconds: float, load_seconds: float, args: argparse.Namespace, ctx: Any,
+) -> dict[str, Any]:
+    """The ``--json`` document (see the module docstring of the CLI and benchmarks/README.md)."""
+    segments = ctx.cache.get("segments")
+    return {
+        "model": clf.id,
+        "model_name": clf.name,
+        "image": image_path,
+        "image_sha256": image_sha256,
+        "image_shape": [int(v) for v in fitted.original_shape],
+        "input_shape": [int(v) for v in fitted.image.shape[:2]],
+        "resize": fitted.policy,
+        "model_calls": int(model_calls),
+        "seconds": float(seconds),
+        "load_seconds": float(load_seconds),
+        "seed": int(args.seed),
+        "samples": int(args.samples),
+        "segmentation": args.segmentation,
+        "num_segments": None if segments is None else int(segments.max()) + 1,
+        "labels": list(dict.fromkeys(int(r.label) for r in results)),
+        "results": [result_dict(r, fitted) for r in results],
+    }
+
+
+def format_table(report: Mapping[str, Any]) -> str:
+    """A readable table of the results (one row per method and label)."""
+    lines = [
+        f"{report['model_name']} ({report['model']}); image {report['image']} "
+        f"{report['image_shape'][0]}×{report['image_shape'][1]} → "
+        f"{report['input_shape'][0]}×{report['input_shape'][1]} ({report['resize']})",
+        f"{report['model_calls']} images through the model in {report['seconds']:.2f} s "
+        f"(+ {report['load_seconds']:.1f} s loading); seed {report['seed']}"
+        + (f"; {report['num_segments']} {report['segmentation']} superpixels"
+           if report["num_segments"] else ""),
+        "",
+    ]
+    header = ("METHOD", "CLASS", "SCORE", "PEAK (row, col)", "SECONDS", "CALLS", "R²", "TOP SEGMENTS")
+    rows = [header]
+    for r in report["results"]:
+        top = ", ".join(f"{i}:{w:+.3f}" for i, w in r.get("segments", [])[:3])
+        rows.append((
+            r["method"],
+            f"{r['label']} {r['label_name']}",
+            f"{100 * r['score']:.1f} %" if r["score"] is not None else "",
+            f"({r['peak'][0]}, {r['peak'][1]})",
+            f"{r['seconds']:.2f}",
+            str(r["model_calls"]),
+            f"{r['r2']:.2f}" if r.get("r2") is not None else "",
+            top,
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    lines.append("")
+    lines.append("Peaks are in pixels of the image file; weights are each method's own units.")
+    return "\n".join(lines)
+
+
+def write_npz(path: str, fitted: Any, results: Sequence[Any], report: Mapping[str, Any]) -> None:
+    """Heatmaps (R, H, W) at the model input, the input image, segments and segment weights.
+
+    ``segment_weights`` is (R, M) with NaN rows for methods without superpixels; ``meta`` is the
+    JSON report. Loadable with ``np.load(path)`` (no pickle).
+    """
+    import numpy as np
+
+    seg = next((r.segments for r in results if r.segments is not None), None)
+    arrays: dict[str, Any] = {
+        "image": np.asarray(fitted.image, dtype=np.uint8),
+        "heatmaps": np.stack([r.heatmap for r in results]).astype(np.float32),
+        "methods": np.array([r.method for r in results]),
+        "labels": np.array([r.label for r in results], dtype=np.int64),
+        "label_names": np.array([r.label_name for r in results]),
+        "scores": np.array([r.score for r in results], dtype=np.float32),
+        "original_shape": np.array(fitted.original_shape, dtype=np.int64),
+        "source_box": np.array(fitted.source_box, dtype=np.float64),
+        "target_box": np.array(fitted.target_box, dtype=np.int64),
+        "meta": np.array(json.dumps(report)),
+    }
+    if seg is not None:
+        m = int(seg.max()) + 1
+        weights = np.full((len(results), m), np.nan, dtype=np.float32)
+        for i, r in enumerate(results):
+            if r.segment_weights is not None and len(r.segment_weights) == m:
+                weights[i] = r.segment_weights
+        arrays["segments"] = seg.astype(np.int32)
+        arrays["segment_weights"] = weights
+    try:
+        with open(path, "wb") as f:
+            np.savez_compressed(f, **arrays)
+    except OSError as e:
+        raise CLIError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+# ---------------------------------------------------------------------- entry point
+def _heavy_imports(args: argparse.Namespace) -> None:
+    if not args.verbose:
+        _import_tensorflow_quietly()
+
+
+_COMMANDS = {"methods": cmd_methods, "explain": cmd_explain}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 2 bad input, 1 internal error, 130 interrupted)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.verbose:
+        warnings.filterwarnings("ignore")
+    try:
+        return _COMMANDS[args.command](args)
+    except (ValueError, OSError) as e:  # ExplainerError, ModelError, ImageError, CLIError, ...
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug, not a bad input: still one line unless --verbose
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: internal error ({type(e).__name__}: {_one_line(e)}); rerun with "
+              "--verbose for details", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+__all__ = [
+    "build_parser", "main", "parse_assignments", "result_dict", "build_report", "format_table",
+    "write_npz", "cmd_explain", "cmd_methods",
+]

@@ -1,0 +1,133 @@
+"""One contract over every registered method (new methods are picked up automatically).
+
+Each method runs on a tiny real Keras CNN (32×32×3 → 3 classes, fixed weights) through the
+runner, twice with the same seed, for two labels. Expensive parameters are shrunk through the
+method's own parameter dataclass when it has them (samples, steps, channels, window).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from explainers.base import Explanation, methods, params_dict
+from explainers.context import ExplainContext, SamplingParams
+from explainers.runner import run_method
+from model_zoo.classifier import Classifier
+
+SIZE = 32
+LABELS = [2, 1]  # the two most probable classes (Score-CAM gives 0 to labels below the black image)
+# Smaller values for the expensive parameters, applied only to fields a method actually has.
+SMALL = {"samples": 4, "steps": 8, "max_channels": 8, "window": 8, "stride": 4}
+
+
+@pytest.fixture(scope="module")
+def classifier() -> Classifier:
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inp)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Conv2D(12, 3, padding="same", activation="relu", name="conv2")(x)
+    x = keras.layers.Flatten()(x)
+    out = keras.layers.Dense(3, activation="softmax", name="head")(x)
+    model = keras.Model(inp, out)
+    # Fixed, seeded weights (not Keras' initialiser), so the maps are the same on every run; a
+    # small head keeps the softmax unsaturated (every label has a real probability to explain).
+    rng = np.random.default_rng(11)
+    scale = {4: 0.3, 2: 0.02, 1: 0.0}  # conv kernels, dense kernel, biases
+    model.set_weights(
+        [rng.normal(0, scale[w.ndim], w.shape).astype(np.float32) for w in model.get_weights()]
+    )
+    return Classifier(model, id="tiny", name="tiny", labels=["ant", "bee", "cat"],
+                      preprocessing="unit", batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 120, (SIZE, SIZE, 3), dtype=np.uint8)
+    img[4:14, 18:28] = (250, 240, 60)  # a bright object so the maps have structure
+    return img
+
+
+def small_params(params_type: type) -> dict:
+    names = {f.name: f for f in dataclasses.fields(params_type)}
+    return {k: v for k, v in SMALL.items() if k in names and isinstance(names[k].default, int)}
+
+
+def explain(clf: Classifier, img: np.ndarray, name: str, seed: int = 0) -> tuple[list[Explanation], int, dict]:
+    ctx = ExplainContext(
+        clf, img, seed=seed, segmentation="grid", segmentation_params={"rows": 4, "cols": 4},
+        sampling=SamplingParams(samples=64),
+    )
+    params = small_params(methods()[name].params_type)
+    before = clf.images_seen
+    results = run_method(ctx, name, params, LABELS)
+    return results, clf.images_seen - before, params
+
+
+@pytest.mark.parametrize("name", sorted(methods()))
+def test_method_contract(classifier, image, name):
+    spec = methods()[name]
+    results, calls, params = explain(classifier, image, name)
+    probs = classifier.predict(image[None])[0]
+
+    assert [r.label for r in results] == LABELS
+    for r in results:
+        assert isinstance(r, Explanation) and r.method == name
+        assert r.heatmap.shape == image.shape[:2]
+        assert r.heatmap.dtype == np.float32
+        assert np.all(np.isfinite(r.heatmap))
+        assert np.any(r.heatmap != 0), "an all-zero map explains nothing"
+        assert r.label_name == classifier.labels[r.label]
+        assert r.score == pytest.approx(float(probs[r.label]), abs=1e-4)
+        assert r.seconds >= 0 and r.model_calls >= 0
+        # every resolved parameter is recorded, with the value used
+        resolved = params_dict(spec.params_type(**params))
+        assert {k: r.params.get(k) for k in resolved} == resolved
+        if r.segments is not None:  # superpixel methods: the map is the weights painted back
+            assert r.segments.shape == image.shape[:2]
+            assert r.segment_weights.shape == (int(r.segments.max()) + 1,)
+            np.testing.assert_array_equal(r.heatmap, r.segment_weights.astype(np.float32)[r.segments])
+
+    # model-call accounting (explainers/cam.py): summing over the results gives the real cost
+    assert sum(r.model_calls for r in results) == calls
+
+    # different labels → different maps (except methods that declare themselves class-agnostic)
+    if not results[0].extras.get("class_agnostic"):
+        assert not np.allclose(results[0].heatmap, results[1].heatmap)
+
+    # same seed → the same result, bit for bit
+    again, _, _ = explain(classifier, image, name)
+    for a, b in zip(results, again):
+        np.testing.assert_array_equal(a.heatmap, b.heatmap)
+        if a.segment_weights is not None:
+            np.testing.assert_array_equal(a.segment_weights, b.segment_weights)
+
+
+def test_every_builtin_method_is_registered():
+    expected = {
+        "lime", "kernel_shap", "gradcam", "gradcam_pp", "xgradcam", "layercam", "hirescam",
+        "scorecam", "eigencam", "occlusion", "saliency", "smoothgrad", "integrated_gradients",
+        "gradient_shap",
+    }
+    assert expected <= set(methods())
+
+
+def test_one_context_shares_model_calls(classifier, image):
+    """All methods from one context: summed model_calls is the real cost, and LIME and
+    KernelSHAP together cost one perturbation pass."""
+    from explainers.runner import explain as run_all
+
+    ctx = ExplainContext(
+        classifier, image, seed=0, segmentation="grid", segmentation_params={"rows": 4, "cols": 4},
+        sampling=SamplingParams(samples=64),
+    )
+    before = classifier.images_seen
+    results = run_all(ctx, {n: small_params(s.params_type) for n, s in methods().items()}, LABELS)
+    calls = classifier.images_seen - before
+    assert sum(r.model_calls for r in results) == calls
+    shared = [r for r in results if r.method in ("lime", "kernel_shap")]
+    assert sum(r.model_calls for r in shared) == ctx.perturbations().model_calls <= 64
