@@ -411,3 +411,13 @@ def user_message(exc: BaseException) -> str:
 
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, ExplainerError, OSError)
+
+
+def download_weights(model_id: str, progress: Callable[[int, int], None] | None = None) -> str:
+    """Fetch a catalog model's ImageNet weights on explicit request (hash-checked, atomic)."""
+    from model_zoo.catalog import get_entry
+    from model_zoo.weights import download_weights as fetch
+
+    path = fetch(get_entry(model_id), progress)
+    model_choices.clear()
+    return str(path)

@@ -5,6 +5,7 @@ Pages stay short: they call these and services.py; nothing here touches TensorFl
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Sequence
 
 import numpy as np
@@ -15,11 +16,112 @@ from explainers.base import Explanation
 from explainers.render import COLORMAPS, method_limits, render_explanation
 
 DEFAULT_METHODS = ("lime", "gradcam", "kernel_shap")
+CURRENT_LABELS_KEY = "xai_current_labels"
+DEFAULT_SAMPLES = int(os.environ.get("XAI_LENS_DEFAULT_SAMPLES", "1000"))  # lowered by the browser tests
+SAMPLE_CHOICES = sorted({50, 100, 250, 500, 1000, 2000, 5000, DEFAULT_SAMPLES})
 VIEW_DEFAULTS = {
     "xai_view_style": "heatmap", "xai_view_opacity": 0.55, "xai_view_cmap": "blue-white-red",
     "xai_view_boundaries": False, "xai_view_positive": False, "xai_view_top_n": 0,
     "xai_view_hide_rest": False, "xai_view_upsampling": "bilinear",
 }
+
+
+# ------------------------------------------------------------------------- sidebar
+SIDEBAR_DEFAULTS = {
+    "xai_image_source": "Sample", "xai_resize": "crop", "xai_top_k": 3, "xai_stakeholder": False,
+    "xai_preprocessing": "guess", "xai_input_size": 0,
+}
+PERSISTENT_KEYS = (*SIDEBAR_DEFAULTS, services.MODEL_KEY, "xai_sample", *VIEW_DEFAULTS, "xai_view_label")
+
+
+def page_setup() -> None:
+    """Call first on every page: keeps sidebar choices across page switches and draws the sidebar.
+
+    Streamlit drops the state of widgets that a page does not draw; re-assigning the keys turns
+    them into plain session values that survive the switch (uploads are copied at once by
+    their callbacks). The sidebar is drawn by each page rather than by app.py because AppTest
+    only keeps a file page's own elements on reruns.
+    """
+    state = st.session_state
+    for key in PERSISTENT_KEYS:
+        if key in state:
+            state[key] = state[key]
+    for key, value in SIDEBAR_DEFAULTS.items():
+        state.setdefault(key, value)
+    draw_sidebar()
+
+
+def _on_upload() -> None:
+    upload = st.session_state.get("xai_upload")
+    if upload is not None:
+        services.remember_image(upload.getvalue(), upload.name, "upload")
+
+
+def _on_camera() -> None:
+    shot = st.session_state.get("xai_camera")
+    if shot is not None:
+        services.remember_image(shot.getvalue(), "camera snapshot", "camera")
+
+
+def _on_sample() -> None:
+    name = st.session_state.get("xai_sample")
+    if name:
+        services.remember_image(services.sample_bytes(name), name, "sample")
+
+
+def _on_custom_model() -> None:
+    services.remember_custom_model_from_widgets()
+
+
+def model_sidebar() -> None:
+    st.header("Model")
+    choices = services.model_choices()
+    titles = {c.id: c.name + ("" if c.available else " — weights missing") for c in choices}
+    titles["custom"] = "Your own model (.keras / .h5)…"
+    services.current_model_ref()  # initialises the default choice
+    st.selectbox("Classifier", list(titles), format_func=titles.get, key=services.MODEL_KEY)
+    if st.session_state[services.MODEL_KEY] == "custom":
+        st.file_uploader("Model file", type=["keras", "h5"], key="xai_model_file",
+                         on_change=_on_custom_model,
+                         help="Loaded in Keras safe mode: Lambda layers and custom code are refused.")
+        st.file_uploader("Labels (optional)", type=["txt", "json", "csv"], key="xai_labels_file",
+                         on_change=_on_custom_model)
+        st.selectbox("Preprocessing", services.preprocessing_choices(), key="xai_preprocessing",
+                     format_func=services.preprocessing_title, on_change=_on_custom_model,
+                     help="How pixels are scaled before the model; 'guess' looks at the model's first layers.")
+        st.number_input("Input size (only if the model accepts any size)", 0, 1024, step=1,
+                        key="xai_input_size", on_change=_on_custom_model)
+        problem = st.session_state.get(services.CUSTOM_ERROR_KEY)
+        if problem:
+            st.error(problem)
+
+
+def image_sidebar() -> None:
+    st.header("Image")
+    source = st.radio("Source", ["Sample", "Upload", "Camera"], horizontal=True, key="xai_image_source")
+    if source == "Sample":
+        titles = services.sample_titles()
+        st.selectbox("Sample image", list(titles), format_func=titles.get, key="xai_sample",
+                     on_change=_on_sample)
+    elif source == "Upload":
+        st.file_uploader("Image file", type=["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp"],
+                         key="xai_upload", on_change=_on_upload)
+    else:
+        st.camera_input("Snapshot", key="xai_camera", on_change=_on_camera)
+    st.selectbox("Fit to model input", ["crop", "stretch", "pad"], key="xai_resize",
+                 help="crop: centre crop like the model's evaluation; stretch: ignore aspect; pad: letterbox.")
+
+
+def draw_sidebar() -> None:
+    services.ensure_default_image()
+    with st.sidebar:
+        model_sidebar()
+        image_sidebar()
+        st.header("View")
+        st.slider("Top-k labels", 1, 10, key="xai_top_k")
+        st.toggle("Stakeholder mode", key="xai_stakeholder",
+                  help="Hide the knobs, enlarge pictures and add plain-language captions.")
+
 
 
 def stakeholder_mode() -> bool:
@@ -172,7 +274,7 @@ def explain_form(classifier: Any) -> None:
         cols = st.columns([3, 1, 1, 1])
         chosen = cols[0].multiselect("Methods", list(specs), default=defaults, key="xai_form_methods",
                                      format_func=lambda n: specs[n].title)
-        samples = cols[1].select_slider("Samples", [50, 100, 250, 500, 1000, 2000, 5000], value=1000,
+        samples = cols[1].select_slider("Samples", SAMPLE_CHOICES, value=DEFAULT_SAMPLES,
                                         key="xai_form_samples")
         fill = cols[2].selectbox("Hidden superpixels", ["mean", "blur", "gray", "black"], key="xai_form_fill")
         seed = cols[3].number_input("Seed", 0, 2**31 - 1, 0, key="xai_form_seed")
@@ -193,7 +295,7 @@ def explain_form(classifier: Any) -> None:
         )
 
 
-def build_request(methods: Sequence[str], *, samples: int = 1000, fill: str = "mean", seed: int = 0,
+def build_request(methods: Sequence[str], *, samples: int = DEFAULT_SAMPLES, fill: str = "mean", seed: int = 0,
                   surrogate: str = "ridge", layer: str = "", cam_upsampling: str = "bilinear",
                   segmentation: str = "quickshift", segmentation_params: dict | None = None) -> services.RunRequest:
     """A RunRequest with each method's parameters filled from the form's shared choices."""
@@ -223,7 +325,9 @@ def current_request(classifier: Any, preds: Sequence[tuple[int, str, float]]) ->
         req = build_request([m for m in DEFAULT_METHODS if m in specs])
         st.session_state[services.RUN_KEY] = req
     usable = tuple((n, p) for n, p in req.methods if n in specs)
-    return dataclasses.replace(req, methods=usable, labels=tuple(idx for idx, _, _ in preds))
+    labels = tuple(idx for idx, _, _ in preds)
+    st.session_state[CURRENT_LABELS_KEY] = labels
+    return dataclasses.replace(req, methods=usable, labels=labels)
 
 
 def collect_results(classifier: Any, image: services.PreparedImage, req: services.RunRequest,

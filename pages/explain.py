@@ -8,6 +8,7 @@ import figures
 import services
 import views
 
+views.page_setup()
 st.title("🔍 Why did the model say that?")
 classifier, image = views.require_model_and_image()
 preds = services.predictions(classifier, image, views.top_k())

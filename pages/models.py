@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+import views
+
 import services
 
+views.page_setup()
 st.title("🧠 Models")
 st.subheader("Catalog")
 for choice in services.model_choices():

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+import views
+
+views.page_setup()
 st.title("🛡️ Trust")
 st.info(
     "The trust panel (deletion/insertion faithfulness, stability across seeds and noise, agreement "

@@ -1,0 +1,118 @@
+"""AppTest: page logic of the dashboard with the real bundled model (no mocks).
+
+Each test starts from fresh caches and a small sample count so the suite stays quick.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+import services
+import views
+from model_zoo.registry import load_classifier
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 240
+PAGES = ["pages/explain.py", "pages/compare.py", "pages/trust.py", "pages/models.py", "pages/guide.py"]
+
+
+def png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def app() -> AppTest:
+    st.cache_data.clear()
+    services.store().clear()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    # Small runs keep the suite fast; the defaults are exercised in the browser test.
+    at.session_state[services.RUN_KEY] = views.build_request(["lime", "gradcam", "kernel_shap"], samples=64)
+    return at
+
+
+def method_titles(at: AppTest) -> list[str]:
+    return [m.value.strip("*") for m in at.markdown if m.value.startswith("**") and m.value.endswith("**")]
+
+
+def test_every_page_renders_with_the_bundled_model(app: AppTest) -> None:
+    app.run()
+    assert not app.exception
+    for page in PAGES[1:]:
+        app.switch_page(page).run()
+        assert not app.exception, page
+    app.switch_page(PAGES[0]).run()
+    assert not app.exception
+
+
+def test_default_run_fills_three_columns_and_shows_the_cat(app: AppTest) -> None:
+    app.run()
+    assert not app.exception
+    titles = method_titles(app)
+    for title in ("LIME", "Grad-CAM", "KernelSHAP"):
+        assert title in titles, titles
+    captions = [c.value for c in app.caption]
+    assert sum("model calls" in c for c in captions) == 3, captions
+    label = app.selectbox(key="xai_view_label")
+    assert label.value in range(281, 286), "the sample cat should be classified as a cat"
+
+
+def test_view_changes_and_label_switch_do_not_call_the_model(app: AppTest) -> None:
+    app.session_state["xai_top_k"] = 2
+    app.run()
+    assert not app.exception
+    classifier = load_classifier("efficientnet-lite0")
+    before = classifier.images_seen
+    labels = app.session_state[views.CURRENT_LABELS_KEY]
+    assert len(labels) == 2
+    app.selectbox(key="xai_view_label").select(labels[1]).run()
+    assert app.session_state["xai_view_label"] == labels[1] and not app.exception
+    app.slider(key="xai_view_opacity").set_value(0.9).run()
+    app.toggle(key="xai_view_positive").set_value(True).run()
+    app.radio(key="xai_view_style").set_value("segments").run()
+    app.switch_page("pages/compare.py").run()
+    assert not app.exception
+    assert classifier.images_seen == before, "view-only changes must render from cache"
+
+
+def test_uploaded_image_gets_predictions(app: AppTest) -> None:
+    from skimage import data
+
+    app.run()
+    app.radio(key="xai_image_source").set_value("Upload").run()
+    app.file_uploader(key="xai_upload").set_value(("coffee.png", png(data.coffee()), "image/png")).run()
+    assert not app.exception
+    assert services.IMAGE_KEY in app.session_state
+    assert app.session_state[services.IMAGE_KEY].name == "coffee.png"
+    assert app.selectbox(key="xai_view_label").value == 967  # espresso
+
+
+def test_bad_image_shows_an_error_and_the_session_keeps_working(app: AppTest) -> None:
+    app.run()
+    app.radio(key="xai_image_source").set_value("Upload").run()
+    app.file_uploader(key="xai_upload").set_value(("fake.png", b"not an image at all", "image/png")).run()
+    assert not app.exception
+    assert any("cannot be used" in e.value for e in app.error), [e.value for e in app.error]
+    # Back to a sample: everything works again.
+    app.radio(key="xai_image_source").set_value("Sample").run()
+    app.selectbox(key="xai_sample").select("coffee").run()
+    assert not app.exception
+    assert not app.error
+
+
+def test_bad_model_file_is_rejected_with_a_message(app: AppTest) -> None:
+    app.run()
+    app.selectbox(key=services.MODEL_KEY).select("custom").run()
+    app.file_uploader(key="xai_model_file").set_value(("evil.keras", b"PK\x03\x04garbage", "application/octet-stream")).run()
+    assert not app.exception
+    errors = [e.value for e in app.error] + [e.value for e in app.sidebar.error]
+    assert errors, "a rejected model must be explained to the user"
+    app.selectbox(key=services.MODEL_KEY).select("efficientnet-lite0").run()
+    assert not app.exception

@@ -1,0 +1,112 @@
+"""The dashboard in a real browser: upload, Explain, compare labels, download the report,
+and two sessions explaining different images at the same time."""
+from __future__ import annotations
+
+import io
+import re
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.e2e.conftest import ARTIFACTS
+
+pytestmark = pytest.mark.e2e
+RUN_TIMEOUT_MS = 240_000
+
+
+def png_file(tmp_path, name: str, array: np.ndarray):
+    path = tmp_path / name
+    Image.fromarray(array).save(path)
+    return path
+
+
+def wait_idle(page, timeout: int = RUN_TIMEOUT_MS) -> None:
+    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=timeout)
+
+
+def upload(page, path) -> None:
+    page.get_by_test_id("stSidebar").get_by_text("Upload", exact=True).click()
+    wait_idle(page)
+    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(path))
+    wait_idle(page)
+
+
+def wait_three_overlays(page) -> None:
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
+        ".filter(e => e.innerText.includes('model calls')).length >= 3",
+        timeout=RUN_TIMEOUT_MS,
+    )
+    wait_idle(page)
+
+
+def explain(page) -> None:
+    page.get_by_role("button", name="Explain").click()
+    wait_idle(page)
+    wait_three_overlays(page)
+
+
+def top_label(page) -> str:
+    box = page.get_by_test_id("stSelectbox").filter(has_text="Label to explain")
+    return box.inner_text()
+
+
+def test_upload_explain_compare_and_download(server, browser, tmp_path) -> None:
+    from skimage import data
+
+    page = browser.new_page(viewport={"width": 1500, "height": 1800})
+    page.goto(server)
+    wait_idle(page)
+    wait_three_overlays(page)  # the default sample is explained at once
+    upload(page, png_file(tmp_path, "coffee.png", data.coffee()))
+    explain(page)
+    assert "espresso" in top_label(page)
+    for title in ("LIME", "Grad-CAM", "KernelSHAP"):
+        assert page.get_by_text(title, exact=True).count() >= 1, title
+    page.screenshot(path=str(ARTIFACTS / "explain.png"), full_page=True)
+
+    page.get_by_role("link", name="Compare labels").click()
+    wait_idle(page)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
+        ".filter(e => e.innerText.includes('model calls')).length >= 9",
+        timeout=RUN_TIMEOUT_MS,
+    )
+    page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+
+    page.get_by_role("link", name="Explain").click()
+    wait_idle(page)
+    wait_three_overlays(page)
+    page.get_by_text("Export", exact=True).click()
+    with page.expect_download() as info:
+        page.get_by_role("button", name="HTML report").click()
+    html = open(info.value.path(), encoding="utf-8").read()
+    assert html.startswith("<!doctype html>")
+    assert "espresso" in html and "data:image/png;base64," in html
+    assert re.search(r"image_sha256", html)
+    page.close()
+
+
+def test_two_sessions_explain_different_images_at_once(server, browser, tmp_path) -> None:
+    from skimage import data
+
+    files = {"cat": png_file(tmp_path, "cat.png", data.chelsea()),
+             "coffee": png_file(tmp_path, "cup.png", data.coffee())}
+    contexts = {name: browser.new_context(viewport={"width": 1400, "height": 1600}) for name in files}
+    pages = {name: ctx.new_page() for name, ctx in contexts.items()}
+    for name, page in pages.items():
+        page.goto(server)
+        wait_idle(page)
+        upload(page, files[name])
+    # Press Explain in both sessions before waiting for either.
+    for page in pages.values():
+        page.get_by_role("button", name="Explain").click()
+    for name, page in pages.items():
+        wait_three_overlays(page)
+        page.screenshot(path=str(ARTIFACTS / f"concurrent-{name}.png"), full_page=True)
+    assert "espresso" in top_label(pages["coffee"])
+    assert re.search(r"cat", top_label(pages["cat"]))
+    for ctx in contexts.values():
+        ctx.close()
