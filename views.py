@@ -215,7 +215,12 @@ def view_controls(labels: Sequence[tuple[int, str, float]], key: str = "xai_view
 
 
 def stats_line(exp: Explanation) -> str:
-    parts = [f"{exp.seconds:.2f} s", f"{exp.model_calls} model calls"]
+    shared = int(exp.extras.get("shared_calls", 0) or 0) if exp.extras else 0
+    if exp.model_calls == 0 and shared:
+        calls = f"reused {shared} model calls"
+    else:
+        calls = f"{exp.model_calls} model calls"
+    parts = [f"{exp.seconds:.2f} s", calls]
     if exp.r2 is not None:
         parts.append(f"R² {exp.r2:.2f}")
     if exp.base_value is not None:

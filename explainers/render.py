@@ -89,9 +89,10 @@ def overlay(
     heat = upsample(heatmap, image.shape[:2], upsampling)
     values = normalise(heat, limit, positive_only)
     colours = colormap(values, cmap if not positive_only or cmap not in DIVERGING else "viridis")
-    # Pixels with no attribution keep the photo; strength grows with |value|.
+    # Pixels with no attribution keep the photo; the tint grows with |value| (sqrt so that
+    # moderate values stay visible next to the strongest ones).
     strength = np.abs(values - (0.0 if positive_only else 0.5)) * (1.0 if positive_only else 2.0)
-    alpha = opacity * (0.35 + 0.65 * strength)[..., None]
+    alpha = opacity * np.sqrt(strength)[..., None]
     blended = image.astype(np.float32) * (1 - alpha) + colours.astype(np.float32) * alpha
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)
 

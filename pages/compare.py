@@ -7,7 +7,7 @@ import services
 import views
 
 views.page_setup()
-st.title("🏷️ Compare labels")
+st.title("Compare labels")
 st.caption("Every top-k label explained by every method of the current run, on one colour scale per method.")
 classifier, image = views.require_model_and_image()
 preds = services.predictions(classifier, image, views.top_k())

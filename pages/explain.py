@@ -9,7 +9,7 @@ import services
 import views
 
 views.page_setup()
-st.title("🔍 Why did the model say that?")
+st.title("Why did the model say that?")
 classifier, image = views.require_model_and_image()
 preds = services.predictions(classifier, image, views.top_k())
 stakeholder = views.stakeholder_mode()

@@ -8,7 +8,7 @@ import views
 import services
 
 views.page_setup()
-st.title("📖 Guide")
+st.title("Guide")
 st.markdown(
     """
 **XAI Lens answers "why did my image classifier say that?"** Pick a model and an image in the

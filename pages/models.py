@@ -8,7 +8,7 @@ import views
 import services
 
 views.page_setup()
-st.title("🧠 Models")
+st.title("Models")
 st.subheader("Catalog")
 for choice in services.model_choices():
     with st.container(border=True):

@@ -6,7 +6,7 @@ import streamlit as st
 import views
 
 views.page_setup()
-st.title("🛡️ Trust")
+st.title("Trust")
 st.info(
     "The trust panel (deletion/insertion faithfulness, stability across seeds and noise, agreement "
     "between methods, convergence with samples) is not built yet: it is the next issue on the tracker. "

@@ -49,8 +49,9 @@ def explain(page) -> None:
 
 
 def top_label(page) -> str:
+    """The text of the selected label (the top-1 prediction after a new image)."""
     box = page.get_by_test_id("stSelectbox").filter(has_text="Label to explain")
-    return box.inner_text()
+    return box.get_by_role("combobox").input_value()
 
 
 def test_upload_explain_compare_and_download(server, browser, tmp_path) -> None:
