@@ -102,7 +102,8 @@ def draw_boundaries(image: np.ndarray, segments: np.ndarray, colour=(255, 255, 0
     from skimage.segmentation import find_boundaries
 
     out = np.array(image, dtype=np.uint8, copy=True)
-    out[find_boundaries(segments, mode="inner")] = colour
+    # background=-1: pros_and_cons marks unselected pixels with -1, and segment 0 is a real segment.
+    out[find_boundaries(segments, mode="inner", background=-1)] = colour
     return out
 
 

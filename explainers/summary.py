@@ -35,7 +35,11 @@ def where(mask: np.ndarray) -> str:
     horiz = "left" if c < 0.38 else "right" if c > 0.62 else ""
     if not vert and not horiz:
         return "the centre"
-    return "the " + " ".join(p for p in (vert, horiz) if p)
+    if not horiz:
+        return f"the {vert} part"
+    if not vert:
+        return f"the {horiz} side"
+    return f"the {vert} {horiz}"
 
 
 def agreement(results: Sequence[Explanation]) -> float | None:
