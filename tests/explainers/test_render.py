@@ -81,9 +81,10 @@ def test_overlay_known_pixel():
     # zero attribution: the photo is left untouched
     out = overlay(image, np.zeros((2, 2)), limit=1.0, opacity=0.5)
     np.testing.assert_array_equal(out, image)
-    # a quarter of the limit: tint sqrt(0.25) = 0.5 of the opacity, colour 3/4 of the way to red
+    # a quarter of the limit: colour a quarter of the way from white to red, tint sqrt(0.25) = 0.5
+    # of the opacity
     out = overlay(image, np.full((2, 2), 0.25), limit=1.0, opacity=0.5)
-    colour = np.array([247, 247, 247]) + 0.25 / 0.5 * (np.array([178, 24, 43]) - 247)
+    colour = np.array([247, 247, 247]) + 0.25 * (np.array([178, 24, 43]) - 247)
     np.testing.assert_allclose(out[0, 0], np.round(100 * 0.75 + np.round(colour) * 0.25), atol=1)
     # full positive attribution: the red end at full opacity 0.5
     out = overlay(image, np.ones((2, 2)), limit=1.0, opacity=0.5)
