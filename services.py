@@ -354,6 +354,37 @@ class ExplanationStore:
     def context_for(self, classifier: Any, image: PreparedImage, req: RunRequest) -> ExplainContext:
         return self._context(classifier, image, req)[0]
 
+    def trust_lookup(self, classifier: Any, image: PreparedImage, req: RunRequest, label: int,
+                     settings: Mapping[str, Any], mask_key: str = "") -> Any | None:
+        key = ("trust", classifier.id, image.key, _freeze(req), int(label), _freeze(settings), mask_key)
+        with self._lock:
+            return self._results.get(key)
+
+    def trust(self, classifier: Any, image: PreparedImage, req: RunRequest, label: int,
+              settings: Mapping[str, Any], mask: np.ndarray | None = None, mask_key: str = "",
+              progress: Callable[[int, int, str], None] | None = None) -> Any:
+        """The trust report of one label for the request's explanations (memoised).
+
+        Reuses the request's context, so the deletion curves, convergence and bootstrap use the
+        perturbation rows already computed; stability reruns are kept in the context for the
+        next label.
+        """
+        found = self.trust_lookup(classifier, image, req, label, settings, mask_key)
+        if found is not None:
+            return found
+        from explainers.trust import trust_report
+
+        results = [r for name, _ in req.methods
+                   for r in self.compute(classifier, image, req, name) if r.label == int(label)]
+        ctx, ctx_lock = self._context(classifier, image, req)
+        with ctx_lock:
+            ctx.sampling = dataclasses.replace(ctx.sampling, samples=req.samples)
+            report = trust_report(ctx, results, int(label), mask=mask, progress=progress, **dict(settings))
+        key = ("trust", classifier.id, image.key, _freeze(req), int(label), _freeze(settings), mask_key)
+        with self._lock:
+            self._results[key] = report
+        return report
+
 
 @st.cache_resource
 def store() -> ExplanationStore:

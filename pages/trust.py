@@ -7,8 +7,10 @@ import views
 
 views.page_setup()
 st.title("Trust")
-st.info(
-    "The trust panel (deletion/insertion faithfulness, stability across seeds and noise, agreement "
-    "between methods, convergence with samples) is not built yet: it is the next issue on the tracker. "
-    "Until then, the Explain page shows LIME's R² as a fit warning."
+st.caption(
+    "How far can each picture be believed? Faithfulness (does hiding the regions a method points "
+    "at really lower the score?), stability (same picture with other seeds or invisible noise?), "
+    "agreement between methods, and convergence with the number of samples."
 )
+classifier, image = views.require_model_and_image()
+views.trust_panel(classifier, image)

@@ -116,3 +116,25 @@ def test_bad_model_file_is_rejected_with_a_message(app: AppTest) -> None:
     assert errors, "a rejected model must be explained to the user"
     app.selectbox(key=services.MODEL_KEY).select("efficientnet-lite0").run()
     assert not app.exception
+
+
+def test_trust_page_computes_metrics_and_badges_reach_the_explain_page(app: AppTest) -> None:
+    app.run()
+    app.switch_page("pages/trust.py").run()
+    assert not app.exception
+    app.number_input(key="xai_trust_seeds").set_value(2)
+    app.number_input(key="xai_trust_samples").set_value(32)
+    app.number_input(key="xai_trust_steps").set_value(6)
+    submit = [b for b in app.get("form_submit_button") if b.label == "Compute trust metrics"]
+    assert len(submit) == 1
+    submit[0].click().run()
+    assert not app.exception
+    captions = " ".join(c.value for c in app.caption)
+    assert "Extra model calls for these metrics" in captions, captions
+    table = app.dataframe[0].value
+    assert set(table["method"]) == {"LIME", "Grad-CAM", "KernelSHAP"}
+    assert (table["deletion AUC ↓"] >= 0).all()
+    app.switch_page("pages/explain.py").run()
+    assert not app.exception
+    texts = " ".join(c.value for c in app.caption)
+    assert "across seeds" in texts or "faithful" in texts, texts
