@@ -138,3 +138,56 @@ def test_trust_page_computes_metrics_and_badges_reach_the_explain_page(app: AppT
     assert not app.exception
     texts = " ".join(c.value for c in app.caption)
     assert "across seeds" in texts or "faithful" in texts, texts
+
+
+def test_stakeholder_mode_hides_knobs_and_writes_a_caption(app: AppTest) -> None:
+    app.session_state["xai_stakeholder"] = True
+    app.run()
+    assert not app.exception
+    assert not app.get("form_submit_button"), "the Explain form is a knob: hidden in stakeholder mode"
+    text = " ".join(s.value for s in app.success)
+    assert "The model says" in text and "confidence" in text, text
+    assert "tiger cat" in text or "cat" in text
+
+
+def test_more_samples_refines_the_same_run(app: AppTest) -> None:
+    app.run()
+    classifier = load_classifier("efficientnet-lite0")
+    before = classifier.images_seen
+    more = [b for b in app.button if b.label.startswith("More samples")]
+    assert len(more) == 1
+    more[0].click().run()
+    assert not app.exception
+    assert app.session_state[services.RUN_KEY].samples == 128
+    added = classifier.images_seen - before
+    assert 0 < added <= 64, f"refining 64 → 128 samples must only compute the new rows, made {added} calls"
+
+
+def test_export_buttons_are_offered(app: AppTest) -> None:
+    app.run()
+    assert not app.exception
+    labels = {d.label for d in app.get("download_button")}
+    assert labels == {"PNG grid", "HTML report", "Raw NPZ", "JSON"}
+
+
+def test_custom_model_with_labels_gets_predictions(app: AppTest, tmp_path) -> None:
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(3, activation="softmax")(x)
+    path = tmp_path / "tiny.keras"
+    keras.Model(inputs, outputs).save(path)
+    app.run()
+    app.selectbox(key=services.MODEL_KEY).select("custom").run()
+    app.file_uploader(key="xai_labels_file").set_value(("labels.txt", b"red\ngreen\nblue\n", "text/plain")).run()
+    app.file_uploader(key="xai_model_file").set_value(("tiny.keras", path.read_bytes(), "application/octet-stream")).run()
+    assert not app.exception
+    assert not app.session_state[services.CUSTOM_ERROR_KEY]
+    labels = app.session_state[views.CURRENT_LABELS_KEY]
+    assert set(labels) <= {0, 1, 2} and len(labels) == 3
+    names = " ".join(m.value for m in app.markdown)
+    assert "LIME" in names and "Grad-CAM" in names
