@@ -40,25 +40,12 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 # ---------------------------------------------------------------------- arguments
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (no TensorFlow imported)."""
+def _add_common_arguments(p: argparse.ArgumentParser) -> None:
+    """Image, model and sampling options shared by ``explain`` and ``trust``."""
     from explainers.context import FILLS
     from explainers.segmentation import ALGORITHMS
     from model_zoo.images import RESIZE_POLICIES
 
-    parser = _Parser(
-        prog="python -m explainers",
-        description="XAI Lens explainers: explain a Keras image classifier's prediction.",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="show warnings and full tracebacks")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-
-    p_methods = sub.add_parser("methods", help="list the registered methods and their parameters")
-    p_methods.add_argument("--json", action="store_true", help="machine-readable output")
-
-    p = sub.add_parser("explain", help="explain the top-k classes of an image")
     p.add_argument("image", metavar="IMAGE", help="PNG/JPEG/GIF/BMP/TIFF/WEBP file")
     p.add_argument("--model", metavar="ID|PATH",
                    help="catalog id, the bundled id, or a .keras/.h5 file (default: inceptionv3 "
@@ -96,8 +83,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE",
                    help="a method parameter, repeatable (e.g. occlusion.window=16, "
                         "lime.kernel_width=0.5)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (no TensorFlow imported)."""
+    from explainers.context import FILLS
+    from explainers.segmentation import ALGORITHMS
+    from model_zoo.images import RESIZE_POLICIES
+
+    parser = _Parser(
+        prog="python -m explainers",
+        description="XAI Lens explainers: explain a Keras image classifier's prediction.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show warnings and full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p_methods = sub.add_parser("methods", help="list the registered methods and their parameters")
+    p_methods.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("explain", help="explain the top-k classes of an image")
+    _add_common_arguments(p)
     p.add_argument("--out", metavar="FILE.npz", help="also write heatmaps and segments to an NPZ")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    t = sub.add_parser("trust", help="measure how far the explanations of one label can be trusted")
+    _add_common_arguments(t)
+    t.add_argument("--label", type=int, default=None, metavar="I",
+                   help="class index to assess (default: the top-1 prediction)")
+    t.add_argument("--seeds", type=_positive_int, default=3, metavar="K",
+                   help="seeds for the stability reruns (and K-1 noisy copies; default 3)")
+    t.add_argument("--noise", type=float, default=3.0, metavar="SIGMA",
+                   help="Gaussian noise of the noisy copies, in grey levels (default 3)")
+    t.add_argument("--top-n", type=_positive_int, default=5, metavar="N",
+                   help="top regions compared by the IoU figures (default 5)")
+    t.add_argument("--steps", type=_positive_int, default=16, metavar="S",
+                   help="points per deletion/insertion curve (default 16)")
+    t.add_argument("--stability-samples", type=_positive_int, default=None, metavar="N",
+                   help="perturbation rows per stability rerun (default min(samples, 500))")
+    t.add_argument("--mask", metavar="FILE",
+                   help="ground-truth object mask (an image of the same size; white = object)")
+    t.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -194,13 +221,13 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_explain(args: argparse.Namespace) -> int:
-    """Load the model, fit the image, run the methods from one context, print the results."""
+def _prepare(args: argparse.Namespace) -> dict[str, Any]:
+    """Shared by explain and trust: check cheap inputs, load the model, fit the image, build a context."""
     import numpy as np
 
     from explainers.context import SamplingParams
     from explainers.segmentation import ALGORITHMS, resolve_params
-    from model_zoo.images import load_image, sha256_bytes
+    from model_zoo.images import load_image
 
     started = time.perf_counter()
     # Cheap checks first: the image, the segmentation and the sampling parameters.
@@ -218,7 +245,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
     _heavy_imports(args)
     from explainers.base import get_method, make_params
     from explainers.context import ExplainContext
-    from explainers.runner import explain
     from model_zoo.registry import default_model_id, load_classifier, prepare_image
 
     specs = {name: get_method(name) for name in names}
@@ -236,21 +262,30 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise CLIError(f"--top-k must be between 1 and {clf.num_classes} for this model, "
                        f"got {args.top_k}")
     fitted = prepare_image(clf, original, policy=args.resize)
-    loaded = time.perf_counter()
-
-    seen = clf.images_seen
     ctx = ExplainContext(
         clf, np.array(fitted.image), seed=args.seed, segmentation=args.segmentation,
         segmentation_params=seg_params, sampling=sampling,
     )
+    return {"data": data, "original": original, "clf": clf, "fitted": fitted, "ctx": ctx,
+            "params": params, "targets": targets, "load_seconds": time.perf_counter() - started}
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Load the model, fit the image, run the methods from one context, print the results."""
+    from explainers.runner import explain
+    from model_zoo.images import sha256_bytes
+
+    prep = _prepare(args)
+    clf, fitted, ctx = prep["clf"], prep["fitted"], prep["ctx"]
+    seen = clf.images_seen
     t0 = time.perf_counter()
-    results = explain(ctx, params, labels=targets, top_k=args.top_k)
+    results = explain(ctx, prep["params"], labels=prep["targets"], top_k=args.top_k)
     seconds = time.perf_counter() - t0
     calls = clf.images_seen - seen
 
     report = build_report(
-        clf, fitted, results, image_path=args.image, image_sha256=sha256_bytes(data),
-        model_calls=calls, seconds=seconds, load_seconds=loaded - started, args=args, ctx=ctx,
+        clf, fitted, results, image_path=args.image, image_sha256=sha256_bytes(prep["data"]),
+        model_calls=calls, seconds=seconds, load_seconds=prep["load_seconds"], args=args, ctx=ctx,
     )
     if args.out:
         write_npz(args.out, fitted, results, report)
@@ -258,6 +293,52 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2 if sys.stdout.isatty() else None))
     else:
         print(format_table(report))
+    return 0
+
+
+def _read_mask(path: str, clf: Any, original: Any, policy: str) -> Any:
+    """A ground-truth mask file fitted to the model input exactly like the image."""
+    from model_zoo.images import load_image
+    from model_zoo.registry import prepare_image
+
+    pixels = load_image(_read_image_bytes(path))
+    if pixels.shape[:2] != original.shape[:2]:
+        raise CLIError(f"the mask is {pixels.shape[1]}×{pixels.shape[0]} but the image is "
+                       f"{original.shape[1]}×{original.shape[0]}; give a mask of the same size")
+    return prepare_image(clf, pixels, policy=policy).image.mean(axis=-1) >= 128
+
+
+def cmd_trust(args: argparse.Namespace) -> int:
+    """Explain one label, then measure faithfulness, stability, agreement and convergence."""
+    from explainers.runner import explain
+    from explainers.trust import badges, to_json, trust_report
+
+    if not 0 <= args.noise <= 255:
+        raise CLIError(f"--noise must be between 0 and 255 grey levels, got {args.noise}")
+    prep = _prepare(args)
+    clf, ctx = prep["clf"], prep["ctx"]
+    mask = _read_mask(args.mask, clf, prep["original"], args.resize) if args.mask else None
+    label = args.label if args.label is not None else (prep["targets"] or ctx.top_labels(1))[0]
+    if not 0 <= label < clf.num_classes:
+        raise CLIError(f"--label must be between 0 and {clf.num_classes - 1}, got {label}")
+    results = explain(ctx, prep["params"], labels=[label])
+    report = trust_report(
+        ctx, results, label, seeds=args.seeds, noise_sigma=args.noise, top_n=args.top_n,
+        steps=args.steps, mask=mask, stability_samples=args.stability_samples,
+    )
+    out = to_json(report)
+    if args.json:
+        print(json.dumps(out, allow_nan=False, indent=2 if sys.stdout.isatty() else None))
+        return 0
+    print(f"label {label} ({clf.labels[label]}): {report.model_calls} extra model calls, "
+          f"{report.seconds:.1f} s")
+    keys = ("deletion_auc", "random_deletion_auc", "insertion_auc", "stability_iou", "stability_rank_corr")
+    print(f"{'method':<22}" + "".join(f"{k:>22}" for k in keys))
+    for row in out["methods"]:
+        cells = "".join(f"{row[k]:>22.3f}" if isinstance(row[k], float) else f"{str(row[k]):>22}" for k in keys)
+        print(f"{row['method']:<22}{cells}")
+    for method, text in badges(report).items():
+        print(f"  {method}: {text}")
     return 0
 
 
@@ -445,7 +526,7 @@ def _heavy_imports(args: argparse.Namespace) -> None:
         _import_tensorflow_quietly()
 
 
-_COMMANDS = {"methods": cmd_methods, "explain": cmd_explain}
+_COMMANDS = {"methods": cmd_methods, "explain": cmd_explain, "trust": cmd_trust}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -475,5 +556,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 __all__ = [
     "build_parser", "main", "parse_assignments", "result_dict", "build_report", "format_table",
-    "write_npz", "cmd_explain", "cmd_methods",
+    "write_npz", "cmd_explain", "cmd_methods", "cmd_trust",
 ]
