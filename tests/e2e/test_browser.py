@@ -87,6 +87,16 @@ def test_upload_explain_compare_and_download(server, browser, tmp_path) -> None:
     assert html.startswith("<!doctype html>")
     assert "espresso" in html and "data:image/png;base64," in html
     assert re.search(r"image_sha256", html)
+
+    page.get_by_role("link", name="Trust").click()
+    wait_idle(page)
+    page.get_by_role("spinbutton", name="Samples per rerun").fill("40")
+    page.get_by_role("spinbutton", name="Seeds").fill("2")
+    page.get_by_role("button", name="Compute trust metrics").click()
+    page.get_by_text("Extra model calls for these metrics").wait_for(timeout=RUN_TIMEOUT_MS)
+    wait_idle(page)
+    assert page.get_by_test_id("stDataFrame").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "trust.png"), full_page=True)
     page.close()
 
 
