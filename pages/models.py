@@ -21,11 +21,16 @@ for choice in services.model_choices():
             cols[1].warning("weights missing")
             if cols[1].button("Download", key=f"dl_{choice.id}",
                               help="Fetches the ImageNet weights from the Keras servers (needs internet)."):
+                bar = st.progress(0.0, text="Downloading…")
+
+                def show(done: int, total: int | None) -> None:
+                    frac = done / total if total else 0.0
+                    bar.progress(min(1.0, frac), text=f"Downloading… {done / 2**20:.1f} MB"
+                                 + (f" of {total / 2**20:.1f} MB" if total else ""))
+
                 try:
-                    with st.spinner("Downloading…"):
-                        services.download_weights(choice.id)
+                    services.download_weights(choice.id, show)
                     st.success("Downloaded and verified.")
-                    services.model_choices.clear()
                 except services.EXPECTED_ERRORS as exc:
                     st.error(services.user_message(exc))
 

@@ -191,3 +191,28 @@ def test_custom_model_with_labels_gets_predictions(app: AppTest, tmp_path) -> No
     assert set(labels) <= {0, 1, 2} and len(labels) == 3
     names = " ".join(m.value for m in app.markdown)
     assert "LIME" in names and "Grad-CAM" in names
+
+
+def test_models_page_says_which_weights_file_goes_where(app: AppTest) -> None:
+    from model_zoo.catalog import get_entry
+
+    app.run()
+    app.switch_page("pages/models.py").run()
+    assert not app.exception
+    captions = " ".join(c.value for c in app.caption)
+    entry = get_entry("inceptionv3")
+    assert entry.weights_file in captions, "a missing catalog model must name the file to place"
+    assert "efficientnet-lite0" in " ".join(m.value for m in app.markdown)
+    assert app.json[0].value  # the current model's summary
+
+
+def test_sidebar_choices_survive_page_switches(app: AppTest) -> None:
+    app.run()
+    app.slider(key="xai_top_k").set_value(2).run()
+    app.selectbox(key="xai_resize").select("pad").run()
+    app.switch_page("pages/guide.py").run()
+    app.switch_page("pages/compare.py").run()
+    assert not app.exception
+    assert app.slider(key="xai_top_k").value == 2
+    assert app.selectbox(key="xai_resize").value == "pad"
+    assert len(app.session_state[views.CURRENT_LABELS_KEY]) == 2
