@@ -455,16 +455,24 @@ def export_buttons(classifier: Any, image: services.PreparedImage, req: services
     meta = run_metadata(classifier, image, req)
     meta["predictions"] = [{"index": i, "label": n, "probability": p} for i, n, p in preds]
     view = {"opacity": 0.55, "cmap": "blue-white-red"}
+    pixels, results = image.pixels, list(results)
+    captions = {label: plain_caption(classifier, image, results, label) for label in req.labels}
+    # Callables: the files are built only when a button is pressed, so reruns stay fast.
     with st.expander("Export"):
         cols = st.columns(4)
-        cols[0].download_button("PNG grid", report.comparison_png(image.pixels, results, **view),
-                                file_name="xai-lens-comparison.png", mime="image/png", key="xai_dl_png")
-        cols[1].download_button("HTML report", report.html_report(image.pixels, results, meta, preds, **view),
-                                file_name="xai-lens-report.html", mime="text/html", key="xai_dl_html")
-        cols[2].download_button("Raw NPZ", report.results_npz(image.pixels, results, meta),
-                                file_name="xai-lens-results.npz", mime="application/octet-stream", key="xai_dl_npz")
-        cols[3].download_button("JSON", report.results_json(meta, results),
-                                file_name="xai-lens-results.json", mime="application/json", key="xai_dl_json")
+        cols[0].download_button("PNG grid", lambda: report.comparison_png(pixels, results, **view),
+                                file_name="xai-lens-comparison.png", mime="image/png", key="xai_dl_png",
+                                on_click="ignore")
+        cols[1].download_button("HTML report",
+                                lambda: report.html_report(pixels, results, meta, preds, captions, **view),
+                                file_name="xai-lens-report.html", mime="text/html", key="xai_dl_html",
+                                on_click="ignore")
+        cols[2].download_button("Raw NPZ", lambda: report.results_npz(pixels, results, meta),
+                                file_name="xai-lens-results.npz", mime="application/octet-stream",
+                                key="xai_dl_npz", on_click="ignore")
+        cols[3].download_button("JSON", lambda: report.results_json(meta, results),
+                                file_name="xai-lens-results.json", mime="application/json", key="xai_dl_json",
+                                on_click="ignore")
 
 
 # ------------------------------------------------------------------------- trust
