@@ -343,7 +343,7 @@ def format_report(report: dict) -> str:
     lines.append("")
     for name, check in report["targets"].items():
         mark = "met" if check["met"] else "NOT met"
-        lines.append(f"{name:<24} {check['value']:.3f}  (target {check['target']}: {mark}) — {check['meaning']}")
+        lines.append(f"{name:<30} {check['value']:.3f}  (target {check['target']}: {mark}) — {check['meaning']}")
     lines.append(f"Grad-CAM's first call (TensorFlow trace, excluded above): {report['gradcam_first_call_s']:.2f} s")
     if report["memory"]:
         lines.append(f"Peak memory: {report['memory']}, measured in an extra untimed run.")
