@@ -216,3 +216,16 @@ def test_sidebar_choices_survive_page_switches(app: AppTest) -> None:
     assert app.slider(key="xai_top_k").value == 2
     assert app.selectbox(key="xai_resize").value == "pad"
     assert len(app.session_state[views.CURRENT_LABELS_KEY]) == 2
+
+
+def test_camera_snapshot_is_explained(app: AppTest) -> None:
+    from skimage import data
+
+    buf = io.BytesIO()
+    Image.fromarray(data.coffee()).save(buf, format="JPEG", quality=92)
+    app.run()
+    app.radio(key="xai_image_source").set_value("Camera").run()
+    app.camera_input(key="xai_camera").set_value(("snapshot.jpg", buf.getvalue(), "image/jpeg")).run()
+    assert not app.exception
+    assert app.session_state[services.IMAGE_KEY].source == "camera"
+    assert app.session_state[views.CURRENT_LABELS_KEY][0] == 967  # espresso
