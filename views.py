@@ -388,6 +388,8 @@ def draw_comparison(classifier: Any, image: services.PreparedImage, req: service
                 draw_result(box, image.pixels, found[0], limits[name], view["view"], specs[name].title,
                             trust.get(name) or badge_for(found[0]))
 
+    st.caption("Colours: the warm end pushed the model towards the label, the cool end against it; "
+               "each method has its own symmetric scale (LIME and KernelSHAP share one).")
     for name in names:
         slots[name].info(f"{specs[name].title}: waiting…")
     results = collect_results(classifier, image, req, on_result=redraw, progress_slot=progress_slot)
