@@ -16,13 +16,13 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import streamlit as st
 
-from explainers.base import ExplainerError, Explanation, get_method, make_params, methods
+from explainers.base import ExplainerError, Explanation, get_method, methods
 from explainers.context import ExplainContext, SamplingParams
 
 # ---------------------------------------------------------------------------- session state

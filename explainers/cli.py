@@ -16,22 +16,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import time
-import traceback
-import warnings
 from typing import Any, Mapping, Sequence
 
-from model_zoo.cli import (
-    EXIT_INTERNAL,
-    EXIT_USAGE,
+from model_zoo.cli_support import (
     CLIError,
-    _import_tensorflow_quietly,
-    _one_line,
-    _Parser,
-    _positive_int,
-    _read_image_bytes,
+    Parser as _Parser,
+    heavy_imports as _heavy_imports,
+    positive_int as _positive_int,
+    read_image_bytes as _read_image_bytes,
+    run_cli,
 )
 
 DEFAULT_METHODS = "gradcam,lime,kernel_shap"
@@ -87,10 +82,6 @@ def _add_common_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (no TensorFlow imported)."""
-    from explainers.context import FILLS
-    from explainers.segmentation import ALGORITHMS
-    from model_zoo.images import RESIZE_POLICIES
-
     parser = _Parser(
         prog="python -m explainers",
         description="XAI Lens explainers: explain a Keras image classifier's prediction.",
@@ -521,37 +512,12 @@ def write_npz(path: str, fitted: Any, results: Sequence[Any], report: Mapping[st
 
 
 # ---------------------------------------------------------------------- entry point
-def _heavy_imports(args: argparse.Namespace) -> None:
-    if not args.verbose:
-        _import_tensorflow_quietly()
-
-
 _COMMANDS = {"methods": cmd_methods, "explain": cmd_explain, "trust": cmd_trust}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input, 1 internal error, 130 interrupted)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not args.verbose:
-        warnings.filterwarnings("ignore")
-    try:
-        return _COMMANDS[args.command](args)
-    except (ValueError, OSError) as e:  # ExplainerError, ModelError, ImageError, CLIError, ...
-        if args.verbose:
-            traceback.print_exc()
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # a bug, not a bad input: still one line unless --verbose
-        if args.verbose:
-            traceback.print_exc()
-        print(f"error: internal error ({type(e).__name__}: {_one_line(e)}); rerun with "
-              "--verbose for details", file=sys.stderr)
-        return EXIT_INTERNAL
+    return run_cli(build_parser(), _COMMANDS, argv)
 
 
 __all__ = [

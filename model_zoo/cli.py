@@ -9,37 +9,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import traceback
-import warnings
 from dataclasses import asdict
 from typing import Sequence
 
-EXIT_USAGE = 2
-EXIT_INTERNAL = 1
-
-
-class CLIError(ValueError):
-    """A user error detected by the CLI itself."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but errors are one ``error: ...`` line (exit 2) instead of usage + message."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"error: {message} (see: {self.prog} --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
+from model_zoo.cli_support import (
+    CLIError,
+    Parser as _Parser,
+    heavy_imports as _heavy_imports,
+    positive_int as _positive_int,
+    read_image_bytes as _read_image_bytes,
+    run_cli,
+)
 
 def build_parser() -> argparse.ArgumentParser:
     from model_zoo.images import RESIZE_POLICIES  # light (Pillow); no TensorFlow here
@@ -190,71 +171,9 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
-def _heavy_imports(args: argparse.Namespace) -> None:
-    if not args.verbose:
-        _import_tensorflow_quietly()
-
-
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow and Keras with file descriptor 2 pointed at /dev/null.
-
-    TF 2.21 prints absl/oneDNN start-up lines from C++ that ``TF_CPP_MIN_LOG_LEVEL`` does not
-    silence; they would break the "one line on stderr" contract of this CLI.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import keras  # noqa: F401
-            import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _read_image_bytes(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise CLIError(f"the image file {path} does not exist") from None
-    except IsADirectoryError:
-        raise CLIError(f"{path} is a folder, not an image file") from None
-    except OSError as e:
-        raise CLIError(f"cannot read the image file {path}: {e.strerror or e}") from None
-
-
 _COMMANDS = {"list": cmd_list, "predict": cmd_predict, "download": cmd_download}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input, 1 internal error)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not args.verbose:
-        warnings.filterwarnings("ignore")
-    try:
-        return _COMMANDS[args.command](args)
-    except (ValueError, OSError) as e:  # ModelError, ImageError, LabelsError, WeightsError, ...
-        if args.verbose:
-            traceback.print_exc()
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # a bug, not a bad input: still one line unless --verbose
-        if args.verbose:
-            traceback.print_exc()
-        print(f"error: internal error ({type(e).__name__}: {_one_line(e)}); rerun with "
-              "--verbose for details", file=sys.stderr)
-        return EXIT_INTERNAL
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
+    return run_cli(build_parser(), _COMMANDS, argv)

@@ -2,9 +2,7 @@
 and two sessions explaining different images at the same time."""
 from __future__ import annotations
 
-import io
 import re
-import threading
 
 import numpy as np
 import pytest
