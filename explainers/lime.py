@@ -6,10 +6,11 @@ all-ones row, the kernel ``sqrt(exp(-d² / w²))`` with width 0.25, and a weight
 keeps every feature); its R² is the weighted ``score`` and the local prediction the surrogate at
 the all-ones row. Fed lime's own rows, ``fit_lime`` gives lime's coefficients.
 
-Our rows come from the mixture design of ``explainers.perturbation`` (not lime's uniform
-draw), so each row's kernel weight is multiplied by the importance ratio ``2^−M / q(z)``; the
-weighted sum then estimates the same objective lime minimises, on the same scale (so ``alpha``
-means what it means in lime). The empty coalition (row 1) has no cosine direction: we follow
+Our rows come from the size-stratified design of ``explainers.perturbation`` (not lime's
+uniform draw), so each row's kernel weight is multiplied by its Horvitz–Thompson ratio
+``2^−M C(M,s) / n_s`` (scaled to sum to the number of sampled rows); the weighted sum then
+estimates the same objective lime minimises, on the same scale (so ``alpha`` means what it
+means in lime). The empty coalition (row 1) has no cosine direction: we follow
 sklearn, which gives a zero vector cosine distance 1 (what lime does if it draws it), so its
 weight is ``kernel(1)`` (≈ 3e-4 at width 0.25).
 
@@ -153,7 +154,7 @@ def shared_params(ctx, run, n_rows: int | None = None) -> dict:
         "seed": ctx.seed,
         "samples": int(n_rows if n_rows is not None else run.n),
         "requested_samples": int(ctx.sampling.samples),
-        "exhaustive": bool(run.exhaustive),
+        "exhaustive": bool((run.n if n_rows is None else n_rows) >= run.max_rows),
         "fill": run.fill,
         "segmentation": ctx.segmentation,
         "segmentation_params": params_dict(resolve_params(ctx.segmentation, ctx.segmentation_params)),
@@ -161,11 +162,12 @@ def shared_params(ctx, run, n_rows: int | None = None) -> dict:
     }
 
 
-def run_rows(ctx, run) -> int | None:
+def run_rows(ctx, run) -> int:
     """Rows an estimate uses: exactly the requested samples (a run extended earlier, e.g. by
-    "more samples" or the trust metrics, must not change a result cached under a smaller N),
-    or every row when the run enumerates all coalitions (exactness needs them all)."""
-    return None if run.exhaustive else int(ctx.sampling.samples)
+    "more samples" or the trust metrics, must not change a result cached under a smaller N;
+    the first N rows of a run are a fresh N-row run). Asking for 2^M or more gives every
+    coalition: the run stops there and the estimates are exact."""
+    return int(ctx.sampling.samples)
 
 
 def run_lime(ctx, params: LimeParams, labels: list[int]) -> list[Explanation]:

@@ -1,60 +1,93 @@
 """The shared perturbation pass behind LIME, KernelSHAP and the trust metrics.
 
-One ``PerturbationRun`` = image + superpixels + fill. It draws coalitions ``Z`` (n, M) bool
+One ``PerturbationRun`` = image + superpixels + fill. It chooses coalitions ``Z`` (n, M) bool
 (``True``: the segment shows the image, ``False``: it shows the fill), renders the masked images
 in vectorised numpy batches, sends them to ``predict`` and keeps the full (n, C) output ``Y``.
 Every estimator is then a cheap weighted regression on the same rows, for any label, and a run
 can be extended later without redoing the first rows. The model's forward passes are the cost;
-everything here is there to spend as few of them as possible (duplicate coalitions are predicted
-once, rendering is a few vectorised byte operations per batch).
+everything here is there to spend as few of them as possible and to get the most out of each.
 
-Sampling design (shared by LIME and KernelSHAP)
------------------------------------------------
+Sampling design (shared by LIME and KernelSHAP): a stratified sample without replacement
+------------------------------------------------------------------------------------------
 * Row 0 is the image itself (all segments present), row 1 the fully masked image (none
-  present). They are fixed anchors, not samples: LIME's reference row and KernelSHAP's
-  ``f(x)`` and ``f(∅)``.
-* The other rows come in complement pairs ``z, 1 − z`` (paired sampling halves the variance of
-  KernelSHAP and costs nothing for LIME). Each pair's first member is drawn from the mixture
+  present): fixed anchors, LIME's reference row and KernelSHAP's ``f(x)`` and ``f(∅)``.
+* Every other row is a coalition of size ``s`` in ``1..M−1``, and rows come in complement
+  pairs ``z, 1 − z`` (paired sampling: KernelSHAP is then exact for games of order ≤ 2, and
+  the Shapley value only depends on ``v(z) − v(1 − z)``). A pair belongs to the *pair
+  stratum* ``j = min(s, M − s)``; stratum ``j`` holds ``P_j = C(M, j)`` pairs
+  (``C(M, M/2) / 2`` for ``j = M/2``).
+* **No coalition is drawn twice**: within a stratum the pairs are a seeded random order of
+  distinct pairs (a permutation of all of them for small strata, seeded draws that skip
+  repeats for large ones). So n rows are n distinct model calls, and a stratum is enumerated
+  completely once it is exhausted, as shap's KernelExplainer does for the sizes
+  1, M−1, 2, M−2, … that fit in its budget.
+* **How many pairs each stratum gets** is a fixed apportionment of the pair slots, the same
+  for every seed: slot after slot goes to the stratum with the largest ``a_j / (c_j + ½)``
+  (Sainte-Laguë; ``c_j`` pairs taken so far; exhausted strata drop out, ties go to the smaller
+  ``j``). The shares minimise a mix of the two estimators' variances. KernelSHAP: the Shapley
+  value is ``φ_i = (Δ + Σ_{s=1}^{M−1} D_{s,i}) / M`` with ``D_{s,i}`` the mean of ``v`` over
+  size-s coalitions with ``i`` minus without, and ``D̂_s`` from ``n_s`` rows has variance
+  ∝ ``1 / (n_s s (M−s))``: ``V_K = Σ_j K_j / n_j`` with ``K_j = Σ_{s∈{j,M−j}} 1 / (s (M−s))``.
+  LIME: the Horvitz–Thompson term of size ``s`` has variance ∝ ``W_s² / n_s`` with
+  ``W_s = 2^−M C(M,s) k(s)`` (lime's mass of the size, ``k`` its kernel at the default width
+  0.25): ``V_L = Σ_j L_j / n_j`` with ``L_j = Σ_{s∈{j,M−j}} W_s²``. Minimising
+  ``λ V_K / ΣK + (1 − λ) V_L / ΣL`` for a fixed number of rows gives (Lagrange)::
 
-      q(z) = ½ · 2^−M  +  ½ · p_K(|z|) / C(M, |z|)
+      a_j ∝ √( λ K_j / Σ_k K_k  +  (1 − λ) L_j / Σ_k L_k )
 
-  - the first half is what lime draws (every segment on with probability ½);
-  - the second is the Shapley-kernel size distribution ``p_K(s) ∝ (M−1) / (s (M−s))`` for
-    ``s = 1..M−1``, followed by a uniform subset of that size.
-  Both components are symmetric in ``s ↔ M−s``, so the complement of a draw has the same
-  probability ``q`` and every row has marginal distribution ``q``. Each row keeps ``log q(z)``
-  so that each estimator reweights to its own target distribution by importance sampling:
-  LIME multiplies lime's kernel by ``2^−M / q(z)`` (≤ 2), KernelSHAP uses
-  ``π(z) / q(z)`` with the Shapley kernel ``π(z) = (M−1) / (C(M,s) s (M−s))``. Because each
-  target is one half of the mixture, neither ratio can exceed 2 (times a constant): no
-  importance weight blows up, and one set of model calls serves both methods.
-* Rows are drawn in fixed blocks of ``BLOCK`` rows with ``np.random.default_rng([seed, block])``
-  so that a run extended from N to N' rows has exactly the rows a fresh run with N' rows has.
-* When all coalitions fit in the budget (``2^M ≤ samples``, i.e. ``2^M − 2 ≤ samples − 2``) the
-  run enumerates them instead (``exhaustive``): rows 0 and 1 as above, then every other
-  coalition exactly once, in complement pairs in a seeded random order (so a prefix is still a
-  uniform sample). Then ``q`` is uniform, LIME's ratio is 1 and KernelSHAP uses the exact
-  kernel and returns exact Shapley values. A sampled run extended past ``2^M`` switches to the
-  enumeration and reuses every prediction it already has.
-* Duplicate coalitions (frequent for small or large sizes) are predicted once: the model is
-  deterministic, so the run copies the earlier output instead of calling it again.
+  ``λ = KERNEL_SHARE`` (0.05) was chosen on ``benchmarks/sample_efficiency.py``: the largest
+  share that keeps our LIME at least as accurate as the lime package at the same number of
+  rows on ~35 quickshift superpixels. Larger shares make KernelSHAP more accurate and LIME
+  less (the trade-off is tabulated in ``benchmarks/README.md``); a run takes ``kernel_share``.
+* Because the allocation does not depend on the seed or on the number of rows asked for, the
+  first n rows of a run are exactly the rows of a fresh n-row run: a run extended from N to N'
+  has exactly the rows of a fresh N'-row run, and ``rows(n)`` of a longer run is a valid
+  n-row design. Once every coalition is in (``n = 2^M``) the run is ``exhaustive``.
+
+Weights. Within a size ``s`` the ``n_s`` rows of a prefix are a simple random sample without
+replacement of the ``C(M, s)`` coalitions of that size, each included with probability
+``n_s / C(M, s)``. Any sum over all coalitions ``Σ_z t(z) g(z)`` with a target ``t`` that
+depends on the size only is therefore estimated without bias by the Horvitz–Thompson sum
+``Σ_rows t(z) C(M, s) / n_s · g(z)`` over the rows (exact for completely enumerated sizes):
+
+* KernelSHAP (target: the Shapley kernel ``π(z) = (M−1) / (C(M,s) s (M−s))``) weighs a row by
+  ``π(z) C(M,s) / n_s = (M−1) / (s (M−s) n_s)``; on an exhaustive run this is ``π(z)``.
+* LIME (target: lime's uniform draw, ``2^−M`` per coalition) multiplies lime's kernel by
+  ``2^−M C(M,s) / n_s``, scaled so that the ratios of the sampled rows sum to ``n − 2`` (so
+  that lime's ridge ``alpha`` keeps its meaning for n samples; 1 for the anchors and for every
+  row of an exhaustive run). Sizes with no row yet simply have no estimate (they carry
+  ``2^−M C(M, s)`` of lime's mass: negligible for the extreme sizes, which get rows first).
+* ``Rows.log_q`` is the log of the design's density per row, ``log(n_s / (n − 2)) − log C(M, s)``.
+
+Duplicates cannot occur, so the run keeps no coalition → prediction map: ``n`` rows cost ``n``
+model calls (the metrics module reuses rows by looking coalitions up in ``Z``).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
-from scipy.special import gammaln
+from scipy.special import comb, gammaln
 
 from explainers.base import Cancelled, ExplainerError, ProgressFn
 
-BLOCK = 64
-"""Rows per deterministic sampling block (32 complement pairs)."""
+KERNEL_SHARE = 0.05
+"""λ: how much the allocation of rows to coalition sizes favours KernelSHAP over LIME (0..1)."""
 
-_EXHAUSTIVE_KEY = 0x5EED_E7A1
-"""Second rng key for the enumeration order (distinct from the block indices in practice)."""
+_STREAM_KEY = 0x5EED_57A7
+"""Second rng key of the within-stratum orders (seed, key, stratum[, chunk])."""
+
+_PERMUTE_LIMIT = 1 << 16
+"""Strata with at most this many pairs are ordered by a permutation of all of them."""
+
+_CHUNK = 256
+"""Coalitions per seeded draw in large strata."""
+
+MAX_EXHAUSTIVE_SEGMENTS = 24
+"""A run can enumerate all 2^M coalitions only up to this many segments."""
 
 FILLS = ("mean", "blur", "gray", "black")
 
@@ -110,21 +143,38 @@ def fill_image(
     return np.broadcast_to(np.asarray(colour, dtype=np.uint8), image.shape).copy()
 
 
-def render(image: np.ndarray, fill: np.ndarray, segments: np.ndarray, Z: np.ndarray) -> np.ndarray:
+def render_index(segments: np.ndarray) -> np.ndarray:
+    """The gather index of ``render`` (segment id of every byte of an (H, W, 3) image), int32."""
+    return np.repeat(np.asarray(segments, dtype=np.int32).reshape(-1), 3)
+
+
+def render(
+    image: np.ndarray,
+    fill: np.ndarray,
+    segments: np.ndarray,
+    Z: np.ndarray,
+    out: np.ndarray | None = None,
+    index: np.ndarray | None = None,
+) -> np.ndarray:
     """Masked images (k, H, W, 3) uint8 for coalitions ``Z`` (k, M), vectorised over the batch.
 
     The same as ``np.where(Z[:, segments][..., None], image, fill)``, written as a bitwise
-    select ``fill ^ ((image ^ fill) & mask)`` on a 0/255 byte mask gathered per channel: about
-    9× faster than the broadcasting ``np.where`` (≈ 0.4 ms instead of ≈ 4 ms per 299² image
-    here), which matters next to a ~10 ms forward pass.
+    select ``fill ^ ((image ^ fill) & mask)`` on a 0/255 byte mask gathered per byte: ≈ 2.4 ms
+    for 32 images of 224² here, about 5× faster than ``np.copyto(..., where=mask)`` and 9×
+    faster than the broadcasting ``np.where``. ``out`` (a reusable (≥k, H, W, 3) uint8 buffer)
+    and ``index`` (``render_index(segments)``) save the allocations when called per batch.
     """
     Z = np.asarray(Z, dtype=bool)
     h, w = segments.shape
-    lut = Z.astype(np.uint8) * np.uint8(255)  # (k, M): 0 hidden, 255 shown
-    out = np.take(lut, np.repeat(segments.reshape(-1), 3), axis=1)  # (k, H*W*3)
-    np.bitwise_and(out, (image ^ fill).reshape(-1), out=out)
-    np.bitwise_xor(out, fill.reshape(-1), out=out)
-    return out.reshape(len(Z), h, w, 3)
+    k = len(Z)
+    if index is None:
+        index = render_index(segments)
+    lut = Z.view(np.uint8) * np.uint8(255)  # (k, M): 0 hidden, 255 shown
+    flat = np.empty((k, h * w * 3), dtype=np.uint8) if out is None else out[:k].reshape(k, -1)
+    np.take(lut, index, axis=1, out=flat, mode="clip")  # "clip": no bounds-check buffering
+    np.bitwise_and(flat, (image ^ fill).reshape(-1), out=flat)
+    np.bitwise_xor(flat, fill.reshape(-1), out=flat)
+    return flat.reshape(k, h, w, 3)
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -133,26 +183,159 @@ def _log_comb(m: int, s: np.ndarray) -> np.ndarray:
     return gammaln(m + 1.0) - gammaln(s + 1.0) - gammaln(m - s + 1.0)
 
 
-def kernel_size_probabilities(m: int) -> np.ndarray:
-    """p_K(s) for s = 0..M (zero at 0 and M): the Shapley kernel's distribution of sizes."""
-    p = np.zeros(m + 1)
-    if m >= 2:
-        s = np.arange(1, m)
-        p[1:m] = 1.0 / (s * (m - s))
-        p /= p.sum()
-    return p
+@dataclass(frozen=True)
+class Strata:
+    """The pair strata j = 1..⌊M/2⌋ of M segments: pairs in each and their allocation shares."""
+
+    m: int
+    pairs: np.ndarray  # (J,) int64 pairs in stratum j (capped at 2^62 for huge M)
+    shares: np.ndarray  # (J,) float64 allocation shares a_j, summing to 1
+
+    @property
+    def total_pairs(self) -> int:
+        return int(min(self.pairs.sum(dtype=np.float64), 2.0**62))
 
 
-def log_q(Z: np.ndarray) -> np.ndarray:
-    """log of the mixture density q(z) (see the module docstring) for each row of ``Z``."""
-    Z = np.asarray(Z, dtype=bool)
-    m = Z.shape[1]
-    s = Z.sum(axis=1)
-    log_uniform = np.full(len(Z), -m * np.log(2.0))
-    p = kernel_size_probabilities(m)
-    with np.errstate(divide="ignore"):
-        log_kernel = np.log(p[s]) - _log_comb(m, s)
-    return np.log(0.5) + np.logaddexp(log_uniform, log_kernel)
+def lime_size_kernel(m: int, s: np.ndarray, kernel_width: float = 0.25) -> np.ndarray:
+    """lime's kernel for a coalition of size s: its cosine distance to the image is 1 − √(s/M)."""
+    d = 1.0 - np.sqrt(np.asarray(s, dtype=np.float64) / m)
+    return np.sqrt(np.exp(-(d**2) / kernel_width**2))
+
+
+@lru_cache(maxsize=64)
+def strata(m: int, kernel_share: float = KERNEL_SHARE) -> Strata:
+    """Pair strata and their allocation shares (see the module docstring)."""
+    j = np.arange(1, m // 2 + 1)
+    if len(j) == 0:
+        return Strata(m, np.zeros(0, np.int64), np.zeros(0))
+    middle = 2 * j == m
+    pairs = np.array([min(comb(m, int(k), exact=True), 1 << 62) for k in j], dtype=np.int64)
+    pairs[middle] //= 2
+    sizes = np.stack([j, m - j]).astype(np.float64)  # the two sizes of a pair (equal in the middle)
+    counted = np.stack([np.ones(len(j)), np.where(middle, 0.0, 1.0)])  # the middle size once
+    # KernelSHAP: Var(D̂_s) ∝ 1 / (n_s s (M−s))
+    kernel = (counted / (sizes * (m - sizes))).sum(axis=0)
+    # LIME: a size's Horvitz–Thompson term has variance ∝ W_s² / n_s, W_s = 2^−M C(M,s) k(s)
+    log_w = _log_comb(m, sizes) + np.log(lime_size_kernel(m, sizes))
+    lime = (counted * np.exp(2.0 * (log_w - log_w.max()))).sum(axis=0)
+    lam = float(kernel_share)
+    shares = np.sqrt(lam * kernel / kernel.sum() + (1.0 - lam) * lime / lime.sum())
+    shares = np.maximum(shares / shares.sum(), 1e-9)  # every stratum gets rows eventually
+    return Strata(m, pairs, shares / shares.sum())
+
+
+def pair_schedule(m: int, count: int, kernel_share: float = KERNEL_SHARE) -> np.ndarray:
+    """Stratum index (0-based: pair stratum j − 1) of each of the first ``count`` pair slots.
+
+    Sainte-Laguë apportionment: slot c of stratum j has priority key ``(c + ½) / a_j`` and the
+    slots are taken in increasing key order (ties: smaller j first); a stratum has ``P_j``
+    slots. The order depends on M only, so every prefix is the allocation of its own size.
+    """
+    st = strata(m, kernel_share)
+    count = int(min(max(count, 0), st.total_pairs))
+    if count == 0:
+        return np.zeros(0, dtype=np.intp)
+    a, caps = st.shares, st.pairs.astype(np.float64)
+
+    def taken(t: float) -> np.ndarray:  # slots with key ≤ t in each stratum
+        return np.minimum(caps, np.floor(np.maximum(t * a + 0.5, 0.0)))
+
+    lo, hi = 0.0, (count + 1.0) / a.min()
+    for _ in range(200):  # bisection: the smallest t with count keys ≤ t
+        mid = 0.5 * (lo + hi)
+        if taken(mid).sum() >= count:
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo <= 1e-12 * hi:
+            break
+    per = taken(hi).astype(np.int64)
+    strata_idx = np.repeat(np.arange(len(a)), per)
+    slot = np.concatenate([np.arange(p) for p in per]) if len(per) else np.zeros(0, np.int64)
+    keys = (slot + 0.5) / a[strata_idx]
+    order = np.lexsort((strata_idx, keys))[:count]
+    return strata_idx[order].astype(np.intp)
+
+
+def _unrank(ranks: np.ndarray, n: int, k: int) -> np.ndarray:
+    """k-subsets of ``range(n)`` (as (len, n) bool) with the given colexicographic ranks."""
+    out = np.zeros((len(ranks), n), dtype=bool)
+    r = np.asarray(ranks, dtype=np.int64).copy()
+    rows = np.arange(len(r))
+    for i in range(k, 0, -1):
+        table = np.array([comb(c, i, exact=True) for c in range(n)], dtype=np.int64)
+        c = np.searchsorted(table, r, side="right") - 1
+        out[rows, c] = True
+        r -= table[c]
+    return out
+
+
+def stratum_pairs(m: int, j: int, seed: int, count: int) -> np.ndarray:
+    """The first ``count`` pairs of pair stratum ``j`` (their size-j members, (count, M) bool).
+
+    Distinct pairs in a seeded random order that depends only on (M, j, seed): a permutation of
+    all pairs when there are at most ``_PERMUTE_LIMIT``, otherwise seeded draws of
+    ``_CHUNK`` uniform j-subsets, repeats skipped. For ``j = M/2`` a pair is represented by its
+    member that contains segment 0.
+    """
+    middle = 2 * j == m
+    total = comb(m - 1, j - 1, exact=True) if middle else comb(m, j, exact=True)
+    count = int(min(count, total))
+    if count <= 0:
+        return np.zeros((0, m), dtype=bool)
+    if total <= _PERMUTE_LIMIT:
+        rng = np.random.default_rng([int(seed), _STREAM_KEY, int(j)])
+        ranks = rng.permutation(total)[:count]
+        if middle:  # segment 0 plus a (j−1)-subset of segments 1..M−1
+            rest = _unrank(ranks, m - 1, j - 1)
+            return np.concatenate([np.ones((count, 1), dtype=bool), rest], axis=1)
+        return _unrank(ranks, m, j)
+    out = np.empty((count, m), dtype=bool)
+    seen: set[bytes] = set()
+    filled, chunk = 0, 0
+    while filled < count:
+        rng = np.random.default_rng([int(seed), _STREAM_KEY, int(j), chunk])
+        chunk += 1
+        picks = rng.random((_CHUNK, m)).argsort(axis=1)[:, :j]
+        draw = np.zeros((_CHUNK, m), dtype=bool)
+        np.put_along_axis(draw, picks, True, axis=1)
+        if middle:
+            draw = np.where(draw[:, :1], draw, ~draw)
+        for z, key in zip(draw, np.packbits(draw, axis=1)):
+            b = key.tobytes()
+            if b not in seen:
+                seen.add(b)
+                out[filled] = z
+                filled += 1
+                if filled == count:
+                    break
+    return out
+
+
+def design(m: int, seed: int, start: int, stop: int, kernel_share: float = KERNEL_SHARE) -> np.ndarray:
+    """Rows ``start..stop-1`` (capped at 2^M) of the design of M segments for ``seed``."""
+    st = strata(m, kernel_share)
+    stop = int(min(stop, 2 + 2 * st.total_pairs))
+    start = int(min(max(start, 0), stop))
+    out = np.empty((stop - start, m), dtype=bool)
+    rows = np.arange(start, stop)
+    out[rows == 0] = True
+    out[rows == 1] = False
+    if stop <= 2:
+        return out
+    slots = (stop - 2 + 1) // 2
+    schedule = pair_schedule(m, slots, kernel_share)
+    first = np.empty((slots, m), dtype=bool)
+    for s_idx in np.unique(schedule):
+        sel = schedule == s_idx
+        first[sel] = stratum_pairs(m, int(s_idx) + 1, seed, int(sel.sum()))
+    sampled = rows >= 2
+    slot_of_row = (rows[sampled] - 2) // 2
+    member = first[slot_of_row]
+    second = (rows[sampled] - 2) % 2 == 1
+    member[second] = ~member[second]
+    out[sampled] = member
+    return out
 
 
 def log_shapley_kernel(Z: np.ndarray) -> np.ndarray:
@@ -169,40 +352,32 @@ def log_shapley_kernel(Z: np.ndarray) -> np.ndarray:
     return out
 
 
-def sample_block(m: int, seed: int, block: int) -> np.ndarray:
-    """The ``BLOCK`` coalitions (BLOCK, M) of one deterministic block: complement pairs from q."""
-    rng = np.random.default_rng([int(seed), int(block)])
-    half = BLOCK // 2
-    use_uniform = rng.random(half) < 0.5
-    uniform = rng.random((half, m)) < 0.5
-    p = kernel_size_probabilities(m)
-    if m >= 2:
-        sizes = rng.choice(m + 1, size=half, p=p)
-        ranks = rng.random((half, m)).argsort(axis=1).argsort(axis=1)
-        by_size = ranks < sizes[:, None]
-    else:  # no coalition strictly between empty and full: only the uniform half exists
-        by_size = uniform
-    first = np.where(use_uniform[:, None], uniform, by_size)
-    out = np.empty((BLOCK, m), dtype=bool)
-    out[0::2] = first
-    out[1::2] = ~first
-    return out
+def design_weights(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lime_ratio, shapley_weight, log_q) of design rows ``Z`` (row 0 full, row 1 empty).
 
-
-def enumeration(m: int, seed: int) -> np.ndarray:
-    """All 2^M coalitions: full, empty, then complement pairs in a seeded random order."""
-    if m > 24:
-        raise ExplainerError(f"cannot enumerate the coalitions of {m} segments")
-    reps = np.arange(1, 2 ** (m - 1), dtype=np.int64)  # segment M-1 absent: one per pair
-    rng = np.random.default_rng([int(seed), _EXHAUSTIVE_KEY])
-    reps = reps[rng.permutation(len(reps))]
-    bits = ((reps[:, None] >> np.arange(m)) & 1).astype(bool)
-    out = np.empty((2 ** m, m), dtype=bool)
-    out[0] = True
-    out[1] = False
-    out[2::2] = bits
-    out[3::2] = ~bits
-    return out
+    Horvitz–Thompson weights of a sample stratified by size (see the module docstring):
+    KernelSHAP ``(M−1) / (s (M−s) n_s)``, LIME ``2^−M C(M,s) / n_s`` scaled to sum to
+    ``n − 2``; anchors 1 (LIME) and 0 (KernelSHAP).
+    """
+    Z = np.asarray(Z, dtype=bool)
+    n, m = Z.shape
+    lime_ratio = np.ones(n)
+    shapley = np.zeros(n)
+    log_q = np.full(n, np.nan)
+    if n <= 2:
+        return lime_ratio, shapley, log_q
+    s = Z[2:].sum(axis=1)
+    counts = np.bincount(s, minlength=m + 1).astype(np.float64)
+    ns = counts[s]
+    sf = s.astype(np.float64)
+    inner = (s > 0) & (s < m)
+    shapley[2:][inner] = (m - 1.0) / (sf[inner] * (m - sf[inner]) * ns[inner])
+    log_size = _log_comb(m, np.arange(m + 1)) - m * np.log(2.0)  # log P_uniform(size)
+    present = counts > 0
+    log_mass = np.logaddexp.reduce(log_size[present])
+    lime_ratio[2:] = np.exp(log_size[s] - np.log(ns) + np.log(n - 2.0) - log_mass)
+    log_q[2:] = np.log(ns / (n - 2.0)) - _log_comb(m, sf)
+    return lime_ratio, shapley, log_q
 
 
 # ----------------------------------------------------------------------------- rows
@@ -212,10 +387,10 @@ class Rows:
 
     Z: np.ndarray  # (n, M) bool
     Y: np.ndarray  # (n, C) float32
-    lime_ratio: np.ndarray  # (n,) p_uniform(z) / q(z); 1 for the anchors and when exhaustive
-    shapley_weight: np.ndarray  # (n,) π(z) / q(z); 0 for the anchors, the empty and full rows
-    exhaustive: bool
-    log_q: np.ndarray  # (n,) log of the design density (uniform −M log 2 when exhaustive; NaN anchors)
+    lime_ratio: np.ndarray  # (n,) HT ratio 2^−M C(M,s)/n_s scaled to sum n−2; 1 for anchors / exhaustive
+    shapley_weight: np.ndarray  # (n,) (M−1)/(s(M−s) n_s) = π(z) C(M,s)/n_s; 0 for the anchors
+    exhaustive: bool  # these rows are all 2^M coalitions (the estimates are exact)
+    log_q: np.ndarray  # (n,) log design density log(n_s/(n−2)) − log C(M,s); NaN for the anchors
 
     @property
     def n(self) -> int:
@@ -227,7 +402,11 @@ class Rows:
 
 
 class PerturbationRun:
-    """Coalitions, masked images and model outputs for one image, extendable and cancellable."""
+    """Coalitions, masked images and model outputs for one image, extendable and cancellable.
+
+    ``predict`` gets a batch that the run reuses for the next one: it must not keep a
+    reference to its input (copy it if it needs to).
+    """
 
     def __init__(
         self,
@@ -238,6 +417,7 @@ class PerturbationRun:
         seed: int = 0,
         batch_size: int = 32,
         blur_sigma: float | None = None,
+        kernel_share: float = KERNEL_SHARE,
     ) -> None:
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
@@ -252,15 +432,17 @@ class PerturbationRun:
             raise ExplainerError("segment ids must be exactly 0..M-1 (use explainers.segmentation.segment)")
         if not 1 <= int(batch_size) <= 4096:
             raise ExplainerError(f"batch size must be between 1 and 4096, not {batch_size}")
+        if not 0.0 <= float(kernel_share) <= 1.0:
+            raise ExplainerError(f"kernel share must be between 0 and 1, not {kernel_share}")
+        self.kernel_share = float(kernel_share)
         self.predict = predict
         self.image = image
-        self.segments = segments.astype(np.intp)
+        self.segments = segments.astype(np.int32)
         self.num_segments = m
         self.fill = fill
         self.seed = int(seed)
         self.batch_size = int(batch_size)
         self.fill_image = fill_image(image, self.segments, fill, blur_sigma)
-        self.exhaustive = False
         self.model_calls = 0
         self.seconds_in_model = 0.0
         self.eta_seconds: float | None = None
@@ -268,11 +450,6 @@ class PerturbationRun:
         self._n = 0
         self._Z = np.empty((0, m), dtype=bool)
         self._Y: np.ndarray | None = None
-        self._classes: int | None = None
-        # coalition bytes → row of Y holding its prediction (deduplication), and predictions
-        # not yet in Y (a batch being committed, or an enumeration switch not yet complete)
-        self._known: dict[bytes, int] = {}
-        self._pending: dict[bytes, np.ndarray] = {}
 
     # ------------------------------------------------------------------ state
     @property
@@ -291,8 +468,18 @@ class PerturbationRun:
 
     @property
     def enumeration_size(self) -> int | None:
-        """2^M when the coalitions can be enumerated, else None."""
-        return 2 ** self.num_segments if self.num_segments <= 24 else None
+        """2^M when all coalitions can be enumerated, else None."""
+        return 2**self.num_segments if self.num_segments <= MAX_EXHAUSTIVE_SEGMENTS else None
+
+    @property
+    def max_rows(self) -> int:
+        """Rows the design has: 2^M (every coalition once), capped for large M."""
+        return 2 + 2 * strata(self.num_segments, self.kernel_share).total_pairs
+
+    @property
+    def exhaustive(self) -> bool:
+        """Whether the run holds every coalition (its estimates are exact)."""
+        return self._n > 0 and self._n == self.max_rows
 
     def render(self, Z: np.ndarray) -> np.ndarray:
         """Masked images (k, H, W, 3) uint8 for coalitions ``Z`` (k, M)."""
@@ -302,185 +489,106 @@ class PerturbationRun:
         return render(self.image, self.fill_image, self.segments, Z)
 
     def coalitions(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``start..stop-1`` of the sampled design (independent of what was computed)."""
-        m = self.num_segments
-        out = np.empty((max(0, stop - start), m), dtype=bool)
-        rows = np.arange(start, stop)
-        out[rows == 0] = True  # the image itself
-        out[rows == 1] = False  # everything filled
-        sampled = rows >= 2
-        if sampled.any():
-            blocks = (rows[sampled] - 2) // BLOCK
-            offsets = (rows[sampled] - 2) % BLOCK
-            drawn = np.empty((int(sampled.sum()), m), dtype=bool)
-            for b in np.unique(blocks):
-                sel = blocks == b
-                drawn[sel] = sample_block(m, self.seed, int(b))[offsets[sel]]
-            out[sampled] = drawn
-        return out
+        """Rows ``start..stop-1`` of the design (independent of what was computed)."""
+        return design(self.num_segments, self.seed, start, stop, self.kernel_share)
 
     # ------------------------------------------------------------------ weights
     def rows(self, n: int | None = None) -> Rows:
         """The first ``n`` rows (default all) with their importance weights."""
-        n = self._n if n is None else min(int(n), self._n)
+        n = self._n if n is None else max(0, min(int(n), self._n))
         Z, Y = self.Z[:n], self.Y[:n]
-        m = self.num_segments
-        lime_ratio = np.ones(n)
-        log_pi = log_shapley_kernel(Z)
-        if self.exhaustive:
-            lq = np.full(n, -m * np.log(2.0))
-            shapley = np.exp(log_pi)
+        exhaustive = n > 0 and n == self.max_rows
+        if exhaustive:  # the exact targets (avoids rounding in the Horvitz–Thompson form)
+            lime_ratio = np.ones(n)
+            shapley = np.exp(log_shapley_kernel(Z))
+            log_q = np.full(n, -np.log(max(n - 2.0, 1.0)))
+            log_q[:2] = np.nan
         else:
-            lq = log_q(Z)
-            lime_ratio = np.exp(-m * np.log(2.0) - lq)
-            shapley = np.exp(log_pi - lq)
-            lime_ratio[:2] = 1.0  # anchors: always present, as lime's row 0
-            shapley[:2] = 0.0  # anchors: f(x), f(∅) enter as the efficiency constraint
-            lq[:2] = np.nan
-        return Rows(
-            Z=Z, Y=Y, lime_ratio=lime_ratio, shapley_weight=shapley, exhaustive=self.exhaustive, log_q=lq
-        )
+            lime_ratio, shapley, log_q = design_weights(Z)
+        return Rows(Z=Z, Y=Y, lime_ratio=lime_ratio, shapley_weight=shapley, exhaustive=exhaustive, log_q=log_q)
 
     def lime_weights(self, n: int | None = None) -> np.ndarray:
-        """Importance ratio p_uniform(z)/q(z) per row (multiplies lime's kernel)."""
+        """Importance ratio per row (multiplies lime's kernel)."""
         return self.rows(n).lime_ratio
 
     def shapley_weights(self, n: int | None = None) -> np.ndarray:
-        """Shapley kernel π(z)/q(z) per row (0 for the anchors, the empty and the full rows)."""
+        """KernelSHAP weight per row (0 for the anchors)."""
         return self.rows(n).shapley_weight
 
     # ------------------------------------------------------------------ computing
     def extend(self, total: int, progress: ProgressFn | None = None) -> "PerturbationRun":
-        """Compute rows up to ``total`` (only the missing ones); may raise ``Cancelled``.
+        """Compute rows up to ``total`` (only the missing ones; at most 2^M); may raise ``Cancelled``.
 
         ``progress(done, todo, "perturbation")`` counts this call's rows. After a cancellation the
-        run holds every row finished so far, in order.
+        run holds every row finished so far, in order (a valid prefix of the design).
         """
         total = int(total)
         if total < 1:
             raise ExplainerError(f"the number of samples must be ≥ 1, not {total}")
         self.requested = max(self.requested, total)
-        size = self.enumeration_size
-        if self.exhaustive:
-            return self
-        if size is not None and total >= size:
-            self._switch_to_enumeration(progress)
-            return self
+        total = min(total, self.max_rows)
         if total <= self._n:
             return self
         start = self._n
         target = self.coalitions(start, total)
-
-        def commit(lo: int, hi: int, y: np.ndarray, keys: list[bytes]) -> None:
-            first = self._n
-            self._append(target[lo:hi], y)
-            for i, key in enumerate(keys):
-                if key not in self._known:
-                    self._known[key] = first + i
-                self._pending.pop(key, None)
-
-        self._evaluate(target, commit, progress)
-        return self
-
-    def _switch_to_enumeration(self, progress: ProgressFn | None) -> None:
-        """Replace the sampled rows by all 2^M coalitions, reusing every known prediction.
-
-        The switch is committed only when complete: a cancellation leaves the sampled rows as
-        they were (and keeps the new predictions for the next attempt).
-        """
-        target = enumeration(self.num_segments, self.seed)
-        store: dict[str, np.ndarray] = {}
-
-        def commit(lo: int, hi: int, y: np.ndarray, keys: list[bytes]) -> None:
-            if "Y" not in store:
-                store["Y"] = np.empty((len(target), y.shape[1]), dtype=np.float32)
-            store["Y"][lo:hi] = y
-
-        keys = self._evaluate(target, commit, progress)
-        self._Z = target
-        self._Y = store["Y"]
-        self._n = len(target)
-        self._known = {key: i for i, key in enumerate(keys)}
-        self._pending.clear()
-        self.exhaustive = True
-
-    def _append(self, Z: np.ndarray, Y: np.ndarray) -> None:
-        k = len(Z)
-        if self._Y is None:
-            self._Y = np.empty((0, Y.shape[1]), dtype=np.float32)
-        if self._n + k > len(self._Z):
-            cap = max(self._n + k, 2 * len(self._Z), 64)
-            Zbuf = np.empty((cap, self.num_segments), dtype=bool)
-            Ybuf = np.empty((cap, Y.shape[1]), dtype=np.float32)
-            Zbuf[: self._n] = self._Z[: self._n]
-            Ybuf[: self._n] = self._Y[: self._n]
-            self._Z, self._Y = Zbuf, Ybuf
-        self._Z[self._n : self._n + k] = Z
-        self._Y[self._n : self._n + k] = Y
-        self._n += k
-
-    def _call_model(self, Z: np.ndarray) -> np.ndarray:
-        images = self.render(Z)
-        t0 = time.perf_counter()
-        out = self.predict(images)
-        self.seconds_in_model += time.perf_counter() - t0
-        self.model_calls += len(images)
-        out = np.asarray(out, dtype=np.float32)
-        if out.ndim != 2 or len(out) != len(images):
-            raise ExplainerError(
-                f"the model returned shape {out.shape} for {len(images)} images; expected (N, classes)"
-            )
-        if self._classes is None:
-            self._classes = out.shape[1]
-        elif out.shape[1] != self._classes:
-            raise ExplainerError("the model returned a different number of classes than before")
-        if not np.all(np.isfinite(out)):
-            raise ExplainerError("the model returned NaN or infinite scores for a masked image")
-        return out
-
-    def _lookup(self, key: bytes) -> np.ndarray:
-        row = self._known.get(key)
-        return self._Y[row] if row is not None else self._pending[key]
-
-    def _evaluate(
-        self,
-        target: np.ndarray,
-        commit: Callable[[int, int, np.ndarray, list[bytes]], None],
-        progress: ProgressFn | None,
-    ) -> list[bytes]:
-        """Predict ``target`` rows in batches of ``batch_size`` new coalitions, committing each.
-
-        Coalitions predicted before (in this run, or in an interrupted call) are not sent
-        again. Returns the coalition keys of ``target``.
-        """
-        keys = [row.tobytes() for row in np.packbits(target, axis=1)]
+        self._reserve(total)
+        self._Z[start:total] = target
         k = len(target)
+        bs = self.batch_size
+        h, w = self.segments.shape
+        buffer = np.empty((min(bs, k), h, w, 3), dtype=np.uint8)  # reused for every batch
+        index = render_index(self.segments)
         done = 0
         started = time.perf_counter()
         self.eta_seconds = None
         while done < k:
-            stop, fresh = done, {}
-            while stop < k and len(fresh) < self.batch_size:
-                key = keys[stop]
-                if key not in self._known and key not in self._pending and key not in fresh:
-                    fresh[key] = stop
-                stop += 1
-            if fresh:
-                out = self._call_model(target[list(fresh.values())])
-                for key, row in zip(fresh, out):
-                    self._pending[key] = row
-            y = np.stack([self._lookup(key) for key in keys[done:stop]])
-            commit(done, stop, y, keys[done:stop])
+            stop = min(done + bs, k)
+            images = render(self.image, self.fill_image, self.segments, target[done:stop], buffer, index)
+            self._store(start + done, self._call_model(images))
+            self._n = start + stop
             done = stop
-            elapsed = time.perf_counter() - started
-            self.eta_seconds = elapsed / done * (k - done)
+            self.eta_seconds = (time.perf_counter() - started) / done * (k - done)
             if progress is not None:
                 progress(done, k, "perturbation")
-        return keys
+        return self
+
+    def _reserve(self, total: int) -> None:
+        """Room for exactly ``total`` rows (one copy of the old rows per extension, no doubling)."""
+        if len(self._Z) >= total:
+            return
+        Z = np.empty((total, self.num_segments), dtype=bool)
+        Z[: self._n] = self._Z[: self._n]
+        self._Z = Z
+        if self._Y is not None:
+            Y = np.empty((total, self._Y.shape[1]), dtype=np.float32)
+            Y[: self._n] = self._Y[: self._n]
+            self._Y = Y
+
+    def _store(self, at: int, out: np.ndarray) -> None:
+        if self._Y is None:
+            self._Y = np.empty((len(self._Z), out.shape[1]), dtype=np.float32)
+        elif out.shape[1] != self._Y.shape[1]:
+            raise ExplainerError("the model returned a different number of classes than before")
+        self._Y[at : at + len(out)] = out
+
+    def _call_model(self, images: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        out = self.predict(images)
+        self.seconds_in_model += time.perf_counter() - t0
+        self.model_calls += len(images)
+        out = np.asarray(out)
+        if out.ndim != 2 or len(out) != len(images):
+            raise ExplainerError(
+                f"the model returned shape {out.shape} for {len(images)} images; expected (N, classes)"
+            )
+        if not np.all(np.isfinite(out)):
+            raise ExplainerError("the model returned NaN or infinite scores for a masked image")
+        return out
 
 
 __all__ = [
-    "PerturbationRun", "Rows", "BLOCK", "FILLS", "fill_image", "render", "log_q",
-    "log_shapley_kernel", "kernel_size_probabilities", "sample_block", "enumeration",
+    "PerturbationRun", "Rows", "FILLS", "KERNEL_SHARE", "fill_image", "render", "render_index",
+    "strata", "pair_schedule", "stratum_pairs", "design", "design_weights", "log_shapley_kernel",
+    "lime_size_kernel",
     "parse_hex", "Cancelled",
 ]

@@ -1,9 +1,10 @@
-"""The shared perturbation engine: deterministic design, vectorised rendering, fills,
-extension, deduplication, cancellation and the exhaustive switch.
+"""The shared perturbation engine: the stratified design without repeats and its weights,
+vectorised rendering, fills, extension, cancellation and complete enumeration.
 
 The "models" are numpy functions that read which segments are present from the rendered
 pixels, so every check on Y is a check that the right images were rendered and predicted.
 """
+import heapq
 import itertools
 
 import numpy as np
@@ -12,14 +13,16 @@ from scipy.special import comb
 
 from explainers.base import Cancelled, ExplainerError
 from explainers.perturbation import (
-    BLOCK,
     PerturbationRun,
-    enumeration,
+    design,
+    design_weights,
     fill_image,
-    kernel_size_probabilities,
-    log_q,
     log_shapley_kernel,
-    sample_block,
+    pair_schedule,
+    render,
+    render_index,
+    strata,
+    stratum_pairs,
 )
 from explainers.segmentation import segment
 
@@ -75,11 +78,12 @@ def test_every_row_is_the_model_on_its_rendered_image(setup):
     np.testing.assert_array_equal(run.Y, model.game(run.Z).astype(np.float32))
 
 
-def test_duplicates_are_predicted_once(setup):
+def test_no_coalition_is_drawn_twice(setup):
+    """n rows are n distinct coalitions, so n model calls (no repeats to deduplicate)."""
     img, seg, model = setup
     run = PerturbationRun(model, img, seg, fill="black", seed=1, batch_size=16).extend(1000)
     distinct = len(np.unique(np.packbits(run.Z, axis=1), axis=0))
-    assert run.model_calls == model.images_seen == distinct < run.n
+    assert run.model_calls == model.images_seen == distinct == run.n == 1000
 
 
 @pytest.mark.parametrize("first,second", [(67, 300), (2, 130), (130, 131), (64, 66)])
@@ -104,7 +108,7 @@ def test_seed_decides_the_design(setup):
     c = PerturbationRun(model, img, seg, seed=1).extend(150)
     assert np.array_equal(a.Z, b.Z) and np.array_equal(a.Y, b.Y)
     assert not np.array_equal(a.Z, c.Z)
-    assert np.array_equal(a.Z[2 : 2 + BLOCK], sample_block(20, 0, 0))
+    assert np.array_equal(a.Z, design(20, 0, 0, 150)) and np.array_equal(a.Z[40:90], design(20, 0, 40, 90))
 
 
 def test_progress_counts_this_calls_rows_and_cancellation_keeps_a_consistent_state(setup):
@@ -182,36 +186,78 @@ def test_fills():
             fill_image(img, seg, bad)
 
 
-def test_design_density_and_weights():
-    m = 8
-    every = enumeration(m, seed=0)
-    assert len(np.unique(np.packbits(every, axis=1), axis=0)) == 2**m
-    assert np.isclose(np.exp(log_q(every)).sum(), 1.0)  # q is a distribution
-    s = np.arange(m + 1)
-    assert np.allclose(kernel_size_probabilities(m)[1:m], (1 / (s[1:m] * (m - s[1:m]))) / np.sum(1 / (s[1:m] * (m - s[1:m]))))
-    pi = np.exp(log_shapley_kernel(every))
-    size = every.sum(1)
-    assert pi[size == 0].sum() == 0 and pi[size == m].sum() == 0
-    assert np.allclose(pi[size == 1], (m - 1) / (m * 1 * (m - 1)))
-    # empirical size frequencies of the sampled rows match q's size marginal
-    rows = np.concatenate([sample_block(m, 11, b) for b in range(300)])
-    freq = np.bincount(rows.sum(1), minlength=m + 1) / len(rows)
-    expected = 0.5 * comb(m, s) / 2**m + 0.5 * kernel_size_probabilities(m)
-    assert np.abs(freq - expected).max() < 0.01
+def sainte_lague(shares, caps, slots):
+    """The textbook apportionment, one slot at a time (a heap of a_j / (c_j + ½))."""
+    counts = [0] * len(shares)
+    heap = [(-a / 0.5, j) for j, a in enumerate(shares)]
+    heapq.heapify(heap)
+    order = []
+    while len(order) < slots and heap:
+        _, j = heapq.heappop(heap)
+        order.append(j)
+        counts[j] += 1
+        if counts[j] < caps[j]:
+            heapq.heappush(heap, (-shares[j] / (counts[j] + 0.5), j))
+    return order
 
 
-def test_importance_ratios_average_to_one():
-    img = noise_image(10, 30)
-    seg = segment(img, "grid", {"rows": 1, "cols": 30})
-    run = PerturbationRun(lambda x: np.zeros((len(x), 2)), img, seg, seed=0).extend(6000)
-    rows = run.rows()
-    assert rows.lime_ratio[:2].tolist() == [1.0, 1.0] and rows.shapley_weight[:2].tolist() == [0.0, 0.0]
-    assert rows.lime_ratio.max() <= 2.0 + 1e-12  # bounded: lime's distribution is half of q
-    assert abs(rows.lime_ratio[2:].mean() - 1.0) < 0.05  # E_q[p/q] = 1
-    # E_q[π/q] = Σ π = Σ_s (M-1)/(s(M-s))
-    total_pi = np.sum([(30 - 1) / (s * (30 - s)) for s in range(1, 30)])
-    assert abs(rows.shapley_weight[2:].mean() / total_pi - 1.0) < 0.05
-    assert run.rows(100).n == 100 and np.array_equal(run.rows(100).Z, run.Z[:100])
+@pytest.mark.parametrize("m", [7, 12, 35])
+def test_pair_schedule_is_the_sainte_lague_apportionment_and_prefix_stable(m):
+    st = strata(m)
+    assert np.isclose(st.shares.sum(), 1.0) and (st.shares > 0).all()
+    assert st.pairs[0] == m and (m % 2 or st.pairs[-1] == comb(m, m // 2, exact=True) // 2)
+    slots = min(700, st.total_pairs)
+    expected = sainte_lague(st.shares.tolist(), st.pairs.tolist(), slots)
+    schedule = pair_schedule(m, slots)
+    np.testing.assert_array_equal(schedule, expected)
+    np.testing.assert_array_equal(pair_schedule(m, slots // 3), schedule[: slots // 3])
+
+
+def test_strata_are_drawn_without_replacement_and_uniformly():
+    m = 40  # pair stratum 4 has C(40, 4) = 91 390 pairs: seeded draws that skip repeats
+    for j in (1, 3, 4, 20):
+        first = stratum_pairs(m, j, seed=3, count=3000)
+        assert (first.sum(1) == j).all()
+        canonical = first if 2 * j != m else np.where(first[:, :1], first, ~first)
+        assert len(np.unique(np.packbits(canonical, axis=1), axis=0)) == len(first)
+        if j == 20:  # segment 0 marks the middle pairs; every other one is in about half
+            assert first[:, 0].all()
+            assert np.abs(first[:, 1:].mean(0) - 19 / 39).max() < 0.05
+    assert len(stratum_pairs(m, 1, 3, 3000)) == 40  # a small stratum is exhausted: all of it
+    np.testing.assert_array_equal(stratum_pairs(m, 4, 3, 50), stratum_pairs(m, 4, 3, 3000)[:50])
+    assert not np.array_equal(stratum_pairs(m, 4, 3, 50), stratum_pairs(m, 4, 4, 50))
+
+
+def test_design_enumerates_every_coalition_once_in_complement_pairs():
+    for m in (1, 2, 5, 8):
+        every = design(m, seed=1, start=0, stop=10**6)
+        assert len(every) == 2**m
+        assert len(np.unique(np.packbits(every, axis=1), axis=0)) == 2**m
+        assert every[0].all() and not every[1].any()
+        assert np.array_equal(every[2::2], ~every[3::2])
+
+
+def test_horvitz_thompson_weights_recover_the_targets_size_by_size():
+    """Summed over the rows of one size, the weights give that size's exact target mass."""
+    m = 30
+    Z = design(m, seed=0, start=0, stop=3001)  # odd: the last pair is incomplete
+    lime, shapley, log_q = design_weights(Z)
+    assert lime[:2].tolist() == [1.0, 1.0] and shapley[:2].tolist() == [0.0, 0.0]
+    assert np.isnan(log_q[:2]).all()
+    s = Z[2:].sum(1)
+    sizes = np.unique(s)
+    assert sizes.tolist() == list(range(1, m))  # every size has rows
+    for size in sizes:
+        rows = 2 + np.nonzero(s == size)[0]
+        kernel_mass = (m - 1) / (size * (m - size))  # Σ of π(z) over all C(M,s) coalitions
+        assert np.isclose(shapley[rows].sum(), kernel_mass)
+        np.testing.assert_allclose(np.exp(log_q[rows]), len(rows) / 2999 / comb(m, size))
+    np.testing.assert_allclose(shapley[2:], np.exp(log_shapley_kernel(Z[2:]) - log_q[2:]) / 2999)
+    # LIME: ratio ∝ 2^−M C(M,s) / n_s, summing to the number of sampled rows
+    assert np.isclose(lime[2:].sum(), 2999)
+    uniform_mass = comb(m, sizes) / 2.0**m
+    per_row = uniform_mass / np.array([(s == k).sum() for k in sizes])
+    np.testing.assert_allclose(lime[2:], (per_row / uniform_mass.sum() * 2999)[s - 1])
 
 
 def test_exhaustive_when_all_coalitions_fit():
@@ -228,12 +274,11 @@ def test_exhaustive_when_all_coalitions_fit():
     assert not sampled.exhaustive and sampled.n == 15
 
 
-def test_switching_to_enumeration_reuses_predictions_and_survives_cancellation():
+def test_extending_to_every_coalition_reuses_rows_and_survives_cancellation():
     img = noise_image(8, 12)
     seg = segment(img, "grid", {"rows": 2, "cols": 3})
     model = PresenceModel(img, seg, linear_game(6))
     run = PerturbationRun(model, img, seg, fill="black", batch_size=8).extend(40)
-    before = run.model_calls
     Z_before = run.Z.copy()
 
     def cancel(done, total, stage):
@@ -241,12 +286,14 @@ def test_switching_to_enumeration_reuses_predictions_and_survives_cancellation()
 
     with pytest.raises(Cancelled):
         run.extend(64, progress=cancel)
-    assert not run.exhaustive and np.array_equal(run.Z, Z_before)  # untouched
-    run.extend(64)
-    assert run.exhaustive and run.n == 64
-    assert run.model_calls == model.images_seen == 64  # each coalition predicted exactly once
-    assert before < 64
+    assert not run.exhaustive and run.n == 48  # the first batch of 8 was committed
+    assert np.array_equal(run.Z[:40], Z_before)  # earlier rows untouched
     np.testing.assert_array_equal(run.Y, model.game(run.Z).astype(np.float32))
+    run.extend(64)
+    assert run.exhaustive and run.n == 64 and run.rows().exhaustive and not run.rows(63).exhaustive
+    assert run.model_calls == model.images_seen == 64  # each coalition predicted exactly once
+    np.testing.assert_array_equal(run.Y, model.game(run.Z).astype(np.float32))
+    assert np.array_equal(run.Z, design(6, 0, 0, 64))
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -266,10 +313,12 @@ def test_bad_inputs_raise_clear_errors():
         PerturbationRun(lambda x: np.full((len(x), 2), np.nan), img, seg).extend(10)
     with pytest.raises(ExplainerError):
         PerturbationRun(lambda x: np.zeros((len(x), 2)), img, seg).extend(0)
+    with pytest.raises(ExplainerError, match="kernel share"):
+        PerturbationRun(lambda x: np.zeros((len(x), 2)), img, seg, kernel_share=1.5)
 
 
 def test_enumeration_order_is_complement_pairs():
-    every = enumeration(5, seed=1)
+    every = design(5, seed=1, start=0, stop=32)
     pairs = {frozenset(map(tuple, [every[i].tolist(), every[i + 1].tolist()])) for i in range(2, 32, 2)}
     expected = {
         frozenset([z, tuple(not b for b in z)])
@@ -277,3 +326,14 @@ def test_enumeration_order_is_complement_pairs():
         if 0 < sum(z) < 5
     }
     assert pairs == expected
+
+
+def test_render_into_a_reused_buffer():
+    img = noise_image(30, 40, seed=2)
+    seg = segment(img, "slic", {"n_segments": 20})
+    fill = fill_image(img, seg, "mean")
+    Z = np.random.default_rng(0).random((7, int(seg.max()) + 1)) < 0.5
+    buffer = np.zeros((9, 30, 40, 3), np.uint8)
+    out = render(img, fill, seg, Z, out=buffer, index=render_index(seg))
+    assert out.shape == (7, 30, 40, 3) and np.shares_memory(out, buffer)
+    np.testing.assert_array_equal(out, np.where(Z[:, seg][..., None], img[None], fill[None]))
