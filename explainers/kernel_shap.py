@@ -58,6 +58,32 @@ class ShapFit:
     r2: float  # weighted R² of the additive model f(∅) + z·φ on the weighted rows
 
 
+def _min_norm_solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """The minimum-norm β of ``gram β = rhs`` for a centred Gram matrix (``gram 1 = 0``, rhs ⊥ 1).
+
+    Adding ``c 11ᵀ / M`` makes it positive definite without changing the solution on 1⊥, so a
+    Cholesky solve suffices (microseconds); a rank-deficient design (too few rows) falls back
+    to an eigen-solve that drops the null directions. Both avoid numpy's ``eigh``/``lstsq``,
+    whose threaded OpenBLAS calls take ~15 ms each right after a TensorFlow batch on 2 cores.
+    """
+    from scipy.linalg import LinAlgError, cho_factor, cho_solve, eigh
+
+    m = len(gram)
+    scale = float(np.trace(gram)) / m
+    if scale <= 0:
+        return np.zeros(m)
+    A = gram + scale / m  # + c 11ᵀ / M with c = scale
+    try:
+        factor = cho_factor(A, lower=True, check_finite=False)
+        if np.min(np.abs(np.diag(factor[0]))) ** 2 <= 1e-10 * scale:
+            raise LinAlgError("nearly singular")
+        return cho_solve(factor, rhs, check_finite=False)
+    except LinAlgError:
+        vals, vecs = eigh(gram, check_finite=False)
+        keep = vals > 1e-10 * max(float(vals.max()), 0.0)
+        return vecs[:, keep] @ ((vecs[:, keep].T @ rhs) / vals[keep])
+
+
 def fit_kernel_shap(
     Z: np.ndarray,
     y: np.ndarray,
@@ -93,14 +119,13 @@ def fit_kernel_shap(
         total = np.bincount(group, weights=w)
         z_mean = np.stack([np.bincount(group, weights=w * Z[:, j]) for j in range(m)], axis=1) / total[:, None]
         y_mean = np.bincount(group, weights=w * y) / total
-        sw = np.sqrt(w)
-        X = (Z - z_mean[group]) * sw[:, None]  # rows sum to 0: φ is fixed up to a constant
-        t = (y - y_mean[group]) * sw
-        if l2 > 0:  # under Σφ = Δ, ‖φ‖² = ‖φ − Δ/M‖² + Δ²/M: a ridge on β is a ridge on φ
-            r = np.sqrt(float(l2))
-            X = np.vstack([X, r * np.eye(m)])
-            t = np.concatenate([t, np.zeros(m)])
-        beta, *_ = np.linalg.lstsq(X, t, rcond=None)  # minimum norm: Σβ = 0 up to rounding
+        Xc = Z - z_mean[group]  # rows sum to 0: φ is fixed up to a constant
+        Xw = Xc * w[:, None]
+        gram = Xw.T @ Xc  # M × M normal equations: cheap next to the rows
+        rhs = Xw.T @ (y - y_mean[group])
+        # Under Σφ = Δ, ‖φ‖² = ‖φ − Δ/M‖² + Δ²/M: a ridge on β is a ridge on φ.
+        gram[np.diag_indices_from(gram)] += float(l2)
+        beta = _min_norm_solve(gram, rhs)
         values = beta + (delta - beta.sum()) / m
     gap = float(abs(values.sum() - delta))
     if len(y):

@@ -78,11 +78,45 @@ class SurrogateFit:
 
 def lime_kernel(Z: np.ndarray, kernel_width: float = 0.25) -> np.ndarray:
     """lime_image's weights: sqrt(exp(-d²/w²)) of the cosine distance to the all-ones row."""
-    from sklearn.metrics import pairwise_distances
-
     Z = np.asarray(Z, dtype=np.float64)
-    d = pairwise_distances(Z, np.ones((1, Z.shape[1])), metric="cosine").ravel()
+    norms = np.sqrt(np.einsum("ij,ij->i", Z, Z)) * np.sqrt(Z.shape[1])
+    with np.errstate(invalid="ignore", divide="ignore"):  # sklearn: a zero row has distance 1
+        similarity = np.where(norms > 0, Z.sum(axis=1) / norms, 0.0)
+    d = np.clip(1.0 - similarity, 0.0, 2.0)  # sklearn's cosine distance to the all-ones row
     return np.sqrt(np.exp(-(d**2) / float(kernel_width) ** 2))
+
+
+def weighted_ridge(Z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
+    """sklearn's ``Ridge(alpha, fit_intercept=True).fit(Z, y, sample_weight=w)`` in closed form.
+
+    Centre by the weighted means, solve ``(Xᵀ W X + αI) β = Xᵀ W y``, intercept ``ȳ − x̄·β``
+    (what sklearn's cholesky solver does), without its per-call validation overhead: LIME fits
+    one surrogate per label on every explanation.
+    """
+    w = np.asarray(w, dtype=np.float64)
+    total = w.sum()
+    x_mean = (w @ Z) / total
+    y_mean = float(w @ y) / total
+    Xc = Z - x_mean
+    yc = y - y_mean
+    Xw = Xc * w[:, None]
+    gram = Xw.T @ Xc
+    gram[np.diag_indices_from(gram)] += alpha
+    try:
+        coef = np.linalg.solve(gram, Xw.T @ yc)
+    except np.linalg.LinAlgError:  # alpha = 0 on collinear rows: the minimum-norm solution
+        coef = np.linalg.lstsq(gram, Xw.T @ yc, rcond=None)[0]
+    return coef, y_mean - float(x_mean @ coef)
+
+
+def weighted_r2(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> float:
+    """sklearn's ``r2_score(y, pred, sample_weight=w)`` (1 when y is constant and fitted)."""
+    mean = float(w @ y) / float(w.sum())
+    ss_res = float(w @ (y - pred) ** 2)
+    ss_tot = float(w @ (y - mean) ** 2)
+    if ss_tot == 0:
+        return 1.0 if ss_res == 0 else 0.0
+    return 1.0 - ss_res / ss_tot
 
 
 def signed_tree_importance(tree, Z: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -120,26 +154,26 @@ def fit_lime(
         w = w * np.asarray(sample_weight, dtype=np.float64)
     ones = np.ones((1, Z.shape[1]))
     if params.surrogate == "ridge":
-        from sklearn.linear_model import Ridge
-
-        model = Ridge(alpha=float(params.alpha), fit_intercept=True, random_state=seed)
-        model.fit(Z, y, sample_weight=w)
-        coef, intercept = model.coef_, float(model.intercept_)
-    elif params.surrogate == "lasso":
-        from sklearn.linear_model import Lasso
-
-        model = Lasso(alpha=float(params.lasso_alpha), fit_intercept=True, max_iter=10_000, random_state=seed)
-        model.fit(Z, y, sample_weight=w)
-        coef, intercept = model.coef_, float(model.intercept_)
+        coef, intercept = weighted_ridge(Z, y, w, float(params.alpha))
+        pred = intercept + Z @ coef
+        r2 = weighted_r2(y, pred, w)
+        local = intercept + float(coef.sum())
     else:
-        from sklearn.tree import DecisionTreeRegressor
+        if params.surrogate == "lasso":
+            from sklearn.linear_model import Lasso
 
-        model = DecisionTreeRegressor(max_depth=int(params.max_depth), random_state=seed)
-        model.fit(Z, y, sample_weight=w)
-        coef = signed_tree_importance(model, Z, y, w)
-        intercept = float(model.predict(np.zeros((1, Z.shape[1])))[0])  # surrogate at "all hidden"
-    r2 = float(model.score(Z, y, sample_weight=w))
-    local = float(model.predict(ones)[0])
+            model = Lasso(alpha=float(params.lasso_alpha), fit_intercept=True, max_iter=10_000, random_state=seed)
+            model.fit(Z, y, sample_weight=w)
+            coef, intercept = model.coef_, float(model.intercept_)
+        else:
+            from sklearn.tree import DecisionTreeRegressor
+
+            model = DecisionTreeRegressor(max_depth=int(params.max_depth), random_state=seed)
+            model.fit(Z, y, sample_weight=w)
+            coef = signed_tree_importance(model, Z, y, w)
+            intercept = float(model.predict(np.zeros((1, Z.shape[1])))[0])  # surrogate at "all hidden"
+        r2 = float(model.score(Z, y, sample_weight=w))
+        local = float(model.predict(ones)[0])
     return SurrogateFit(
         coef=np.asarray(coef, dtype=np.float64), intercept=intercept, r2=r2,
         local_prediction=local, weights=w,
@@ -223,4 +257,4 @@ SPEC = register(
     )
 )
 
-__all__ = ["LimeParams", "SurrogateFit", "fit_lime", "lime_kernel", "run_lime", "SPEC"]
+__all__ = ["LimeParams", "SurrogateFit", "fit_lime", "lime_kernel", "run_lime", "weighted_ridge", "weighted_r2", "SPEC"]

@@ -248,3 +248,16 @@ def test_registered_methods_run_through_the_runner(tiny_classifier):
     run = ctx.perturbations()
     assert clf.images_seen - start == run.model_calls + 1  # + the one forward pass for top-k
     assert out[0].params["segmentation_params"] == {"rows": 8, "cols": 8}
+
+
+@pytest.mark.parametrize("rows", [3, 11, 40, 300])
+def test_normal_equation_solve_is_the_minimum_norm_least_squares_solution(rows):
+    """The fast solver equals lstsq's minimum-norm answer, also with fewer rows than segments."""
+    from explainers.kernel_shap import _min_norm_solve
+
+    rng = np.random.default_rng(rows)
+    X = rng.random((rows, 12))
+    X -= X.mean(axis=1, keepdims=True)  # centred rows: 1 is in the null space
+    t = rng.random(rows)
+    expected = np.linalg.lstsq(X, t, rcond=None)[0]
+    np.testing.assert_allclose(_min_norm_solve(X.T @ X, X.T @ t), expected, atol=1e-10)

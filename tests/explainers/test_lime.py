@@ -24,6 +24,28 @@ def test_kernel_is_limes():
     np.testing.assert_allclose(lime_kernel(Z, 0.25), np.sqrt(np.exp(-(cos**2) / 0.25**2)), atol=1e-12)
 
 
+def test_closed_form_ridge_kernel_and_r2_equal_sklearns():
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import pairwise_distances, r2_score
+
+    from explainers.lime import weighted_r2, weighted_ridge
+
+    rng = np.random.default_rng(3)
+    Z = (rng.random((300, 17)) < 0.5).astype(float)
+    Z[5] = 0.0  # the empty coalition
+    y = rng.random(300)
+    w = lime_kernel(Z) * rng.uniform(0.2, 2.0, 300)
+    d = pairwise_distances(Z, np.ones((1, 17)), metric="cosine").ravel()
+    np.testing.assert_allclose(lime_kernel(Z, 0.4), np.sqrt(np.exp(-(d**2) / 0.16)), atol=1e-12)
+    for alpha in (1.0, 1e-9, 30.0):
+        ref = Ridge(alpha=alpha, fit_intercept=True).fit(Z, y, sample_weight=w)
+        coef, intercept = weighted_ridge(Z, y, w, alpha)
+        np.testing.assert_allclose(coef, ref.coef_, atol=1e-9)
+        assert abs(intercept - ref.intercept_) < 1e-9
+        pred = intercept + Z @ coef
+        assert abs(weighted_r2(y, pred, w) - r2_score(y, ref.predict(Z), sample_weight=w)) < 1e-9
+
+
 @pytest.mark.parametrize("label", [0, 2])
 def test_same_rows_as_lime_give_limes_explanation(label):
     """Run lime_image itself, recover its coalitions from the images it sent, refit with ours."""
