@@ -437,7 +437,7 @@ class PerturbationRun:
         self.kernel_share = float(kernel_share)
         self.predict = predict
         self.image = image
-        self.segments = segments.astype(np.int32)
+        self.segments = np.asarray(segments, dtype=np.int32)  # no copy when already int32
         self.num_segments = m
         self.fill = fill
         self.seed = int(seed)
@@ -537,13 +537,13 @@ class PerturbationRun:
         bs = self.batch_size
         h, w = self.segments.shape
         buffer = np.empty((min(bs, k), h, w, 3), dtype=np.uint8)  # reused for every batch
-        index = render_index(self.segments)
         done = 0
         started = time.perf_counter()
         self.eta_seconds = None
         while done < k:
             stop = min(done + bs, k)
-            images = render(self.image, self.fill_image, self.segments, target[done:stop], buffer, index)
+            # the gather index is rebuilt per batch (≈0.2 ms): it is not held during the model call
+            images = render(self.image, self.fill_image, self.segments, target[done:stop], buffer)
             self._store(start + done, self._call_model(images))
             self._n = start + stop
             done = stop
