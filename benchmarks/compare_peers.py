@@ -11,7 +11,9 @@ superpixels for every superpixel method; same model wrapped by one timer):
 a. ``forward``: ``classifier.predict`` on N copies of the image with random superpixels hidden
    (mean fill), built before the clock starts: the floor.
 b. ``xai-lens``: LIME + KernelSHAP + Grad-CAM for the top-k labels from one context (one shared
-   perturbation pass of N rows).
+   perturbation pass of N rows). ``xai-lens-lime+shap`` is the same without Grad-CAM: the
+   like-for-like row for the peers' memory (they compute no Grad-CAM and keep only the top-k
+   outputs, where XAI Lens keeps all C outputs of every row to explain any label later).
 c. ``lime``: ``LimeImageExplainer.explain_instance(top_labels=k, num_samples=N,
    segmentation_fn=<our segments>, batch_size=32)`` (mean fill, lime's default).
 d. ``shap-partition``: ``shap.Explainer(f, shap.maskers.Image("blur(128,128)"))`` with
@@ -71,10 +73,11 @@ class TimedClassifier:
     def __init__(self, classifier: Any) -> None:
         self._clf = classifier
         self.seconds = 0.0
+        self.gradient_seconds = 0.0
         self.images = 0
 
     def reset(self) -> None:
-        self.seconds, self.images = 0.0, 0
+        self.seconds, self.gradient_seconds, self.images = 0.0, 0.0, 0
 
     def predict(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         t0 = time.perf_counter()
@@ -86,7 +89,9 @@ class TimedClassifier:
     def gradients(self, images: np.ndarray, classes, layer=None):
         t0 = time.perf_counter()
         out = self._clf.gradients(images, classes, layer=layer)
-        self.seconds += time.perf_counter() - t0
+        spent = time.perf_counter() - t0
+        self.seconds += spent
+        self.gradient_seconds += spent
         self.images += len(np.asarray(images).reshape(-1, *np.shape(images)[-3:]))
         return out
 
@@ -106,13 +111,13 @@ class Row:
     extra: dict = field(default_factory=dict)
 
 
-def time_once(fn: Callable[[], Any], timer: TimedClassifier) -> tuple[float, float, int, Any]:
-    """(wall s, model s, images, result) of one call."""
+def time_once(fn: Callable[[], Any], timer: TimedClassifier) -> tuple[float, float, int, float, Any]:
+    """(wall s, model s, images, seconds in ``gradients``, result) of one call."""
     gc.collect()
     timer.reset()
     t0 = time.perf_counter()
     out = fn()
-    return time.perf_counter() - t0, timer.seconds, timer.images, out
+    return time.perf_counter() - t0, timer.seconds, timer.images, timer.gradient_seconds, out
 
 
 def peak_memory_mb(fn: Callable[[], Any]) -> float:
@@ -132,20 +137,22 @@ def measure_all(
 ) -> tuple[list[Row], dict[str, Any]]:
     """Round-robin ``repeat`` times (so that load from other processes hits everyone alike);
     each contestant's row is its fastest run. Memory is traced afterwards, once each."""
-    runs: dict[str, list[tuple[float, float, int]]] = {name: [] for name, _, _ in contestants}
+    runs: dict[str, list[tuple[float, float, int, float]]] = {name: [] for name, _, _ in contestants}
     results: dict[str, Any] = {}
     for _ in range(repeat):
         for name, fn, _ in contestants:
-            wall, model, images, out = time_once(fn, timer)
-            runs[name].append((wall, model, images))
+            wall, model, images, grads, out = time_once(fn, timer)
+            runs[name].append((wall, model, images, grads))
             results[name] = out
     rows = []
     for name, fn, note in contestants:
-        wall, model, images = min(runs[name])
+        wall, model, images, grads = min(runs[name])
+        extra = {"walls_s": [round(r[0], 3) for r in runs[name]]}
+        if grads:
+            extra["gradients_s"] = grads
         rows.append(Row(
             name, wall, model, images, 100.0 * (wall - model) / wall,
-            peak_memory_mb(fn) if memory else None, note,
-            {"walls_s": [round(w, 3) for w, _, _ in runs[name]]},
+            peak_memory_mb(fn) if memory else None, note, extra,
         ))
     return rows, results
 
@@ -200,13 +207,14 @@ def warm_up(clf: Any, image: np.ndarray, top: list[int], shap_partition: bool) -
 
 
 # ---------------------------------------------------------------------- contestants
-def run_ours(timer: TimedClassifier, image: np.ndarray, segments: np.ndarray, n: int, k: int, seed: int):
+def run_ours(timer: TimedClassifier, image: np.ndarray, segments: np.ndarray, n: int, k: int, seed: int,
+             methods: tuple[str, ...] = ("lime", "kernel_shap", "gradcam")):
     from explainers.context import ExplainContext, SamplingParams
     from explainers.runner import explain
 
     ctx = ExplainContext(timer, image, seed=seed, sampling=SamplingParams(samples=n, fill="mean", batch_size=32))
     ctx.cache["segments"] = segments  # the shared quickshift segments (as given to the peers)
-    return explain(ctx, ["lime", "kernel_shap", "gradcam"], top_k=k)
+    return explain(ctx, list(methods), top_k=k)
 
 
 def run_lime(timer: TimedClassifier, image: np.ndarray, segments: np.ndarray, n: int, k: int, seed: int):
@@ -279,6 +287,10 @@ def run(model_id: str, samples: int, top_k: int, seed: int, memory: bool,
     if want("xai-lens"):
         contestants.append(("xai-lens", lambda: run_ours(timer, image, segments, samples, top_k, seed),
                             f"LIME + KernelSHAP + Grad-CAM, top-{top_k}, one context"))
+    if want("xai-lens-lime+shap"):
+        contestants.append(("xai-lens-lime+shap",
+                            lambda: run_ours(timer, image, segments, samples, top_k, seed, ("lime", "kernel_shap")),
+                            f"LIME + KernelSHAP, top-{top_k}, one context (no Grad-CAM)"))
     if want("lime"):
         contestants.append(("lime", lambda: run_lime(timer, image, segments, samples, top_k, seed),
                             f"LimeImageExplainer, top_labels={top_k}, same segments"))
@@ -303,6 +315,12 @@ def run(model_id: str, samples: int, top_k: int, seed: int, memory: bool,
             if ours.peak_mb and peer in by and by[peer].peak_mb:
                 key = f"ours_vs_{peer.replace('-', '_')}_memory"
                 ratios[key] = ours.peak_mb / by[peer].peak_mb
+        if "gradients_s" in ours.extra:
+            ratios["ours_gradcam_pct"] = 100.0 * ours.extra["gradients_s"] / ours.wall_s
+    if "xai-lens-lime+shap" in by and "shap-kernel" in by and by["shap-kernel"].peak_mb:
+        if by["xai-lens-lime+shap"].peak_mb:
+            ratios["ours_lime_shap_vs_shap_kernel_memory"] = (
+                by["xai-lens-lime+shap"].peak_mb / by["shap-kernel"].peak_mb)
     checks = {}
     for name, (op, bound, text) in TARGETS.items():
         value = ratios.get(name)
@@ -344,6 +362,12 @@ def format_report(report: dict) -> str:
     for name, check in report["targets"].items():
         mark = "met" if check["met"] else "NOT met"
         lines.append(f"{name:<30} {check['value']:.3f}  (target {check['target']}: {mark}) — {check['meaning']}")
+    extra = report["ratios"]
+    if "ours_gradcam_pct" in extra:
+        lines.append(f"Grad-CAM's gradients inside xai-lens: {extra['ours_gradcam_pct']:.1f} % of its wall")
+    if "ours_lime_shap_vs_shap_kernel_memory" in extra:
+        lines.append("xai-lens-lime+shap peak / shap-kernel peak (no Grad-CAM, informational): "
+                     f"{extra['ours_lime_shap_vs_shap_kernel_memory']:.3f}")
     lines.append(f"Grad-CAM's first call (TensorFlow trace, excluded above): {report['gradcam_first_call_s']:.2f} s")
     if report["memory"]:
         lines.append(f"Peak memory: {report['memory']}, measured in an extra untimed run.")
@@ -359,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3,
                         help="timed rounds (round-robin); each contestant's fastest is reported")
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc runs")
-    parser.add_argument("--only", help="comma-separated contestants: forward,xai-lens,lime,shap-partition,shap-kernel")
+    parser.add_argument("--only", help="comma-separated contestants: forward,xai-lens,xai-lens-lime+shap,lime,"
+                                        "shap-partition,shap-kernel")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.samples < 8 or args.top_k < 1:

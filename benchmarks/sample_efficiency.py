@@ -1,21 +1,28 @@
 """How accurate is each estimator for a given number of model calls?
 
 Why: speed per sample is half the story; the other half is how many samples an estimator needs.
-XAI Lens draws its perturbations from a mixture of lime's distribution and the Shapley kernel's
-size distribution, in complement pairs, and reweights by importance sampling (see
-``explainers.perturbation``). This script measures the error of each estimator against a
-reference at N = 250, 500, 1000 samples over several seeds:
+XAI Lens takes its perturbations as a sample stratified by coalition size, without repeats, in
+complement pairs, weighted by Horvitz–Thompson (see ``explainers.perturbation``), and its
+KernelSHAP fits one intercept per coalition size (``explainers.kernel_shap``). This script
+measures the error of each estimator against a reference at N = 250, 500, 1000 samples over
+several seeds:
 
 * ``xai-lens kernel_shap`` and ``shap KernelExplainer`` (``l1_reg=False``, background = every
   superpixel hidden) against the reference Shapley values;
 * ``xai-lens lime`` and the ``lime`` package (``LimeImageExplainer``) against the reference
-  LIME surrogate (lime's weighted ridge fitted on the reference rows).
+  LIME surrogate (lime's objective: its kernel-weighted ridge over uniform coalitions);
+* the same two XAI Lens rows with ``[λ=1]``: the design tilted fully towards KernelSHAP
+  (``kernel_share=1``), to show the trade-off between the two estimators.
 
 References: with ``--quick`` (and whenever 2^M coalitions fit in ``--reference-samples``) the
 superpixels are a coarse 3×4 grid and the reference is exact: every one of the 2^12 coalitions is
 evaluated (exact Shapley values; the LIME reference is lime's objective over all coalitions).
-Otherwise (quickshift, about 35 superpixels) it is our own estimator on 20 000 rows with a seed
-none of the compared runs uses.
+Otherwise (quickshift, about 35 superpixels) no exact value exists, and a reference built by
+one of the contestants would favour it, so each reference is the mean of two independent
+estimates at ``--reference-samples`` (20 000) rows, with seeds no compared run uses: Shapley
+values = mean of XAI Lens KernelSHAP (``kernel_share=1``) and shap's KernelExplainer; LIME =
+mean of XAI Lens LIME and the lime package itself. The report gives the distance between the
+two halves of each reference (its own noise is about half of it).
 
 All estimators see the same model on the same image with the same superpixels and the same
 fill (each segment's mean colour, lime's default, byte-identical to lime's rendering). The model
@@ -25,7 +32,8 @@ running time. Metrics, per label then averaged over the top-k labels: relative L
 ``‖φ − φ_ref‖ / ‖φ_ref‖`` and Spearman rank correlation with the reference; mean ± standard
 deviation over seeds.
 
-Usage: ``python benchmarks/sample_efficiency.py [--quick] [--json]``.
+Usage: ``python benchmarks/sample_efficiency.py [--quick] [--json] [--cache predictions.npz]``
+(``--cache`` keeps the memoised predictions between runs).
 """
 from __future__ import annotations
 
@@ -45,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 REFERENCE_SEED = 10_007
+VARIANT_SHARE = 1.0  # the [λ=1] rows: the design tilted fully towards KernelSHAP
 TARGET = "xai-lens kernel_shap at 500 samples at least as accurate as shap KernelExplainer at 1000"
 
 
@@ -89,6 +98,22 @@ class Oracle:
                     self.cache[keys[i]] = p
         return np.stack([self.cache[k] for k in keys]).astype(np.float32)
 
+    def load(self, path: str) -> None:
+        """Predictions memoised by an earlier run on the same model, image, segments and labels."""
+        if not os.path.exists(path):
+            return
+        data = np.load(path)
+        if (data["labels"].tolist() != list(self.labels) or data["m"] != self.m
+                or not np.array_equal(data["segments"], self.segments)):
+            return  # another setup: ignore it
+        for key, value in zip(data["keys"], data["values"]):
+            self.cache[key.tobytes()] = value
+
+    def save(self, path: str) -> None:
+        keys = np.array([np.frombuffer(k, dtype=np.uint8) for k in self.cache])
+        values = np.array(list(self.cache.values()), dtype=np.float32)
+        np.savez(path, keys=keys, values=values, labels=np.array(self.labels), m=self.m, segments=self.segments)
+
     def coalitions(self, images: np.ndarray) -> np.ndarray:
         same = (np.asarray(images) == self.image[None]).all(-1).reshape(len(images), -1)
         return np.logical_and.reduceat(same[:, self._order], self._starts, axis=1)
@@ -98,14 +123,17 @@ class Oracle:
 
 
 # ---------------------------------------------------------------------- estimators
-def ours(oracle: Oracle, seed: int, sizes: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray, int]]:
+def ours(oracle: Oracle, seed: int, sizes: list[int], kernel_share: float | None = None,
+         ) -> dict[int, tuple[np.ndarray, np.ndarray, int]]:
     """{N: (KernelSHAP values (L, M), LIME coefficients (L, M), distinct coalitions)} from one
     run and its prefixes (a run's first N rows are exactly a fresh N-row run)."""
     from explainers.kernel_shap import fit_kernel_shap
     from explainers.lime import fit_lime
-    from explainers.perturbation import PerturbationRun
+    from explainers.perturbation import KERNEL_SHARE, PerturbationRun
 
-    run = PerturbationRun(oracle.predict_images, oracle.image, oracle.segments, fill="mean", seed=seed)
+    share = KERNEL_SHARE if kernel_share is None else kernel_share
+    run = PerturbationRun(oracle.predict_images, oracle.image, oracle.segments, fill="mean", seed=seed,
+                          kernel_share=share)
     run.extend(max(sizes))
     if run.exhaustive:
         raise SystemExit("the sizes reach 2^M: every estimator would be exact; use more superpixels")
@@ -158,13 +186,56 @@ def errors(estimate: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     return float(np.mean(rel)), float(np.mean(rho))
 
 
+def shapley_values(rows: Any, top_k: int) -> np.ndarray:
+    from explainers.kernel_shap import fit_kernel_shap
+
+    return np.array([fit_kernel_shap(rows.Z, rows.Y[:, j], rows.shapley_weight, rows.Y[0, j], rows.Y[1, j]).values
+                     for j in range(top_k)])
+
+
+def lime_coefficients(rows: Any, top_k: int) -> np.ndarray:
+    from explainers.lime import fit_lime
+
+    return np.array([fit_lime(rows.Z, rows.Y[:, j], rows.lime_ratio).coef for j in range(top_k)])
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over labels of ‖a − b‖ / ‖(a + b) / 2‖."""
+    return float(np.mean([np.linalg.norm(x - y) / np.linalg.norm((x + y) / 2) for x, y in zip(a, b)]))
+
+
+def references(oracle: Oracle, top_k: int, reference_samples: int) -> tuple[np.ndarray, np.ndarray, str, dict]:
+    """(Shapley reference (L, M), LIME reference (L, M), description, agreement of the halves)."""
+    from explainers.perturbation import KERNEL_SHARE, PerturbationRun
+
+    m = oracle.m
+    if 2**m <= reference_samples:  # every coalition: exact
+        run = PerturbationRun(oracle.predict_images, oracle.image, oracle.segments, fill="mean", seed=REFERENCE_SEED)
+        rows = run.extend(2**m).rows()
+        assert rows.exhaustive
+        return shapley_values(rows, top_k), lime_coefficients(rows, top_k), f"exact: all {2**m} coalitions", {}
+    n = reference_samples
+    ks_run = PerturbationRun(oracle.predict_images, oracle.image, oracle.segments, fill="mean",
+                             seed=REFERENCE_SEED, kernel_share=VARIANT_SHARE).extend(n)
+    ours_shap = shapley_values(ks_run.rows(), top_k)
+    theirs_shap = shap_kernel(oracle, REFERENCE_SEED, n)
+    lime_run = PerturbationRun(oracle.predict_images, oracle.image, oracle.segments, fill="mean",
+                               seed=REFERENCE_SEED, kernel_share=KERNEL_SHARE).extend(n)
+    ours_lime = lime_coefficients(lime_run.rows(), top_k)
+    theirs_lime = lime_package(oracle, REFERENCE_SEED, n)
+    agreement = {"shapley_halves_rel_distance": distance(ours_shap, theirs_shap),
+                 "lime_halves_rel_distance": distance(ours_lime, theirs_lime)}
+    text = (f"mean of two independent {n}-row estimates (seed {REFERENCE_SEED}): Shapley = xai-lens "
+            f"kernel_shap [λ=1] + shap KernelExplainer (they differ by "
+            f"{agreement['shapley_halves_rel_distance']:.3f}); LIME = xai-lens lime + lime package "
+            f"(differ by {agreement['lime_halves_rel_distance']:.3f})")
+    return (ours_shap + theirs_shap) / 2, (ours_lime + theirs_lime) / 2, text, agreement
+
+
 def run(quick: bool, sizes: list[int], seeds: list[int], top_k: int, reference_samples: int,
-        model_id: str | None) -> dict:
+        model_id: str | None, cache: str | None = None) -> dict:
     from skimage.data import chelsea
 
-    from explainers.kernel_shap import fit_kernel_shap
-    from explainers.lime import fit_lime
-    from explainers.perturbation import PerturbationRun
     from explainers.segmentation import segment
     from model_zoo.registry import load_classifier, prepare_image
 
@@ -179,17 +250,13 @@ def run(quick: bool, sizes: list[int], seeds: list[int], top_k: int, reference_s
         segmentation = "quickshift (lime's defaults)"
     labels = [int(i) for i in np.argsort(-clf.predict(image[None])[0], kind="stable")[:top_k]]
     oracle = Oracle(clf, image, segments, labels)
+    if cache:
+        oracle.load(cache)
     m = oracle.m
 
-    exact = 2**m <= reference_samples
-    ref_run = PerturbationRun(oracle.predict_images, image, segments, fill="mean", seed=REFERENCE_SEED)
-    ref_run.extend(2**m if exact else reference_samples)
-    rows = ref_run.rows()
-    ref_shap = np.array([fit_kernel_shap(rows.Z, rows.Y[:, j], rows.shapley_weight, rows.Y[0, j], rows.Y[1, j]).values
-                         for j in range(top_k)])
-    ref_lime = np.array([fit_lime(rows.Z, rows.Y[:, j], rows.lime_ratio).coef for j in range(top_k)])
-    reference = (f"exact: all {2**m} coalitions" if ref_run.exhaustive
-                 else f"xai-lens estimators on {ref_run.n} rows (seed {REFERENCE_SEED})")
+    ref_shap, ref_lime, reference, agreement = references(oracle, top_k, reference_samples)
+    if cache:
+        oracle.save(cache)
 
     table: dict[tuple[str, int], list[tuple[float, float, int]]] = {}
 
@@ -198,12 +265,15 @@ def run(quick: bool, sizes: list[int], seeds: list[int], top_k: int, reference_s
         return (*errors(fn(oracle, seed, n), reference), len(oracle.asked))
 
     for seed in seeds:
-        for n, (s_values, l_values, distinct) in ours(oracle, seed, sizes).items():
-            table.setdefault(("xai-lens kernel_shap", n), []).append((*errors(s_values, ref_shap), distinct))
-            table.setdefault(("xai-lens lime", n), []).append((*errors(l_values, ref_lime), distinct))
+        for share, tag in ((None, ""), (VARIANT_SHARE, f" [λ={VARIANT_SHARE:g}]")):
+            for n, (s_values, l_values, distinct) in ours(oracle, seed, sizes, share).items():
+                table.setdefault((f"xai-lens kernel_shap{tag}", n), []).append((*errors(s_values, ref_shap), distinct))
+                table.setdefault((f"xai-lens lime{tag}", n), []).append((*errors(l_values, ref_lime), distinct))
         for n in sizes:
             table.setdefault(("shap KernelExplainer", n), []).append(peer(shap_kernel, seed, n, ref_shap))
             table.setdefault(("lime LimeImageExplainer", n), []).append(peer(lime_package, seed, n, ref_lime))
+        if cache:
+            oracle.save(cache)
 
     rows_out = []
     for (name, n), values in table.items():
@@ -216,17 +286,28 @@ def run(quick: bool, sizes: list[int], seeds: list[int], top_k: int, reference_s
             "distinct_calls_mean": float(np.mean([v[2] for v in values])),
         })
     rows_out.sort(key=lambda r: (r["target"], r["estimator"], r["samples"]))
-    ours500 = next((r for r in rows_out if r["estimator"] == "xai-lens kernel_shap" and r["samples"] == 500), None)
-    shap1000 = next((r for r in rows_out if r["estimator"] == "shap KernelExplainer" and r["samples"] == 1000), None)
+    def find(name: str, n: int) -> dict | None:
+        return next((r for r in rows_out if r["estimator"] == name and r["samples"] == n), None)
+
+    ours500, shap1000 = find("xai-lens kernel_shap", 500), find("shap KernelExplainer", 1000)
     target = None
     if ours500 and shap1000:
+        variant = find(f"xai-lens kernel_shap [λ={VARIANT_SHARE:g}]", 500)
         target = {"text": TARGET, "ours_500": ours500["rel_l2_mean"], "shap_1000": shap1000["rel_l2_mean"],
-                  "met": ours500["rel_l2_mean"] <= shap1000["rel_l2_mean"]}
+                  "met": ours500["rel_l2_mean"] <= shap1000["rel_l2_mean"],
+                  "ours_500_variant": variant["rel_l2_mean"] if variant else None}
+    lime_check = {}
+    for n in sizes:
+        ours_lime, theirs = find("xai-lens lime", n), find("lime LimeImageExplainer", n)
+        if ours_lime and theirs:
+            lime_check[n] = {"ours": ours_lime["rel_l2_mean"], "lime": theirs["rel_l2_mean"],
+                             "at_least_as_good": ours_lime["rel_l2_mean"] <= theirs["rel_l2_mean"]}
     return {
         "model": clf.id, "labels": [clf.labels[i] for i in labels], "segmentation": segmentation,
         "num_segments": m, "reference": reference, "seeds": seeds, "sizes": sizes,
+        "reference_agreement": agreement,
         "model_calls": oracle.model_calls, "seconds": time.perf_counter() - started,
-        "rows": rows_out, "target": target,
+        "rows": rows_out, "target": target, "lime_check": lime_check,
     }
 
 
@@ -249,9 +330,14 @@ def format_report(report: dict) -> str:
     if t:
         lines += ["", f"Target: {t['text']}: {t['ours_500']:.3f} vs {t['shap_1000']:.3f} "
                       f"({'met' if t['met'] else 'NOT met'})"]
+        if t.get("ours_500_variant") is not None:
+            lines.append(f"  with the design tilted to KernelSHAP [λ={VARIANT_SHARE:g}]: {t['ours_500_variant']:.3f}")
+    for n, c in report.get("lime_check", {}).items():
+        lines.append(f"LIME at N={n}: xai-lens {c['ours']:.3f} vs lime {c['lime']:.3f} "
+                     f"({'at least as good' if c['at_least_as_good'] else 'WORSE'})")
     lines.append("N: samples asked for (our rows, lime num_samples, shap nsamples). DISTINCT: distinct "
-                 "coalitions among them. A real run pays DISTINCT model calls for xai-lens (it predicts "
-                 "a repeated coalition once) and N for lime and shap.")
+                 "coalitions among them: xai-lens never repeats one (N rows = N model calls); lime and "
+                 "shap pay N calls (a memo here spares the repeats, which changes no estimate).")
     return "\n".join(lines)
 
 
@@ -262,21 +348,22 @@ def _ints(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 3×4 grid superpixels, exact reference, 3 seeds")
+                        help="3×4 grid superpixels, exact reference, 20 seeds (the grid's 4096 predictions are memoised)")
     parser.add_argument("--sizes", default="250,500,1000", help="sample sizes N (default 250,500,1000)")
-    parser.add_argument("--seeds", help="comma-separated seeds (default 0..4, or 0..2 with --quick)")
+    parser.add_argument("--seeds", help="comma-separated seeds (default 0..4, or 0..19 with --quick)")
     parser.add_argument("--top-k", type=int, default=3, help="labels explained (default 3)")
     parser.add_argument("--reference-samples", type=int, default=20_000,
                         help="rows of the sampled reference (default 20000); exact when 2^M fits")
     parser.add_argument("--model", help="model id (default efficientnet-lite0, the bundled model)")
+    parser.add_argument("--cache", help="npz file keeping the memoised predictions between runs")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    seeds = _ints(args.seeds) if args.seeds else list(range(3 if args.quick else 5))
+    seeds = _ints(args.seeds) if args.seeds else list(range(20 if args.quick else 5))
     sizes = sorted(_ints(args.sizes))
     if not sizes or min(sizes) < 8 or args.top_k < 1 or not seeds:
         parser.error("sizes must be ≥ 8, --top-k ≥ 1 and at least one seed given")
     warnings.filterwarnings("ignore")
-    report = run(args.quick, sizes, seeds, args.top_k, args.reference_samples, args.model)
+    report = run(args.quick, sizes, seeds, args.top_k, args.reference_samples, args.model, args.cache)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 
