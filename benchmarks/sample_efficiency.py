@@ -306,7 +306,8 @@ def run(quick: bool, sizes: list[int], seeds: list[int], top_k: int, reference_s
         "model": clf.id, "labels": [clf.labels[i] for i in labels], "segmentation": segmentation,
         "num_segments": m, "reference": reference, "seeds": seeds, "sizes": sizes,
         "reference_agreement": agreement,
-        "model_calls": oracle.model_calls, "seconds": time.perf_counter() - started,
+        "model_calls": oracle.model_calls, "coalitions": len(oracle.cache),
+        "seconds": time.perf_counter() - started,
         "rows": rows_out, "target": target, "lime_check": lime_check,
     }
 
@@ -315,8 +316,9 @@ def format_report(report: dict) -> str:
     lines = [
         f"model {report['model']}; labels {', '.join(report['labels'])}; {report['num_segments']} "
         f"superpixels ({report['segmentation']}); reference: {report['reference']}",
-        f"seeds {report['seeds']}; {report['model_calls']} distinct model calls in "
-        f"{report['seconds']:.0f} s (predictions memoised per coalition)",
+        f"seeds {report['seeds']}; {report.get('coalitions', report['model_calls'])} distinct coalitions "
+        f"predicted ({report['model_calls']} in this run, the rest from --cache) in {report['seconds']:.0f} s "
+        "(predictions memoised per coalition)",
         "",
     ]
     header = ("TARGET", "ESTIMATOR", "N", "DISTINCT", "REL. L2 ERROR", "SPEARMAN")
