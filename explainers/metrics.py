@@ -426,7 +426,7 @@ def bootstrap_std(
     n = int(run.n if n is None else min(int(n), run.n))
     rows = run.rows(n)
     m = rows.num_segments
-    if run.exhaustive:
+    if rows.exhaustive:  # these n rows are every coalition (not merely a run that holds them all)
         return np.zeros(m)
     if not 2 <= int(rounds) <= 10_000:
         raise MetricsError(f"bootstrap rounds must be between 2 and 10000, not {rounds}")

@@ -93,6 +93,7 @@ def test_upload_explain_compare_and_download(server, browser, tmp_path) -> None:
     page.get_by_role("button", name="Compute trust metrics").click()
     page.get_by_text("Extra model calls for these metrics").wait_for(timeout=RUN_TIMEOUT_MS)
     wait_idle(page)
+    page.get_by_test_id("stDataFrame").first.wait_for(timeout=60_000)
     assert page.get_by_test_id("stDataFrame").count() == 1
     page.screenshot(path=str(ARTIFACTS / "trust.png"), full_page=True)
     page.close()
