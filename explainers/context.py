@@ -124,6 +124,15 @@ class ExplainContext:
             self.cache["probs"] = run.Y[0]  # row 0 is the unperturbed image: no extra call
         return run
 
+    def perturbation_rows(self):
+        """(run, rows, new_calls) for LIME / KernelSHAP: the shared run extended to the requested
+        samples, exactly those first rows (a run extended earlier, e.g. by "more samples" or the
+        trust metrics, must not change a result cached under a smaller N; the first N rows of a
+        run are a fresh N-row run), and the model calls this request added."""
+        before = self.perturbation_calls()
+        run = self.perturbations()
+        return run, run.rows(int(self.sampling.samples)), int(run.model_calls) - before
+
     def perturbation_calls(self) -> int:
         """Images the shared perturbation run has sent to the model so far (0 before it exists)."""
         run = self.cache.get("perturbations")

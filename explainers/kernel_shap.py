@@ -141,13 +141,10 @@ def fit_kernel_shap(
 
 def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int]) -> list[Explanation]:
     """One KernelSHAP explanation per label from the context's shared perturbation run."""
-    from explainers.lime import run_rows, shared_params
+    from explainers.lime import shared_params
 
     with Timer() as total:
-        calls_before = ctx.perturbation_calls()
-        run = ctx.perturbations()
-        new_calls = int(run.model_calls) - calls_before
-        rows = run.rows(run_rows(ctx, run))
+        run, rows, new_calls = ctx.perturbation_rows()
         segments = ctx.segments()
         fits = [
             (label, fit_kernel_shap(

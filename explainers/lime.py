@@ -196,21 +196,10 @@ def shared_params(ctx, run, n_rows: int | None = None) -> dict:
     }
 
 
-def run_rows(ctx, run) -> int:
-    """Rows an estimate uses: exactly the requested samples (a run extended earlier, e.g. by
-    "more samples" or the trust metrics, must not change a result cached under a smaller N;
-    the first N rows of a run are a fresh N-row run). Asking for 2^M or more gives every
-    coalition: the run stops there and the estimates are exact."""
-    return int(ctx.sampling.samples)
-
-
 def run_lime(ctx, params: LimeParams, labels: list[int]) -> list[Explanation]:
     """One LIME explanation per label, all from the context's shared perturbation run."""
     with Timer() as total:
-        calls_before = ctx.perturbation_calls()
-        run = ctx.perturbations()
-        new_calls = int(run.model_calls) - calls_before
-        rows = run.rows(run_rows(ctx, run))
+        run, rows, new_calls = ctx.perturbation_rows()
         segments = ctx.segments()
         out = []
         for label in labels:
