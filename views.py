@@ -428,7 +428,11 @@ def refine_button(req: services.RunRequest) -> None:
 def interactive_view(image: services.PreparedImage, results: Sequence[Explanation], label: int) -> None:
     import figures
 
-    with st.expander("Interactive view (hover a superpixel to see its weight)"):
+    # A toggle rather than an expander: an expander's content is built on every rerun, and this
+    # figure is the heaviest element of the page.
+    if not st.toggle("Interactive view (hover a superpixel to see its weight)", key="xai_interactive"):
+        return
+    with st.container(border=True):
         mine = [r for r in results if r.label == label]
         if not mine:
             return
@@ -458,15 +462,18 @@ def export_buttons(classifier: Any, image: services.PreparedImage, req: services
     meta["predictions"] = [{"index": i, "label": n, "probability": p} for i, n, p in preds]
     view = {"opacity": 0.55, "cmap": "blue-white-red"}
     pixels, results = image.pixels, list(results)
-    captions = {label: plain_caption(classifier, image, results, label) for label in req.labels}
+
+    def html() -> str:
+        captions = {label: plain_caption(classifier, image, results, label) for label in req.labels}
+        return report.html_report(pixels, results, meta, preds, captions, **view)
+
     # Callables: the files are built only when a button is pressed, so reruns stay fast.
     with st.expander("Export"):
         cols = st.columns(4)
         cols[0].download_button("PNG grid", lambda: report.comparison_png(pixels, results, **view),
                                 file_name="xai-lens-comparison.png", mime="image/png", key="xai_dl_png",
                                 on_click="ignore")
-        cols[1].download_button("HTML report",
-                                lambda: report.html_report(pixels, results, meta, preds, captions, **view),
+        cols[1].download_button("HTML report", html,
                                 file_name="xai-lens-report.html", mime="text/html", key="xai_dl_html",
                                 on_click="ignore")
         cols[2].download_button("Raw NPZ", lambda: report.results_npz(pixels, results, meta),
