@@ -22,6 +22,7 @@ from model_zoo.cli_support import (
     run_cli,
 )
 
+
 def build_parser() -> argparse.ArgumentParser:
     from model_zoo.images import RESIZE_POLICIES  # light (Pillow); no TensorFlow here
 
