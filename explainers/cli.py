@@ -26,6 +26,7 @@ from model_zoo.cli_support import (
     heavy_imports as _heavy_imports,
     positive_int as _positive_int,
     read_image_bytes as _read_image_bytes,
+    resolve_top_k,
     run_cli,
 )
 
@@ -61,8 +62,9 @@ def _add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=1000, metavar="N",
                    help="perturbed images for LIME/KernelSHAP, shared by both (default 1000)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
-    p.add_argument("--top-k", type=_positive_int, default=1, metavar="K",
-                   help="explain the K most probable classes (default 1)")
+    p.add_argument("--top-k", type=_positive_int, default=None, metavar="K",
+                   help="explain the K most probable classes (default 5, or every class of a "
+                        "model with fewer)")
     p.add_argument("--target", metavar="I[,I…]",
                    help="explain these class indices instead of the top-k")
     p.add_argument("--segmentation", choices=list(ALGORITHMS), default="quickshift",
@@ -252,9 +254,7 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
         input_size=args.input_size,
         weights_path=args.weights,
     )
-    if targets is None and args.top_k > clf.num_classes:
-        raise CLIError(f"--top-k must be between 1 and {clf.num_classes} for this model, "
-                       f"got {args.top_k}")
+    top_k = resolve_top_k(args.top_k, clf.num_classes) if targets is None else None
     fitted = prepare_image(clf, original, policy=args.resize)
     regions = _read_regions(args.regions, fitted) if args.regions else None
     ctx = ExplainContext(
@@ -263,7 +263,7 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
         regions=None if regions is None else regions.segments,
     )
     return {"data": data, "original": original, "clf": clf, "fitted": fitted, "ctx": ctx,
-            "params": params, "targets": targets, "load_seconds": time.perf_counter() - started}
+            "params": params, "targets": targets, "top_k": top_k, "load_seconds": time.perf_counter() - started}
 
 
 def _read_regions(path: str, fitted: Any) -> Any:
@@ -289,7 +289,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     clf, fitted, ctx = prep["clf"], prep["fitted"], prep["ctx"]
     seen = clf.images_seen
     t0 = time.perf_counter()
-    results = explain(ctx, prep["params"], labels=prep["targets"], top_k=args.top_k)
+    results = explain(ctx, prep["params"], labels=prep["targets"], top_k=prep["top_k"] or 1)
     seconds = time.perf_counter() - t0
     calls = clf.images_seen - seen
 

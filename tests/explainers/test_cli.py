@@ -248,3 +248,22 @@ def test_bad_region_map_is_one_line(blob_files, tmp_path, capsys):
         captured = capsys.readouterr()
         assert code == 2
         assert fragment in one_error_line(captured.err)
+
+
+# ---------------------------------------------------------------------- default --top-k fits the model
+def test_explain_and_trust_default_top_k_fits_a_two_class_model(blob_files, capsys):
+    """Without --top-k a 2-class model gets both classes (min(5, classes)), not an error."""
+    png, model = blob_files
+    common = [str(png), "--model", str(model), "--preprocess", "unit", "--methods", "gradcam"]
+    assert main(["explain", *common, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert sorted(r["label"] for r in report["results"]) == [0, 1]
+
+    code = main(["trust", *common, "--segmentation", "grid", "--samples", "16", "--seeds", "2",
+                 "--steps", "4", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert json.loads(captured.out)["label"] in (0, 1)
+
+    code = main(["explain", *common, "--top-k", "3"])
+    assert code == 2 and "between 1 and 2" in one_error_line(capsys.readouterr().err)
