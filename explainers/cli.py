@@ -69,6 +69,9 @@ def _add_common_arguments(p: argparse.ArgumentParser) -> None:
                    help="explain these class indices instead of the top-k")
     p.add_argument("--segmentation", choices=list(ALGORITHMS), default="quickshift",
                    help="superpixel algorithm for LIME/KernelSHAP (default quickshift)")
+    p.add_argument("--regions", metavar="FILE",
+                   help="your own region map (PNG of region ids, or one colour per region, the "
+                   "size of the image); replaces the superpixels")
     p.add_argument("--seg-param", action="append", default=[], metavar="NAME=VALUE",
                    help="segmentation parameter, repeatable (e.g. n_segments=60 for slic, "
                         "rows=8 for grid)")
@@ -253,12 +256,28 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
     )
     top_k = resolve_top_k(args.top_k, clf.num_classes) if targets is None else None
     fitted = prepare_image(clf, original, policy=args.resize)
+    regions = _read_regions(args.regions, fitted) if args.regions else None
     ctx = ExplainContext(
         clf, np.array(fitted.image), seed=args.seed, segmentation=args.segmentation,
         segmentation_params=seg_params, sampling=sampling,
+        regions=None if regions is None else regions.segments,
     )
     return {"data": data, "original": original, "clf": clf, "fitted": fitted, "ctx": ctx,
             "params": params, "targets": targets, "top_k": top_k, "load_seconds": time.perf_counter() - started}
+
+
+def _read_regions(path: str, fitted: Any) -> Any:
+    """A region map file fitted to the model input exactly like the image (``--regions``)."""
+    from model_zoo.regions import load_region_map
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise CLIError(f"the region map file {path} does not exist") from None
+    except OSError as e:
+        raise CLIError(f"cannot read the region map file {path}: {e.strerror or e}") from None
+    return load_region_map(data, fitted)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -434,7 +453,7 @@ def build_report(
         "load_seconds": float(load_seconds),
         "seed": int(args.seed),
         "samples": int(args.samples),
-        "segmentation": args.segmentation,
+        "segmentation": ctx.segmentation if ctx is not None else args.segmentation,
         "num_segments": None if segments is None else int(segments.max()) + 1,
         "labels": list(dict.fromkeys(int(r.label) for r in results)),
         "results": [result_dict(r, fitted) for r in results],

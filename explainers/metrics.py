@@ -475,7 +475,8 @@ def _sub_context(ctx: Any, key: tuple, image: np.ndarray, seed: int, samples: in
         sampling = SamplingParams(samples=int(samples), fill=ctx.sampling.fill,
                                   batch_size=ctx.sampling.batch_size)
         sub = ExplainContext(ctx.classifier, image, seed=seed, segmentation=ctx.segmentation,
-                             segmentation_params=ctx.segmentation_params, sampling=sampling)
+                             segmentation_params=ctx.segmentation_params, sampling=sampling,
+                             regions=getattr(ctx, "regions", None))  # your regions stay fixed
         if share_segments:
             sub.cache["segments"] = ctx.segments()
         if share_run and "perturbations" in ctx.cache:
