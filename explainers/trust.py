@@ -145,7 +145,7 @@ def trust_report(
     if not 2 <= int(bootstrap) <= 10_000:
         raise ExplainerError(f"bootstrap rounds must be between 2 and 10000, not {bootstrap}")
     gt = M.check_mask(mask, ctx.image.shape[:2]) if mask is not None else None
-    stab_n = int(stability_samples or min(int(ctx.sampling.samples), 500))
+    stab_n = int(stability_samples or min(ctx.sample_count(), 500))
     if not 8 <= stab_n <= 100_000:
         raise ExplainerError(f"stability samples must be between 8 and 100000, not {stability_samples}")
 
@@ -229,7 +229,7 @@ def trust_report(
             "top_n": int(top_n), "steps": int(steps), "stability_samples": stab_n,
             "random_orders": int(random_orders), "bootstrap": int(bootstrap),
             "pointing_tolerance": int(pointing_tolerance), "resegment_noisy": bool(resegment_noisy),
-            "samples": int(ctx.sampling.samples), "fill": ctx.sampling.fill,
+            "samples": ctx.sample_count(), "sampling": ctx.sampling.samples, "fill": ctx.sampling.fill,
             "segmentation": ctx.segmentation, "num_segments": int(run.num_segments),
         },
     )
