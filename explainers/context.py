@@ -101,6 +101,7 @@ class ExplainContext:
         segmentation_params: Any = None,
         sampling: SamplingParams | None = None,
         progress: ProgressFn | None = None,
+        regions: np.ndarray | None = None,
         kernel_share: float | None = None,
     ) -> None:
         image = np.asarray(image)
@@ -116,6 +117,13 @@ class ExplainContext:
         self.seed = int(seed)
         self.segmentation = segmentation
         self.segmentation_params = segmentation_params
+        self.regions: np.ndarray | None = None
+        if regions is not None:  # the user's own regions replace the superpixels
+            from explainers.segmentation import USER_REGIONS, check_regions
+
+            self.regions = check_regions(regions, image.shape[:2])
+            self.segmentation = USER_REGIONS
+            self.segmentation_params = None
         self.sampling = sampling or SamplingParams()
         self.sampling.validate()
         self.progress = progress
@@ -143,6 +151,8 @@ class ExplainContext:
 
     def segments(self) -> np.ndarray:
         """Superpixels of the image (H, W) int32, ids 0..M-1."""
+        if "segments" not in self.cache and self.regions is not None:
+            self.cache["segments"] = self.regions
         if "segments" not in self.cache:
             from explainers.segmentation import segment
 
@@ -159,9 +169,9 @@ class ExplainContext:
         while no run exists yet the design follows the methods: KernelSHAP alone puts every row
         where KernelSHAP needs it (λ = 1), LIME alone where LIME does (λ = 0).
         """
-        from explainers.base import get_method
+        from explainers.metrics import PERTURBATION_METHODS  # the estimators fitted on the shared rows
 
-        chosen = {n: p for n, p in methods.items() if get_method(n).family == "perturbation"}
+        chosen = {n: p for n, p in methods.items() if n in PERTURBATION_METHODS}
         for name, params in chosen.items():
             self._targets.setdefault(name, params)
         self._target_labels.update(int(x) for x in labels)

@@ -11,6 +11,8 @@ BUILTIN_MODULES = (
     "explainers.cam",
     "explainers.occlusion",
     "explainers.gradients",
+    "explainers.dff",
+    "explainers.feature_ablation",
 )
 
 for _module in BUILTIN_MODULES:
