@@ -127,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--mask", metavar="FILE",
                    help="ground-truth object mask (an image of the same size; white = object)")
     t.add_argument("--json", action="store_true", help="machine-readable output")
+
+    from explainers.audit.cli import add_parser as _add_audit_parser
+
+    _add_audit_parser(sub)
     return parser
 
 
@@ -561,7 +565,14 @@ def write_npz(path: str, fitted: Any, results: Sequence[Any], report: Mapping[st
 
 
 # ---------------------------------------------------------------------- entry point
-_COMMANDS = {"methods": cmd_methods, "explain": cmd_explain, "trust": cmd_trust}
+def cmd_audit(args: argparse.Namespace) -> int:
+    """A dataset audit (explainers/audit/cli.py)."""
+    from explainers.audit.cli import cmd_audit as run
+
+    return run(args)
+
+
+_COMMANDS = {"methods": cmd_methods, "explain": cmd_explain, "trust": cmd_trust, "audit": cmd_audit}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
