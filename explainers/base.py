@@ -51,6 +51,7 @@ class Explanation:
     seconds: float = 0.0
     params: Mapping[str, Any] = field(default_factory=dict)
     extras: Mapping[str, Any] = field(default_factory=dict)
+    contrast: int | None = None  # "why label rather than contrast": the map explains score A − score B
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "heatmap", np.asarray(self.heatmap, dtype=np.float32))
@@ -85,6 +86,7 @@ class MethodSpec:
     run: Callable[..., list[Explanation]]
     needs_gradients: bool = False
     description: str = ""
+    contrast: bool = False  # run(..., contrast=B) explains label − B ("why A rather than B")
 
 
 _REGISTRY: dict[str, MethodSpec] = {}

@@ -139,20 +139,22 @@ def fit_kernel_shap(
     return ShapFit(values=values, base_value=float(f_empty), prediction=float(f_x), efficiency_gap=gap, r2=r2)
 
 
-def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int]) -> list[Explanation]:
-    """One KernelSHAP explanation per label from the context's shared perturbation run."""
-    from explainers.lime import shared_params
+def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int], contrast: int | None = None) -> list[Explanation]:
+    """One KernelSHAP explanation per label from the context's shared perturbation run; with
+    ``contrast`` B, Shapley values of output(label) − output(B) from the same rows."""
+    from explainers.lime import contrast_extras, shared_params
 
     with Timer() as total:
         run, rows, new_calls = ctx.perturbation_rows()
         segments = ctx.segments()
-        fits = [
-            (label, fit_kernel_shap(
-                rows.Z, rows.Y[:, label], rows.shapley_weight,
-                f_x=rows.Y[0, label], f_empty=rows.Y[1, label], l2=float(params.l2),
-            ))
-            for label in labels
-        ]
+        fits = []
+        for label in labels:
+            y = rows.Y[:, label].astype(np.float64)
+            if contrast is not None:
+                y = y - rows.Y[:, int(contrast)]
+            fits.append((label, fit_kernel_shap(
+                rows.Z, y, rows.shapley_weight, f_x=y[0], f_empty=y[1], l2=float(params.l2),
+            )))
     return [
         Explanation(
             method="kernel_shap",
@@ -173,7 +175,9 @@ def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int]) -> list[Ex
                 "exact": bool(rows.exhaustive),
                 "shared_run_seconds_in_model": float(run.seconds_in_model),
                 "shared_calls": int(run.model_calls),
+                **contrast_extras(ctx, rows.Y[0], contrast),
             },
+            contrast=contrast,
         )
         for i, (label, fit) in enumerate(fits)
     ]
@@ -186,6 +190,7 @@ SPEC = register(
         family="perturbation",
         params_type=KernelShapParams,
         run=run_kernel_shap,
+        contrast=True,
         description=(
             "Shapley values of the superpixels: each segment's fair share of the difference "
             "between the model's score on the image and on the fully hidden image."

@@ -11,6 +11,8 @@ BUILTIN_MODULES = (
     "explainers.cam",
     "explainers.occlusion",
     "explainers.gradients",
+    "explainers.partition_shap",
+    "explainers.rise",
 )
 
 for _module in BUILTIN_MODULES:
