@@ -222,6 +222,7 @@ def _finish(
     seconds: float,
     extras: dict[str, Any] | None = None,
     contrast: int | None = None,
+    scores: np.ndarray | None = None,
 ) -> Explanation:
     low_signed = np.asarray(low, dtype=np.float32)
     low_map = np.maximum(low_signed, 0.0) if relu else low_signed
@@ -237,7 +238,7 @@ def _finish(
     more.update(extras or {})
     if contrast is not None:
         more.update(contrast_name=ctx.label_name(int(contrast)),
-                    contrast_score=label_probability(ctx, int(contrast)))
+                    contrast_score=label_probability(ctx, int(contrast), scores))
     return Explanation(
         method=method,
         label=int(label),
@@ -269,7 +270,7 @@ def _gradient_cam(name: str) -> Callable[[Any, CamParams, list[int]], list[Expla
         return [
             _finish(
                 ctx, name, c, label_probability(ctx, c, entry.scores), m, True, params, layer,
-                calls if i == 0 else 0, entry.calls, timer.seconds, contrast=contrast,
+                calls if i == 0 else 0, entry.calls, timer.seconds, contrast=contrast, scores=entry.scores,
             )
             for i, (c, m) in enumerate(zip(labels, maps))
         ]
@@ -394,7 +395,7 @@ def run_scorecam(ctx: Any, params: ScoreCamParams, labels: list[int], contrast: 
     return [
         _finish(
             ctx, "scorecam", c, label_probability(ctx, c, entry.scores), m, True, params, layer,
-            calls if i == 0 else 0, entry.calls + run.calls, timer.seconds, extras, contrast,
+            calls if i == 0 else 0, entry.calls + run.calls, timer.seconds, extras, contrast, entry.scores,
         )
         for i, (c, m) in enumerate(zip(labels, maps))
     ]
