@@ -26,8 +26,8 @@ def cell_mask(cell) -> np.ndarray:
     return m
 
 
-@pytest.fixture(scope="module")
-def classifier():
+def contrast_classifier():
+    """The model of the module docstring (also saved by test_cli_contrast.py)."""
     from model_zoo.classifier import Classifier
 
     inp = keras.Input((SIZE, SIZE, 3))
@@ -41,6 +41,11 @@ def classifier():
                        np.array([0, 0, 3], np.float32)])
     return Classifier(model, id="contrast", name="contrast", labels=["A", "B", "other"],
                       preprocessing="unit", batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return contrast_classifier()
 
 
 @pytest.fixture(scope="module")
