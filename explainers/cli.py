@@ -26,6 +26,7 @@ from model_zoo.cli_support import (
     heavy_imports as _heavy_imports,
     positive_int as _positive_int,
     read_image_bytes as _read_image_bytes,
+    resolve_top_k,
     run_cli,
 )
 
@@ -61,12 +62,16 @@ def _add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=1000, metavar="N",
                    help="perturbed images for LIME/KernelSHAP, shared by both (default 1000)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
-    p.add_argument("--top-k", type=_positive_int, default=1, metavar="K",
-                   help="explain the K most probable classes (default 1)")
+    p.add_argument("--top-k", type=_positive_int, default=None, metavar="K",
+                   help="explain the K most probable classes (default 5, or every class of a "
+                        "model with fewer)")
     p.add_argument("--target", metavar="I[,I…]",
                    help="explain these class indices instead of the top-k")
     p.add_argument("--segmentation", choices=list(ALGORITHMS), default="quickshift",
                    help="superpixel algorithm for LIME/KernelSHAP (default quickshift)")
+    p.add_argument("--regions", metavar="FILE",
+                   help="your own region map (PNG of region ids, or one colour per region, the "
+                   "size of the image); replaces the superpixels")
     p.add_argument("--seg-param", action="append", default=[], metavar="NAME=VALUE",
                    help="segmentation parameter, repeatable (e.g. n_segments=60 for slic, "
                         "rows=8 for grid)")
@@ -254,16 +259,30 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
         input_size=args.input_size,
         weights_path=args.weights,
     )
-    if targets is None and args.top_k > clf.num_classes:
-        raise CLIError(f"--top-k must be between 1 and {clf.num_classes} for this model, "
-                       f"got {args.top_k}")
+    top_k = resolve_top_k(args.top_k, clf.num_classes) if targets is None else None
     fitted = prepare_image(clf, original, policy=args.resize)
+    regions = _read_regions(args.regions, fitted) if args.regions else None
     ctx = ExplainContext(
         clf, np.array(fitted.image), seed=args.seed, segmentation=args.segmentation,
         segmentation_params=seg_params, sampling=sampling,
+        regions=None if regions is None else regions.segments,
     )
     return {"data": data, "original": original, "clf": clf, "fitted": fitted, "ctx": ctx,
-            "params": params, "targets": targets, "load_seconds": time.perf_counter() - started}
+            "params": params, "targets": targets, "top_k": top_k, "load_seconds": time.perf_counter() - started}
+
+
+def _read_regions(path: str, fitted: Any) -> Any:
+    """A region map file fitted to the model input exactly like the image (``--regions``)."""
+    from model_zoo.regions import load_region_map
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise CLIError(f"the region map file {path} does not exist") from None
+    except OSError as e:
+        raise CLIError(f"cannot read the region map file {path}: {e.strerror or e}") from None
+    return load_region_map(data, fitted)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -276,7 +295,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     contrast = _parse_contrast(args.contrast, clf)
     seen = clf.images_seen
     t0 = time.perf_counter()
-    results = explain(ctx, prep["params"], labels=prep["targets"], top_k=args.top_k, contrast=contrast)
+    results = explain(ctx, prep["params"], labels=prep["targets"], top_k=prep["top_k"] or 1,
+                      contrast=contrast)
     seconds = time.perf_counter() - t0
     calls = clf.images_seen - seen
 
@@ -459,7 +479,7 @@ def build_report(
         "load_seconds": float(load_seconds),
         "seed": int(args.seed),
         "samples": int(args.samples),
-        "segmentation": args.segmentation,
+        "segmentation": ctx.segmentation if ctx is not None else args.segmentation,
         "num_segments": None if segments is None else int(segments.max()) + 1,
         "labels": list(dict.fromkeys(int(r.label) for r in results)),
         "contrast": next((int(r.contrast) for r in results if getattr(r, "contrast", None) is not None), None),

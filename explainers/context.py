@@ -60,6 +60,7 @@ class ExplainContext:
         segmentation_params: Any = None,
         sampling: SamplingParams | None = None,
         progress: ProgressFn | None = None,
+        regions: np.ndarray | None = None,
     ) -> None:
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
@@ -74,6 +75,13 @@ class ExplainContext:
         self.seed = int(seed)
         self.segmentation = segmentation
         self.segmentation_params = segmentation_params
+        self.regions: np.ndarray | None = None
+        if regions is not None:  # the user's own regions replace the superpixels
+            from explainers.segmentation import USER_REGIONS, check_regions
+
+            self.regions = check_regions(regions, image.shape[:2])
+            self.segmentation = USER_REGIONS
+            self.segmentation_params = None
         self.sampling = sampling or SamplingParams()
         self.sampling.validate()
         self.progress = progress
@@ -96,6 +104,8 @@ class ExplainContext:
 
     def segments(self) -> np.ndarray:
         """Superpixels of the image (H, W) int32, ids 0..M-1."""
+        if "segments" not in self.cache and self.regions is not None:
+            self.cache["segments"] = self.regions
         if "segments" not in self.cache:
             from explainers.segmentation import segment
 

@@ -11,6 +11,8 @@ BUILTIN_MODULES = (
     "explainers.cam",
     "explainers.occlusion",
     "explainers.gradients",
+    "explainers.dff",
+    "explainers.feature_ablation",
     "explainers.partition_shap",
     "explainers.rise",
 )

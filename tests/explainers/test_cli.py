@@ -207,3 +207,63 @@ def test_peak_maps_back_to_the_file(blob_files, capsys, policy):
     for r in report["results"]:
         row, col = r["peak"]
         assert abs(row - BLOB[0]) <= scale_r + 1 and abs(col - BLOB[1]) <= scale_c + 1, (r["method"], r["peak"])
+
+
+# ---------------------------------------------------------------------- your own regions
+def _regions_png(folder: Path, single: bool = False) -> Path:
+    rows, cols = np.mgrid[0:H, 0:W]
+    ids = np.zeros((H, W), np.uint8)
+    if not single:
+        ids[(rows - BLOB[0]) ** 2 + (cols - BLOB[1]) ** 2 <= 15**2] = 9  # the blob
+    path = folder / ("one.png" if single else "regions.png")
+    Image.fromarray(ids).save(path)
+    return path
+
+
+@pytest.mark.parametrize("policy", ["crop", "pad"])
+def test_your_regions_replace_the_superpixels(blob_files, tmp_path, capsys, policy):
+    png, model = blob_files
+    regions = _regions_png(tmp_path)
+    code = main(["explain", str(png), "--model", str(model), "--preprocess", "unit",
+                 "--resize", policy, "--methods", "feature_ablation,lime", "--target", "0",
+                 "--regions", str(regions), "--fill", "black", "--samples", "16", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    assert report["segmentation"] == "regions"
+    assert report["num_segments"] == (3 if policy == "pad" else 2)  # + the letterbox bars
+    ablation = next(r for r in report["results"] if r["method"] == "feature_ablation")
+    blob_id, weight = ablation["segments"][0]
+    # reading order: (the letterbox bar,) the background, then the blob
+    assert blob_id == (2 if policy == "pad" else 1) and weight > 0
+    assert all(abs(w) < abs(weight) / 10 for _, w in ablation["segments"][1:])
+
+
+def test_bad_region_map_is_one_line(blob_files, tmp_path, capsys):
+    png, model = blob_files
+    for path, fragment in [(_regions_png(tmp_path, single=True), "only one region"),
+                           (tmp_path / "missing.png", "does not exist")]:
+        code = main(["explain", str(png), "--model", str(model), "--preprocess", "unit",
+                     "--methods", "feature_ablation", "--regions", str(path)])
+        captured = capsys.readouterr()
+        assert code == 2
+        assert fragment in one_error_line(captured.err)
+
+
+# ---------------------------------------------------------------------- default --top-k fits the model
+def test_explain_and_trust_default_top_k_fits_a_two_class_model(blob_files, capsys):
+    """Without --top-k a 2-class model gets both classes (min(5, classes)), not an error."""
+    png, model = blob_files
+    common = [str(png), "--model", str(model), "--preprocess", "unit", "--methods", "gradcam"]
+    assert main(["explain", *common, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert sorted(r["label"] for r in report["results"]) == [0, 1]
+
+    code = main(["trust", *common, "--segmentation", "grid", "--samples", "16", "--seeds", "2",
+                 "--steps", "4", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert json.loads(captured.out)["label"] in (0, 1)
+
+    code = main(["explain", *common, "--top-k", "3"])
+    assert code == 2 and "between 1 and 2" in one_error_line(capsys.readouterr().err)
