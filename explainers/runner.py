@@ -60,10 +60,14 @@ def explain(
     (with ``contrast`` B: why each label rather than B)."""
     if not isinstance(methods, Mapping):
         methods = {name: None for name in methods}
-    for name in methods:  # fail fast on unknown names, bad parameters and impossible contrasts
-        get_method(name)
+    params = {}
+    for name, value in methods.items():  # fail fast on unknown names, bad parameters, impossible contrasts
+        spec = get_method(name)
+        params[name] = value if isinstance(value, spec.params_type) else make_params(spec.params_type, value)
         check_contrast(ctx, name, contrast)
     resolved = resolve_labels(ctx, labels, top_k)
+    ctx.plan(params, resolved)  # "auto" samples settle every superpixel method of the request together
+    methods = params
     results: list[Explanation] = []
     for name in order_methods(list(methods)):
         results.extend(run_method(ctx, name, methods[name], resolved, contrast=contrast))
