@@ -73,8 +73,14 @@ def _add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", default=DEFAULT_METHODS, metavar="M[,M…]",
                    help=f"comma-separated method names (default {DEFAULT_METHODS}; "
                         "see `python -m explainers methods`)")
-    p.add_argument("--samples", type=int, default=1000, metavar="N",
-                   help="perturbed images for LIME/KernelSHAP, shared by both (default 1000)")
+    p.add_argument("--samples", type=_samples, default="auto", metavar="auto|N",
+                   help="perturbed images for LIME/KernelSHAP, shared by both: a number, or auto "
+                        "(default): add batches until the top regions of every requested method "
+                        "are stable, at most --budget")
+    p.add_argument("--threshold", type=float, default=0.8, metavar="IOU",
+                   help="auto: split-half top-N overlap at which sampling stops (default 0.8)")
+    p.add_argument("--budget", type=_positive_int, default=4000, metavar="N",
+                   help="auto: the most perturbed images to use (default 4000)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     p.add_argument("--top-k", type=_positive_int, default=None, metavar="K",
                    help="explain the K most probable classes (default 5, or every class of a "
@@ -136,6 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ground-truth object mask (an image of the same size; white = object)")
     t.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
+
+
+def _samples(text: str) -> int | str:
+    """``--samples``: "auto" or a whole number (its range is checked with the other settings)."""
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a whole number, not {text!r}") from None
 
 
 def _convert(value: str, default: Any, what: str) -> Any:
@@ -247,7 +263,8 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
         args.segmentation,
         parse_assignments(args.seg_param, ALGORITHMS[args.segmentation], args.segmentation),
     )
-    sampling = SamplingParams(samples=args.samples, fill=args.fill, batch_size=args.batch_size)
+    sampling = SamplingParams(samples=args.samples, fill=args.fill, batch_size=args.batch_size,
+                              threshold=args.threshold, budget=args.budget)
     sampling.validate()
     names = _split_names(args.methods, "methods")
     targets = _parse_targets(args.target)
@@ -425,6 +442,8 @@ def _float(value: Any) -> float | None:
 
 def result_dict(exp: Any, fitted: Any) -> dict[str, Any]:
     """One explanation as JSON: peak in the original file's pixels, ranked segments, numbers."""
+    import numpy as np
+
     row, col = exp.peak()
     orow, ocol = fitted.to_original(row, col)
     out: dict[str, Any] = {
@@ -441,6 +460,11 @@ def result_dict(exp: Any, fitted: Any) -> dict[str, Any]:
     }
     if exp.segment_weights is not None:
         out["segments"] = [[i, _float(w)] for i, w in exp.ranked_segments()]
+    if exp.segment_std is not None:  # by segment id; "unsettled": ids whose sign is not settled
+        out["segment_std"] = [_float(v) for v in exp.segment_std]
+        out["unsettled"] = [int(i) for i in np.flatnonzero(exp.unsettled())]
+    if exp.sampling is not None:
+        out["sampling"] = _jsonable(exp.sampling.to_dict())
     for name in ("r2", "base_value", "intercept", "local_prediction"):
         value = getattr(exp, name)
         if value is not None:
@@ -468,7 +492,8 @@ def build_report(
         "seconds": float(seconds),
         "load_seconds": float(load_seconds),
         "seed": int(args.seed),
-        "samples": int(args.samples),
+        "samples": args.samples if args.samples == "auto" else int(args.samples),
+        "samples_used": max((int(r.sampling.samples) for r in results if r.sampling is not None), default=None),
         "segmentation": ctx.segmentation if ctx is not None else args.segmentation,
         "num_segments": None if segments is None else int(segments.max()) + 1,
         "labels": list(dict.fromkeys(int(r.label) for r in results)),
@@ -513,8 +538,8 @@ def format_table(report: Mapping[str, Any]) -> str:
 def write_npz(path: str, fitted: Any, results: Sequence[Any], report: Mapping[str, Any]) -> None:
     """Heatmaps (R, H, W) at the model input, the input image, segments and segment weights.
 
-    ``segment_weights`` is (R, M) with NaN rows for methods without superpixels; ``meta`` is the
-    JSON report. Loadable with ``np.load(path)`` (no pickle).
+    ``segment_weights`` and ``segment_std`` (standard errors) are (R, M) with NaN rows for
+    methods without them; ``meta`` is the JSON report. Loadable with ``np.load(path)`` (no pickle).
     """
     import numpy as np
 
@@ -537,8 +562,13 @@ def write_npz(path: str, fitted: Any, results: Sequence[Any], report: Mapping[st
         for i, r in enumerate(results):
             if r.segment_weights is not None and len(r.segment_weights) == m:
                 weights[i] = r.segment_weights
+        std = np.full((len(results), m), np.nan, dtype=np.float32)
+        for i, r in enumerate(results):
+            if r.segment_std is not None and len(r.segment_std) == m:
+                std[i] = r.segment_std
         arrays["segments"] = seg.astype(np.int32)
         arrays["segment_weights"] = weights
+        arrays["segment_std"] = std
     try:
         with open(path, "wb") as f:
             np.savez_compressed(f, **arrays)

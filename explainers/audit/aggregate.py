@@ -3,9 +3,9 @@
 *Strategy clusters* (in the spirit of Spectral Relevance Analysis, Lapuschkin et al. 2019):
 within each predicted class, the first method's maps (Grad-CAM by default) are normalised
 (positive part, unit sum: *where* the model looks, not how strongly), downsampled to a
-``GRID``×``GRID`` grid and clustered by spectral clustering (scikit-learn) on an RBF affinity
-whose scale is the median pairwise distance. The number of clusters comes from the data: the
-largest eigengap of the normalised graph Laplacian, kept only when the clusters it gives are
+``GRID``×``GRID`` grid and clustered by spectral clustering (scikit-learn) on a self-tuning
+RBF affinity (each map's scale is its distance to its 7th nearest neighbour). The number of
+clusters comes from the data: the largest eigengap of the normalised graph Laplacian, kept only when the clusters it gives are
 separated (silhouette ≥ ``MIN_SILHOUETTE``), else one cluster. A model that predicts *horse*
 from a copyright tag in a corner shows a separate "corner" cluster.
 
@@ -26,6 +26,7 @@ MIN_SILHOUETTE = 0.15
 LOW_FIT_R2 = 0.3
 OUTSIDE_MASS = 0.5
 TYPICAL = 4
+NEIGHBOUR = 7
 
 
 def normalised_map(heatmap: np.ndarray, grid: int = GRID) -> np.ndarray:
@@ -48,10 +49,15 @@ def choose_clusters(x: np.ndarray, seed: int = 0, max_clusters: int = MAX_CLUSTE
     if n < 4:
         return np.zeros(n, dtype=int), None
     d = squareform(pdist(x))
-    scale = np.median(d[np.triu_indices(n, 1)])
-    if not scale > 0:
+    # Self-tuning affinity (Zelnik-Manor & Perona 2004): each map's scale is its distance to its
+    # NEIGHBOUR-th nearest map, so tight groups stay apart even when one global scale would
+    # connect them (a global median scale joined two clean halves of a class here).
+    knn = min(NEIGHBOUR, n - 1)
+    sigma = np.sort(d, axis=1)[:, knn]
+    sigma = np.where(sigma > 0, sigma, max(float(d.max()), 1e-12) * 1e-3)
+    affinity = np.exp(-(d ** 2) / (sigma[:, None] * sigma[None, :]))
+    if not np.any(d > 0):
         return np.zeros(n, dtype=int), None
-    affinity = np.exp(-(d / scale) ** 2)
     deg = affinity.sum(axis=1)
     inv = 1.0 / np.sqrt(deg)
     lap = np.eye(n) - inv[:, None] * affinity * inv[None, :]
