@@ -36,6 +36,15 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 # ---------------------------------------------------------------------- arguments
+def _value_range(text: str) -> tuple[float, float]:
+    parts = str(text).split(",")
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH like 0,16, got {text!r}") from None
+    return low, high
+
+
 def _add_common_arguments(p: argparse.ArgumentParser) -> None:
     """Image, model and sampling options shared by ``explain`` and ``trust``."""
     from explainers.context import FILLS
@@ -54,6 +63,11 @@ def _add_common_arguments(p: argparse.ArgumentParser) -> None:
                    help="how to fit the image to the model input (default: crop)")
     p.add_argument("--input-size", type=_positive_int, metavar="N",
                    help="input side for your own models declared without a fixed size")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                   help="scikit-learn (.skops) models: 1 (gray) or 3 (RGB) values per pixel")
+    p.add_argument("--value-range", metavar="LOW,HIGH", default=None, type=_value_range,
+                   help="scikit-learn (.skops) models: the values a black and a white pixel had "
+                   "in training (e.g. 0,16 for sklearn's digits; default 0,1)")
     p.add_argument("--weights", metavar="FILE",
                    help="weights file of a catalog model outside the Keras cache")
     p.add_argument("--methods", default=DEFAULT_METHODS, metavar="M[,M…]",
@@ -275,6 +289,8 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
         preprocessing=args.preprocess,
         input_size=args.input_size,
         weights_path=args.weights,
+        channels=args.channels,
+        value_range=args.value_range,
     )
     top_k = resolve_top_k(args.top_k, clf.num_classes) if targets is None else None
     fitted = prepare_image(clf, original, policy=args.resize)
