@@ -29,24 +29,25 @@ def _on_sample() -> None:
 def remember_custom_model_from_widgets() -> None:
     """Sidebar callback: copy the uploaded model/labels into session state and validate them.
 
-    Problems are stored as one message under CUSTOM_ERROR_KEY (shown by the sidebar); the
-    previously loaded model, if any, stays usable.
+    Problems are stored as one message under CUSTOM_ERROR_KEY, shown once by the page (not
+    also in the sidebar); a rejected file replaces the previously loaded model, so the page
+    never explains with a model the user meant to replace.
     """
     session = st.session_state
     session[state.CUSTOM_ERROR_KEY] = None
-    model_file = state.get("xai_model_file")
+    model_file = session.get("xai_model_file")
     if model_file is None:
         return
     labels = None
-    labels_file = state.get("xai_labels_file")
+    labels_file = session.get("xai_labels_file")
     try:
         if labels_file is not None:
             from model_zoo.labels import parse_labels
 
             labels = tuple(parse_labels(labels_file.getvalue(), labels_file.name))
         data = model_file.getvalue()
-        pre = state.get("xai_preprocessing") or "guess"
-        size = int(state.get("xai_input_size") or 0)
+        pre = session.get("xai_preprocessing") or "guess"
+        size = int(session.get("xai_input_size") or 0)
         choice = services.CustomModelChoice(
             data=data, filename=model_file.name, sha256=hashlib.sha256(data).hexdigest(),
             labels=labels, preprocessing=None if pre == "guess" else pre,
@@ -55,12 +56,13 @@ def remember_custom_model_from_widgets() -> None:
         services.get_classifier("custom", choice)  # load now so that errors show at once
     except services.EXPECTED_ERRORS as exc:
         session[state.CUSTOM_ERROR_KEY] = services.user_message(exc)
+        session[state.CUSTOM_KEY] = None
         return
     state.remember_custom_model(choice)
 
 
 def _on_custom_model() -> None:
-    services.remember_custom_model_from_widgets()
+    remember_custom_model_from_widgets()
 
 
 def model_sidebar() -> None:
@@ -81,9 +83,6 @@ def model_sidebar() -> None:
                      help="How pixels are scaled before the model; 'guess' looks at the model's first layers.")
         st.number_input("Input size (only if the model accepts any size)", 0, 1024, step=1,
                         key="xai_input_size", on_change=_on_custom_model)
-        problem = st.session_state.get(state.CUSTOM_ERROR_KEY)
-        if problem:
-            st.error(problem)
 
 
 def image_sidebar() -> None:
