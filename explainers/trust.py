@@ -103,7 +103,7 @@ def _trust_plan(ctx: Any, given: Any, label: int, *, seeds: int, noise_sigma: fl
     names = [n for n in dict.fromkeys(names) if isinstance(n, str)]
     named = [i for i, _ in items if isinstance(i, str)]
     perturb = [n for n in named if get_method(n).family == "perturbation"]
-    explain_cost = (int(ctx.sampling.samples) if perturb and "perturbations" not in ctx.cache else 0)
+    explain_cost = (ctx.sample_count() if perturb and "perturbations" not in ctx.cache else 0)
     explain_cost += len(named) - len(perturb)
     curves = 2 * (int(steps) + 1) * (len(names) + int(random_orders))
     calls = _other_calls([i for i, _ in items if isinstance(i, Explanation)])
@@ -188,7 +188,7 @@ def trust_report(
     if not 2 <= int(bootstrap) <= 10_000:
         raise ExplainerError(f"bootstrap rounds must be between 2 and 10000, not {bootstrap}")
     gt = M.check_mask(mask, ctx.image.shape[:2]) if mask is not None else None
-    stab_n = int(stability_samples or min(int(ctx.sampling.samples), 500))
+    stab_n = int(stability_samples or min(ctx.sample_count(), 500))
     if not 8 <= stab_n <= 100_000:
         raise ExplainerError(f"stability samples must be between 8 and 100000, not {stability_samples}")
 
@@ -279,7 +279,7 @@ def trust_report(
             "top_n": int(top_n), "steps": int(steps), "stability_samples": stab_n,
             "random_orders": int(random_orders), "bootstrap": int(bootstrap),
             "pointing_tolerance": int(pointing_tolerance), "resegment_noisy": bool(resegment_noisy),
-            "samples": int(ctx.sampling.samples), "fill": ctx.sampling.fill,
+            "samples": ctx.sample_count(), "sampling": ctx.sampling.samples, "fill": ctx.sampling.fill,
             "segmentation": ctx.segmentation, "num_segments": int(run.num_segments),
         },
     )
