@@ -100,5 +100,5 @@ def test_a_scikit_learn_model_is_explained_without_gradient_methods(app: AppTest
     # a pickle is refused with a message
     app.file_uploader(key="xai_skops_file").set_value(("m.skops", b"\x80\x04junk", "application/octet-stream")).run()
     assert not app.exception
-    errors = [e.value for e in app.sidebar.error]
-    assert any("not a .skops model" in e for e in errors), errors
+    errors = [e.value for e in app.error]
+    assert any("rejected" in e and "not a .skops model" in e for e in errors), errors
