@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from explainers.base import Cancelled, ExplainerError, ProgressFn
+from explainers.base import Cancelled, ExplainerError, ProgressFn, params_dict
 
 FILLS = ("mean", "blur", "gray", "black")
 
@@ -169,4 +169,20 @@ def resolve_labels(ctx: ExplainContext, labels: Sequence[int] | None, top_k: int
     return out
 
 
-__all__ = ["ExplainContext", "SamplingParams", "resolve_labels", "Cancelled", "FILLS"]
+__all__ = ["ExplainContext", "SamplingParams", "resolve_labels", "shared_params", "Cancelled", "FILLS"]
+
+
+def shared_params(ctx, run, n_rows: int | None = None) -> dict:
+    """The settings of the shared perturbation pass, recorded with every explanation."""
+    from explainers.segmentation import resolve_params
+
+    return {
+        "seed": ctx.seed,
+        "samples": int(n_rows if n_rows is not None else run.n),
+        "requested_samples": int(ctx.sampling.samples),
+        "exhaustive": bool((run.n if n_rows is None else n_rows) >= run.max_rows),
+        "fill": run.fill,
+        "segmentation": ctx.segmentation,
+        "segmentation_params": params_dict(resolve_params(ctx.segmentation, ctx.segmentation_params)),
+        "num_segments": int(run.num_segments),
+    }

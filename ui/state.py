@@ -35,7 +35,6 @@ CURRENT_LABELS_KEY = "xai_current_labels"
 TRUST_KEY = "xai_trust_request"
 
 
-DEFAULT_METHODS = ("lime", "gradcam", "kernel_shap")
 
 
 DEFAULT_SAMPLES = int(os.environ.get("XAI_LENS_DEFAULT_SAMPLES", "1000"))  # lowered by the browser tests
