@@ -213,6 +213,8 @@ def _finish(
     shared_calls: int,
     seconds: float,
     extras: dict[str, Any] | None = None,
+    contrast: int | None = None,
+    scores: np.ndarray | None = None,
 ) -> Explanation:
     low_signed = np.asarray(low, dtype=np.float32)
     low_map = np.maximum(low_signed, 0.0) if relu else low_signed
@@ -226,6 +228,9 @@ def _finish(
         "shared_calls": int(shared_calls),
     }
     more.update(extras or {})
+    if contrast is not None:
+        more.update(contrast_name=ctx.label_name(int(contrast)),
+                    contrast_score=label_probability(ctx, int(contrast), scores))
     return Explanation(
         method=method,
         label=int(label),
@@ -236,24 +241,28 @@ def _finish(
         seconds=seconds,
         params=params_dict(params),
         extras=more,
+        contrast=contrast,
     )
 
 
 def _gradient_cam(name: str) -> Callable[[Any, CamParams, list[int]], list[Explanation]]:
     combine = GRADIENT_CAMS[name]
 
-    def run(ctx: Any, params: CamParams, labels: list[int]) -> list[Explanation]:
+    def run(ctx: Any, params: CamParams, labels: list[int], contrast: int | None = None) -> list[Explanation]:
         with Timer() as timer:
             layer = resolve_layer(ctx.classifier, params.layer)
             ctx.report(0, 1, f"{get_method(name).title}: forward and backward pass")
-            entry, calls = layer_pass(ctx, layer, labels)
+            wanted = list(labels) + ([] if contrast is None else [int(contrast)])
+            entry, calls = layer_pass(ctx, layer, wanted)
             a = entry.features.astype(np.float64)
-            maps = [combine(a, entry.grads[int(c)].astype(np.float64)) for c in labels]
+            # d(score A − score B)/dA = gA − gB: the contrast needs no other pass
+            other = 0.0 if contrast is None else entry.grads[int(contrast)].astype(np.float64)
+            maps = [combine(a, entry.grads[int(c)].astype(np.float64) - other) for c in labels]
             ctx.report(1, 1, f"{get_method(name).title}: done")
         return [
             _finish(
                 ctx, name, c, label_probability(ctx, c, entry.scores), m, True, params, layer,
-                calls if i == 0 else 0, entry.calls, timer.seconds,
+                calls if i == 0 else 0, entry.calls, timer.seconds, contrast=contrast, scores=entry.scores,
             )
             for i, (c, m) in enumerate(zip(labels, maps))
         ]
@@ -357,7 +366,7 @@ def _score_cam_predictions(ctx: Any, entry: LayerPass, params: ScoreCamParams) -
     return run, total
 
 
-def run_scorecam(ctx: Any, params: ScoreCamParams, labels: list[int]) -> list[Explanation]:
+def run_scorecam(ctx: Any, params: ScoreCamParams, labels: list[int], contrast: int | None = None) -> list[Explanation]:
     """Score-CAM (Wang et al. 2020): channel weights are the gain in the label's probability
     when the image is masked by that channel's (upsampled, min-max scaled) map, relative to a
     black image. No gradients; one set of masked predictions serves every label."""
@@ -367,7 +376,10 @@ def run_scorecam(ctx: Any, params: ScoreCamParams, labels: list[int]) -> list[Ex
         run, more = _score_cam_predictions(ctx, entry, params)
         calls += more
         a = entry.features[:, :, run.channels].astype(np.float64)
-        maps = [a @ (run.probs[:, c] - run.baseline[c]).astype(np.float64) for c in labels]
+        gain = (run.probs - run.baseline[None, :]).astype(np.float64)
+        if contrast is not None:  # the gain of A − B: linear in the probabilities, no new calls
+            gain = gain - gain[:, [int(contrast)]]
+        maps = [a @ gain[:, c] for c in labels]
     extras = {
         "channels_used": int(len(run.channels)),
         "channels_total": int(entry.features.shape[-1]),
@@ -375,7 +387,7 @@ def run_scorecam(ctx: Any, params: ScoreCamParams, labels: list[int]) -> list[Ex
     return [
         _finish(
             ctx, "scorecam", c, label_probability(ctx, c, entry.scores), m, True, params, layer,
-            calls if i == 0 else 0, entry.calls + run.calls, timer.seconds, extras,
+            calls if i == 0 else 0, entry.calls + run.calls, timer.seconds, extras, contrast, entry.scores,
         )
         for i, (c, m) in enumerate(zip(labels, maps))
     ]
@@ -384,32 +396,32 @@ def run_scorecam(ctx: Any, params: ScoreCamParams, labels: list[int]) -> list[Ex
 # ---------------------------------------------------------------------- registration
 register(MethodSpec(
     name="gradcam", title="Grad-CAM", family="cam", order=30, default=True,
-    params_type=CamParams, run=_gradient_cam("gradcam"), needs_gradients=True,
+    params_type=CamParams, run=_gradient_cam("gradcam"), needs_gradients=True, contrast=True,
     description="Feature maps weighted by the mean gradient of the class score.",
 ))
 register(MethodSpec(
     name="gradcam_pp", title="Grad-CAM++", family="cam", order=31,
-    params_type=CamParams, run=_gradient_cam("gradcam_pp"), needs_gradients=True,
+    params_type=CamParams, run=_gradient_cam("gradcam_pp"), needs_gradients=True, contrast=True,
     description="Grad-CAM with pixel-wise gradient weights; better for several instances.",
 ))
 register(MethodSpec(
     name="xgradcam", title="XGrad-CAM", family="cam", order=32,
-    params_type=CamParams, run=_gradient_cam("xgradcam"), needs_gradients=True,
+    params_type=CamParams, run=_gradient_cam("xgradcam"), needs_gradients=True, contrast=True,
     description="Feature maps weighted by activation-normalised gradients (axiom-based).",
 ))
 register(MethodSpec(
     name="layercam", title="LayerCAM", family="cam", order=33,
-    params_type=CamParams, run=_gradient_cam("layercam"), needs_gradients=True,
+    params_type=CamParams, run=_gradient_cam("layercam"), needs_gradients=True, contrast=True,
     description="Positive gradients times activations, pixel by pixel; works on early layers.",
 ))
 register(MethodSpec(
     name="hirescam", title="HiResCAM", family="cam", order=34,
-    params_type=CamParams, run=_gradient_cam("hirescam"), needs_gradients=True,
+    params_type=CamParams, run=_gradient_cam("hirescam"), needs_gradients=True, contrast=True,
     description="Gradients times activations summed over channels, without averaging.",
 ))
 register(MethodSpec(
     name="scorecam", title="Score-CAM", family="cam", order=35,
-    params_type=ScoreCamParams, run=run_scorecam, needs_feature_maps=True,
+    params_type=ScoreCamParams, run=run_scorecam, needs_feature_maps=True, contrast=True,
     test_params={"max_channels": 8},
     description="Feature maps weighted by how much each one, used as a mask, raises the "
     "class probability. No gradients; one model call per channel.",

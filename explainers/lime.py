@@ -34,7 +34,7 @@ from explainers.base import (
     params_dict,
     register,
 )
-from explainers.context import shared_params
+from explainers.context import contrast_extras, shared_params
 
 SURROGATES = ("ridge", "lasso", "tree")
 
@@ -59,6 +59,7 @@ class SurrogateFit:
     r2: float
     local_prediction: float
     weights: np.ndarray  # (n,) the sample weights used (kernel × importance ratio)
+    std: np.ndarray | None = None  # (M,) standard error of each coefficient (ridge, ``uncertainty=True``)
 
 
 def lime_kernel(Z: np.ndarray, kernel_width: float = 0.25) -> np.ndarray:
@@ -71,12 +72,15 @@ def lime_kernel(Z: np.ndarray, kernel_width: float = 0.25) -> np.ndarray:
     return np.sqrt(np.exp(-(d**2) / float(kernel_width) ** 2))
 
 
-def weighted_ridge(Z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
+def weighted_ridge(
+    Z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float, uncertainty: bool = False
+) -> tuple[np.ndarray, float] | tuple[np.ndarray, float, np.ndarray]:
     """sklearn's ``Ridge(alpha, fit_intercept=True).fit(Z, y, sample_weight=w)`` in closed form.
 
     Centre by the weighted means, solve ``(Xᵀ W X + αI) β = Xᵀ W y``, intercept ``ȳ − x̄·β``
     (what sklearn's cholesky solver does), without its per-call validation overhead: LIME fits
-    one surrogate per label on every explanation.
+    one surrogate per label on every explanation. ``uncertainty``: also the coefficients'
+    standard errors (``explainers.uncertainty``; design rows in run order).
     """
     w = np.asarray(w, dtype=np.float64)
     total = w.sum()
@@ -89,9 +93,18 @@ def weighted_ridge(Z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float) ->
     gram[np.diag_indices_from(gram)] += alpha
     try:
         coef = np.linalg.solve(gram, Xw.T @ yc)
+        solve = lambda b: np.linalg.solve(gram, b)  # noqa: E731
     except np.linalg.LinAlgError:  # alpha = 0 on collinear rows: the minimum-norm solution
         coef = np.linalg.lstsq(gram, Xw.T @ yc, rcond=None)[0]
-    return coef, y_mean - float(x_mean @ coef)
+        solve = lambda b: np.linalg.lstsq(gram, b, rcond=None)[0]  # noqa: E731
+    intercept = y_mean - float(x_mean @ coef)
+    if not uncertainty:
+        return coef, intercept
+    from explainers.uncertainty import design_terms, sandwich_cov, std_from_cov
+
+    clusters, fpc = design_terms(len(Z), Z)
+    cov = sandwich_cov(Xc, w, yc - Xc @ coef, solve, clusters, fpc)
+    return coef, intercept, std_from_cov(cov)
 
 
 def weighted_r2(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> float:
@@ -121,6 +134,7 @@ def fit_lime(
     sample_weight: np.ndarray | None = None,
     params: LimeParams | None = None,
     seed: int = 0,
+    uncertainty: bool = False,
 ) -> SurrogateFit:
     """Fit lime's surrogate on coalitions ``Z`` (n, M) and outputs ``y`` (n,).
 
@@ -138,8 +152,12 @@ def fit_lime(
     if sample_weight is not None:
         w = w * np.asarray(sample_weight, dtype=np.float64)
     ones = np.ones((1, Z.shape[1]))
+    std = None
     if params.surrogate == "ridge":
-        coef, intercept = weighted_ridge(Z, y, w, float(params.alpha))
+        if uncertainty:
+            coef, intercept, std = weighted_ridge(Z, y, w, float(params.alpha), uncertainty=True)
+        else:
+            coef, intercept = weighted_ridge(Z, y, w, float(params.alpha))
         pred = intercept + Z @ coef
         r2 = weighted_r2(y, pred, w)
         local = intercept + float(coef.sum())
@@ -161,18 +179,21 @@ def fit_lime(
         local = float(model.predict(ones)[0])
     return SurrogateFit(
         coef=np.asarray(coef, dtype=np.float64), intercept=intercept, r2=r2,
-        local_prediction=local, weights=w,
+        local_prediction=local, weights=w, std=std,
     )
 
 
-def run_lime(ctx, params: LimeParams, labels: list[int]) -> list[Explanation]:
-    """One LIME explanation per label, all from the context's shared perturbation run."""
+def run_lime(ctx, params: LimeParams, labels: list[int], contrast: int | None = None) -> list[Explanation]:
+    """One LIME explanation per label, all from the context's shared perturbation run; with
+    ``contrast`` B the surrogate is fitted to output(label) − output(B) on the same rows."""
     with Timer() as total:
-        run, rows, new_calls = ctx.perturbation_rows()
+        run, rows, new_calls, sampling = ctx.perturbation_rows("lime", params, labels)
         segments = ctx.segments()
         out = []
         for label in labels:
-            fit = fit_lime(rows.Z, rows.Y[:, label], rows.lime_ratio, params, seed=ctx.seed)
+            y = rows.Y[:, label] if contrast is None else rows.Y[:, label] - rows.Y[:, int(contrast)]
+            fit = fit_lime(rows.Z, y, rows.lime_ratio, params, seed=ctx.seed,
+                           uncertainty=not rows.exhaustive)
             out.append((label, fit))
     results = []
     for i, (label, fit) in enumerate(out):
@@ -190,12 +211,16 @@ def run_lime(ctx, params: LimeParams, labels: list[int]) -> list[Explanation]:
                 r2=fit.r2,
                 model_calls=new_calls if i == 0 else 0,
                 seconds=total.seconds,
+                segment_std=fit.std if fit.std is not None or not rows.exhaustive else np.zeros(len(fit.coef)),
+                sampling=sampling,
                 params={**params_dict(params), **shared_params(ctx, run, len(rows.Z))},
                 extras={
                     "surrogate": params.surrogate,
                     "shared_run_seconds_in_model": float(run.seconds_in_model),
                     "shared_calls": int(run.model_calls),
+                    **contrast_extras(ctx, rows.Y[0], contrast),
                 },
+                contrast=contrast,
             )
         )
     return results
@@ -210,7 +235,7 @@ def refit_lime(rows: Any, label: int, params: LimeParams, seed: int = 0) -> np.n
 register(MethodSpec(
     name="lime", title="LIME", family="perturbation", order=10, default=True,
     scale_group="probability per superpixel",
-    params_type=LimeParams, run=run_lime, refit=refit_lime,
+    params_type=LimeParams, run=run_lime, refit=refit_lime, design_share=0.0, contrast=True,
     description="Fits a weighted linear model (or lasso / tree) to the model's output on images with "
     "superpixels hidden; a segment's weight is how much showing it raises the score.",
 ))

@@ -108,15 +108,29 @@ def ranking(scores: np.ndarray) -> np.ndarray:
     return np.argsort(-scores, kind="stable")
 
 
-def top_n_iou(a: np.ndarray, b: np.ndarray, top_n: int) -> float:
-    """IoU of the top-``top_n`` segments of two score vectors (1 = same regions, 0 = disjoint)."""
+def top_n_iou(a: np.ndarray, b: np.ndarray, top_n: int, tie_tol: float = 0.0) -> float:
+    """IoU of the top-``top_n`` segments of two score vectors (1 = same regions, 0 = disjoint).
+
+    ``tie_tol`` > 0: a segment within ``tie_tol × max|score|`` of the N-th score is in the top
+    too (regions of equal weight are one answer, whichever of them rounding puts first).
+    """
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
         raise MetricsError(f"score vectors differ in length: {a.shape} vs {b.shape}")
     n = min(int(top_n), len(a))
     if n < 1:
         raise MetricsError(f"top_n must be ≥ 1, not {top_n}")
-    sa, sb = set(ranking(a)[:n].tolist()), set(ranking(b)[:n].tolist())
+
+    def top(v: np.ndarray) -> set:
+        order = ranking(v)
+        chosen = set(order[:n].tolist())
+        if tie_tol > 0:
+            v = np.asarray(v, dtype=np.float64)
+            cut = v[order[n - 1]] - float(tie_tol) * float(np.max(np.abs(v)))
+            chosen |= set(np.flatnonzero(v >= cut).tolist())
+        return chosen
+
+    sa, sb = top(a), top(b)
     return len(sa & sb) / len(sa | sb)
 
 
@@ -477,7 +491,8 @@ def _sub_context(ctx: Any, key: tuple, image: np.ndarray, seed: int, samples: in
                                   batch_size=ctx.sampling.batch_size)
         sub = ExplainContext(ctx.classifier, image, seed=seed, segmentation=ctx.segmentation,
                              segmentation_params=ctx.segmentation_params, sampling=sampling,
-                             regions=getattr(ctx, "regions", None))  # your regions stay fixed
+                             regions=getattr(ctx, "regions", None),  # your regions stay fixed
+                             kernel_share=getattr(ctx, "kernel_share", None))
         if share_segments:
             sub.cache["segments"] = ctx.segments()
         if share_run and "perturbations" in ctx.cache:
@@ -561,7 +576,7 @@ def stability(
     sigma = float(noise_sigma)
     if not (np.isfinite(sigma) and 0 <= sigma <= 64):
         raise MetricsError(f"noise sigma must be between 0 and 64 grey levels, not {noise_sigma}")
-    n = int(samples or ctx.sampling.samples)
+    n = int(samples or ctx.sample_count())
     segments = ctx.segments()
     names = list(methods)
     seed_maps: dict[str, list[np.ndarray]] = {name: [] for name in names}

@@ -91,10 +91,36 @@ def test_bundled_model_json_end_to_end(chelsea_png, tmp_path):
         assert npz["heatmaps"].shape == (6, 224, 224) and npz["heatmaps"].dtype == np.float32
         assert list(npz["methods"]) == [r["method"] for r in results]
         assert npz["segments"].shape == (224, 224) and int(npz["segments"].max()) + 1 == m
-        assert npz["segment_weights"].shape == (6, m)
+        assert npz["segment_weights"].shape == (6, m) and npz["segment_std"].shape == (6, m)
+        for i, r in enumerate(results):  # standard errors by segment id, NaN for Grad-CAM
+            if r["method"] == "gradcam":
+                assert np.isnan(npz["segment_std"][i]).all()
+            else:
+                np.testing.assert_allclose(npz["segment_std"][i], r["segment_std"], rtol=1e-6)
         for i, r in enumerate(results):
             peak = np.unravel_index(np.argmax(npz["heatmaps"][i]), (224, 224))
             assert list(peak) == r["peak_input"]
+
+
+def test_auto_samples_report_what_they_used(chelsea_png, capsys):
+    """--samples auto (the default) with a tiny budget: the run stops at the budget and every
+    superpixel result says so, with per-segment standard errors and the unsettled segments."""
+    code = main(["explain", str(chelsea_png), "--model", "efficientnet-lite0", "--methods",
+                 "lime,kernel_shap", "--budget", "96", "--threshold", "1", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["samples"] == "auto" and report["samples_used"] == 96
+    m = report["num_segments"]
+    for r in report["results"]:
+        s = r["sampling"]
+        assert s["mode"] == "auto" and s["samples"] == 96 and s["budget"] == 96
+        assert s["stopped"] == "budget" and 0 <= s["stability"] < 1 and s["threshold"] == 1
+        assert set(s["per_method"]) == {"lime", "kernel_shap"}
+        assert len(r["segment_std"]) == m and all(v > 0 for v in r["segment_std"])
+        weights = dict(r["segments"])
+        for i in range(m):  # unsettled ⇔ |w| < 1.96 σ
+            assert (i in r["unsettled"]) == (abs(weights[i]) < 1.96 * r["segment_std"][i])
+        assert r["params"]["samples"] == 96 and r["params"]["requested_samples"] == "auto"
 
 
 def test_unknown_method_is_one_line_after_tensorflow_import(chelsea_png):
@@ -126,6 +152,7 @@ def test_readable_table(chelsea_png, capsys):
     [
         (["--samples", "3"], "samples must be between"),
         (["--samples", "many"], "--samples"),
+        (["--threshold", "1.5"], "threshold"),
         (["--model", "no-such-model"], "unknown model"),
         (["--seg-param", "ratio=0.5", "--seg-param", "colour=3"], "unknown quickshift parameter 'colour'"),
         (["--seg-param", "ratio=high"], "must be a number"),
