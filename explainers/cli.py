@@ -30,7 +30,6 @@ from model_zoo.cli_support import (
     run_cli,
 )
 
-DEFAULT_METHODS = "gradcam,lime,kernel_shap"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -70,8 +69,8 @@ def _add_common_arguments(p: argparse.ArgumentParser) -> None:
                    "in training (e.g. 0,16 for sklearn's digits; default 0,1)")
     p.add_argument("--weights", metavar="FILE",
                    help="weights file of a catalog model outside the Keras cache")
-    p.add_argument("--methods", default=DEFAULT_METHODS, metavar="M[,M…]",
-                   help=f"comma-separated method names (default {DEFAULT_METHODS}; "
+    p.add_argument("--methods", default=None, metavar="M[,M…]",
+                   help="comma-separated method names (default: the registry's default methods; "
                         "see `python -m explainers methods`)")
     p.add_argument("--samples", type=_samples, default="auto", metavar="auto|N",
                    help="perturbed images for LIME/KernelSHAP, shared by both: a number, or auto "
@@ -144,7 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="perturbation rows per stability rerun (default min(samples, 500))")
     t.add_argument("--mask", metavar="FILE",
                    help="ground-truth object mask (an image of the same size; white = object)")
+    t.add_argument("--sanity", action="store_true",
+                   help="also randomise the model's weights top-down (on a copy) and flag methods "
+                        "whose map barely changes (Adebayo et al. 2018)")
+    t.add_argument("--sanity-steps", type=_positive_int, default=5, metavar="K",
+                   help="points along the cascade of randomised layers (default 5)")
     t.add_argument("--json", action="store_true", help="machine-readable output")
+
+    from explainers.audit.cli import add_parser as _add_audit_parser
+
+    _add_audit_parser(sub)
     return parser
 
 
@@ -230,16 +238,20 @@ def _parse_targets(text: str | None) -> list[int] | None:
 def cmd_methods(args: argparse.Namespace) -> int:
     """List the registered methods with their parameters and defaults."""
     _heavy_imports(args)
-    from explainers.base import methods, params_dict
+    from explainers.base import bounds, methods, params_dict
 
     specs = methods()
     rows = []
     for name, spec in specs.items():
         defaults = params_dict(spec.params_type())
+        limits = {f.name: {k: v for k, v in bounds(f).items() if v not in (None, "")}
+                  for f in dataclasses.fields(spec.params_type)}
         rows.append({
-            "name": name, "title": spec.title, "family": spec.family,
-            "needs_gradients": spec.needs_gradients, "contrast": bool(spec.contrast),
-            "params": defaults, "description": spec.description,
+            "name": name, "title": spec.title, "family": spec.family, "order": spec.order,
+            "scale_group": spec.scale_group or name, "default": spec.default,
+            "needs_gradients": spec.needs_gradients, "needs_feature_maps": spec.needs_feature_maps,
+            "contrast": bool(spec.contrast),
+            "params": defaults, "bounds": limits, "description": spec.description,
         })
     if args.json:
         print(json.dumps({"methods": rows}, indent=2))
@@ -271,6 +283,10 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
     sampling = SamplingParams(samples=args.samples, fill=args.fill, batch_size=args.batch_size,
                               threshold=args.threshold, budget=args.budget)
     sampling.validate()
+    if args.methods is None:
+        from explainers.base import default_methods
+
+        args.methods = ",".join(default_methods())
     names = _split_names(args.methods, "methods")
     targets = _parse_targets(args.target)
 
@@ -390,6 +406,7 @@ def cmd_trust(args: argparse.Namespace) -> int:
     report = trust_report(
         ctx, results, label, seeds=args.seeds, noise_sigma=args.noise, top_n=args.top_n,
         steps=args.steps, mask=mask, stability_samples=args.stability_samples,
+        sanity=args.sanity, sanity_steps=args.sanity_steps,
     )
     out = to_json(report)
     if args.json:
@@ -402,6 +419,13 @@ def cmd_trust(args: argparse.Namespace) -> int:
     for row in out["methods"]:
         cells = "".join(f"{row[k]:>22.3f}" if isinstance(row[k], float) else f"{str(row[k]):>22}" for k in keys)
         print(f"{row['method']:<22}{cells}")
+    if report.sanity is not None:
+        san = out["sanity"]
+        print(f"sanity check: layers randomised top-down ({len(san['layers'])} points of "
+              f"{san['total_layers']} layers): {', '.join(san['layers'])}")
+        for method, row in san["methods"].items():
+            rho = " ".join("–" if v is None else f"{v:.2f}" for v in row["spearman"])
+            print(f"  {method:<20} Spearman {rho}  {'passes' if row['passes'] else 'FAILS'}")
     for method, text in badges(report).items():
         print(f"  {method}: {text}")
     return 0
@@ -605,7 +629,14 @@ def write_npz(path: str, fitted: Any, results: Sequence[Any], report: Mapping[st
 
 
 # ---------------------------------------------------------------------- entry point
-_COMMANDS = {"methods": cmd_methods, "explain": cmd_explain, "trust": cmd_trust}
+def cmd_audit(args: argparse.Namespace) -> int:
+    """A dataset audit (explainers/audit/cli.py)."""
+    from explainers.audit.cli import cmd_audit as run
+
+    return run(args)
+
+
+_COMMANDS = {"methods": cmd_methods, "explain": cmd_explain, "trust": cmd_trust, "audit": cmd_audit}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

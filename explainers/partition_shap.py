@@ -43,7 +43,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from explainers.base import ExplainerError, Explanation, MethodSpec, Timer, params_dict, register
+from explainers.base import ExplainerError, Explanation, MethodSpec, Timer, param, params_dict, register
 from explainers.perturbation import FILLS, parse_hex
 
 HIERARCHIES = ("colour", "balanced")
@@ -54,24 +54,15 @@ PARTITION_FILLS = ("blur", "mean", "inpaint") + tuple(f for f in FILLS if f not 
 class PartitionShapParams:
     """Budget, hierarchy and fill of Partition SHAP (shap's defaults: 500 evaluations, blur)."""
 
-    max_evals: int = 500  # model evaluations, v(∅) and v(all) included (shap's count)
-    hierarchy: str = "colour"  # colour (adjacent superpixels by mean colour) | balanced (shap's pixel blocks)
-    fill: str = "blur"  # blur | mean | inpaint | gray | black | #rrggbb
-    batch_size: int = 10  # evaluations taken from the queue at a time (shap's default: 10)
+    max_evals: int = param(500, low=4, high=100_000,
+                           help="model evaluations, v(∅) and v(all) included (shap's count)")
+    hierarchy: str = param("colour", choices=HIERARCHIES,
+                           help="colour: adjacent superpixels merged by mean colour; balanced: shap's pixel blocks")
+    fill: str = param("blur", help=f"what hidden regions show: {', '.join(PARTITION_FILLS)} or #rrggbb")
+    batch_size: int = param(10, low=2, high=1024,
+                            help="evaluations taken from the queue at a time (shap's default: 10)")
 
     def validate(self) -> None:
-        try:
-            evals, bs = int(self.max_evals), int(self.batch_size)
-        except (TypeError, ValueError):
-            raise ExplainerError("max evals and batch size must be whole numbers") from None
-        if not 4 <= evals <= 100_000:
-            raise ExplainerError(f"max evals must be between 4 and 100000, not {self.max_evals}")
-        if not 2 <= bs <= 1024:
-            raise ExplainerError(f"batch size must be between 2 and 1024, not {self.batch_size}")
-        if self.hierarchy not in HIERARCHIES:
-            raise ExplainerError(
-                f"hierarchy must be one of {', '.join(HIERARCHIES)}, not {self.hierarchy!r}"
-            )
         if self.fill not in PARTITION_FILLS:
             try:
                 parse_hex(self.fill)
@@ -508,24 +499,19 @@ def run_partition_shap(ctx: Any, params: PartitionShapParams, labels: list[int],
     return out
 
 
-SPEC = register(
-    MethodSpec(
-        name="partition_shap",
-        title="Partition SHAP",
-        family="perturbation",
-        params_type=PartitionShapParams,
-        run=run_partition_shap,
-        contrast=True,
-        description=(
-            "Owen values over a hierarchy of regions (shap's PartitionExplainer): the score is "
-            "split between the two halves of the image, then within each half, as far as the "
-            "evaluation budget reaches."
-        ),
-    )
-)
+# ---------------------------------------------------------------------- registration
+register(MethodSpec(
+    name="partition_shap", title="Partition SHAP", family="perturbation", order=25,
+    scale_group="probability per superpixel", additive=True,
+    params_type=PartitionShapParams, run=run_partition_shap, contrast=True,
+    test_params={"max_evals": 64},
+    description="Owen values over a hierarchy of regions (shap's PartitionExplainer): the score is "
+    "split between the two halves of the image, then within each half, as far as the "
+    "evaluation budget reaches.",
+))
 
 __all__ = [
     "PartitionShapParams", "Tree", "make_tree", "colour_linkage", "balanced_linkage", "owen_values",
-    "OwenResult", "lower_credit", "blocks_of", "partition_run", "run_partition_shap", "SPEC",
+    "OwenResult", "lower_credit", "blocks_of", "partition_run", "run_partition_shap",
     "HIERARCHIES", "PARTITION_FILLS",
 ]

@@ -157,9 +157,9 @@ def test_more_samples_refines_the_same_run(app: AppTest) -> None:
     assert len(more) == 1
     more[0].click().run()
     assert not app.exception
-    assert app.session_state[state.RUN_KEY].samples == 128
+    assert app.session_state[state.RUN_KEY].samples == 100  # the next choice of the Samples control
     added = classifier.images_seen - before
-    assert 0 < added <= 64, f"refining 64 → 128 samples must only compute the new rows, made {added} calls"
+    assert 0 < added <= 36, f"refining 64 → 100 samples must only compute the new rows, made {added} calls"
 
 
 def test_export_buttons_are_offered(app: AppTest) -> None:
@@ -198,11 +198,10 @@ def test_models_page_says_which_weights_file_goes_where(app: AppTest) -> None:
     app.run()
     app.switch_page("pages/models.py").run()
     assert not app.exception
-    captions = " ".join(c.value for c in app.caption)
     entry = get_entry("inceptionv3")
-    assert entry.weights_file in captions, "a missing catalog model must name the file to place"
-    assert "efficientnet-lite0" in " ".join(m.value for m in app.markdown)
-    assert app.json[0].value  # the current model's summary
+    helps = " ".join(b.help or "" for b in app.button)
+    assert entry.weights_file in helps, "a missing catalog model must name the file to place"
+    assert "EfficientNet-Lite0" in " ".join(m.value for m in app.markdown)  # the current model
 
 
 def test_sidebar_choices_survive_page_switches(app: AppTest) -> None:
@@ -250,3 +249,31 @@ def test_compare_page_explains_one_label_rather_than_another_without_model_calls
     assert sum("model calls" in c.value for c in app.caption) >= 6  # 2 labels × 3 + 3 contrasts
     app.selectbox(key="xai_contrast_b").select(labels[1]).run()
     assert any("two different labels" in w.value for w in app.warning)
+
+
+@pytest.mark.slow
+def test_a_method_registered_at_test_time_gets_its_own_widgets_in_the_explain_form(app: AppTest) -> None:
+    from explainers.base import register, unregister
+    from tests.explainers.test_registry import TOY, TOY_SPEC
+
+    register(TOY_SPEC)
+    try:
+        app.run()
+        assert not app.exception
+        assert "Toy stripes" in app.multiselect(key="xai_form_methods").options
+        bands = app.number_input(key=f"xai_param_{TOY}_bands")
+        assert bands.value == 4 and bands.min == 1 and bands.max == 16
+        assert app.number_input(key=f"xai_param_{TOY}_strength").value == 1.5
+        assert app.selectbox(key=f"xai_param_{TOY}_direction").options == ["rows", "cols"]
+        # the built-in methods' parameters come from their dataclasses too (no hard-coded three)
+        assert app.selectbox(key="xai_param_lime_surrogate").options == ["ridge", "lasso", "tree"]
+        assert app.number_input(key="xai_param_occlusion_window").value == 32
+        # choosing it and pressing Explain runs it next to the others, with the chosen parameter
+        app.multiselect(key="xai_form_methods").set_value(["lime", TOY])
+        app.number_input(key=f"xai_param_{TOY}_bands").set_value(7)
+        app.get("form_submit_button")[0].click().run()  # the Explain form's button
+        assert not app.exception
+        assert "Toy stripes" in method_titles(app)
+        assert dict(app.session_state[state.RUN_KEY].method_params(TOY))["bands"] == 7
+    finally:
+        unregister(TOY)
