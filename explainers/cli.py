@@ -144,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="perturbation rows per stability rerun (default min(samples, 500))")
     t.add_argument("--mask", metavar="FILE",
                    help="ground-truth object mask (an image of the same size; white = object)")
+    t.add_argument("--sanity", action="store_true",
+                   help="also randomise the model's weights top-down (on a copy) and flag methods "
+                        "whose map barely changes (Adebayo et al. 2018)")
+    t.add_argument("--sanity-steps", type=_positive_int, default=5, metavar="K",
+                   help="points along the cascade of randomised layers (default 5)")
     t.add_argument("--json", action="store_true", help="machine-readable output")
 
     from explainers.audit.cli import add_parser as _add_audit_parser
@@ -394,6 +399,7 @@ def cmd_trust(args: argparse.Namespace) -> int:
     report = trust_report(
         ctx, results, label, seeds=args.seeds, noise_sigma=args.noise, top_n=args.top_n,
         steps=args.steps, mask=mask, stability_samples=args.stability_samples,
+        sanity=args.sanity, sanity_steps=args.sanity_steps,
     )
     out = to_json(report)
     if args.json:
@@ -406,6 +412,13 @@ def cmd_trust(args: argparse.Namespace) -> int:
     for row in out["methods"]:
         cells = "".join(f"{row[k]:>22.3f}" if isinstance(row[k], float) else f"{str(row[k]):>22}" for k in keys)
         print(f"{row['method']:<22}{cells}")
+    if report.sanity is not None:
+        san = out["sanity"]
+        print(f"sanity check: layers randomised top-down ({len(san['layers'])} points of "
+              f"{san['total_layers']} layers): {', '.join(san['layers'])}")
+        for method, row in san["methods"].items():
+            rho = " ".join("–" if v is None else f"{v:.2f}" for v in row["spearman"])
+            print(f"  {method:<20} Spearman {rho}  {'passes' if row['passes'] else 'FAILS'}")
     for method, text in badges(report).items():
         print(f"  {method}: {text}")
     return 0

@@ -19,12 +19,22 @@ def segmentation_panel(image: PreparedImage) -> None:
     When the preview's settings differ from those of the current run, it says so: the pictures
     below were computed with the run's superpixels until Explain is pressed.
     """
-    from explainers.segmentation import ALGORITHMS
+    from explainers.segmentation import ALGORITHMS, USER_REGIONS
 
-    with st.expander("Superpixels (used by LIME and KernelSHAP)", expanded=False):
+    regions = state.current_regions()
+    options = list(ALGORITHMS) + ([USER_REGIONS] if regions is not None else [])
+    if st.session_state.get("xai_seg_algorithm") not in options:
+        st.session_state["xai_seg_algorithm"] = USER_REGIONS if regions is not None else options[0]
+    with st.expander("Superpixels (used by LIME, KernelSHAP and feature ablation)",
+                     expanded=regions is not None):
         cols = st.columns([1, 2])
         with cols[0]:
-            algorithm = st.selectbox("Algorithm", list(ALGORITHMS), key="xai_seg_algorithm")
+            algorithm = st.selectbox("Algorithm", options, key="xai_seg_algorithm",
+                                     format_func=lambda a: "your regions" if a == USER_REGIONS else a)
+        if algorithm == USER_REGIONS:
+            _regions_preview(image, regions, cols[1])
+            return
+        with cols[0]:
             params = dataclass_widgets(ALGORITHMS[algorithm], f"xai_seg_{algorithm}")
         try:
             segments, picture = services.segment_preview(image, algorithm, params)
@@ -54,6 +64,22 @@ def same_segmentation(req: RunRequest, algorithm: str, params: dict[str, Any]) -
         return False
 
 
+def _regions_preview(image: PreparedImage, regions: Any, slot: Any) -> None:
+    """Fit the uploaded region map like the image; show it or say why it cannot be used."""
+    from explainers.render import draw_boundaries
+
+    try:
+        key, fitted = services.fit_regions(image, regions)
+    except services.EXPECTED_ERRORS as exc:
+        slot.error(f"Your region map cannot be used: {services.user_message(exc)}")
+        st.session_state.pop("xai_segmentation", None)
+        return
+    st.session_state["xai_segmentation"] = ("regions", {"key": key})
+    note = f" ({fitted.dropped} cut off by the crop)" if fitted.dropped else ""
+    slot.image(draw_boundaries(image.pixels, fitted.segments), width="stretch")
+    slot.caption(f"{fitted.count} regions from your map{note}")
+
+
 def explain_form(classifier: Any) -> None:
     """The expensive parameters, applied only when Explain is pressed (sliders never cancel a run)."""
     specs = services.method_specs(classifier)
@@ -78,6 +104,9 @@ def explain_form(classifier: Any) -> None:
         layer = cols2[1].selectbox("CAM layer", layers, key="xai_form_layer")
         cam_up = cols2[2].selectbox("CAM upsampling", ["bilinear", "nearest", "bicubic"], key="xai_form_cam_up")
         submitted = st.form_submit_button("Explain", type="primary")
+    hidden = [spec.title for name, spec in services.method_specs().items() if name not in specs]
+    if hidden:
+        st.caption(f"Not offered for this model (it gives no gradients or feature maps): {', '.join(hidden)}.")
     if submitted:
         if not chosen:
             st.warning("Pick at least one method.")
