@@ -164,6 +164,9 @@ def main() -> None:
         ratios["rss_large_vs_small"] = results["rss_large"]["rss_mb"] / results["rss_small"]["rss_mb"]
         targets["rss_large_vs_small"] = 1.5
     met = {k: (ratios[k] <= t if k.startswith("rss") else ratios[k] >= t) for k, t in targets.items()}
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
     report = {"images": n, "model": args.model, "workers": args.workers,
               "images_per_second": ips, "results": results, "ratios": ratios, "targets": targets, "met": met}
     if args.json:

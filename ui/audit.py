@@ -42,6 +42,7 @@ class AuditJob:
     out_dir: str
     source: Any
     model_id: str
+    config: Any = None
     cancel: threading.Event = field(default_factory=threading.Event)
     progress: Any = None
     summary: dict | None = None
@@ -99,7 +100,7 @@ def start_job(classifier: Any, source: Any, config: Any) -> AuditJob:
     key = hashlib.sha256(json.dumps([classifier.id, source.describe(), config.as_dict()],
                                     sort_keys=True, default=str).encode()).hexdigest()[:16]
     out = _work_dir() / "runs" / key  # same model + source + parameters: resumes
-    job = AuditJob(str(out), source, classifier.id)
+    job = AuditJob(str(out), source, classifier.id, config)
 
     def work() -> None:
         try:
@@ -277,12 +278,20 @@ def gallery(store: Any, frame) -> None:
 
 
 def open_on_explain(store: Any, name: str) -> None:
-    """Put one audited image in the sidebar's image slot and open the Explain page (the
-    sidebar's model is the one the audit used)."""
-    from explainers.audit.process import _png
+    """Put one audited image in the sidebar's image slot and open the Explain page with the
+    audit's methods and settings (its per-image seed, regions and fill, so the Explain page
+    redraws the same maps); the sidebar's model is the one the audit used."""
+    from explainers.audit.process import _png, image_seed
     from explainers.audit.sources import read_item
+    from ui import explain_panel
 
     job = current_job()
+    cfg = job.config
+    if cfg is not None:
+        st.session_state[state.RUN_KEY] = explain_panel.build_request(
+            list(cfg.methods), samples=int(cfg.samples), fill=cfg.fill, seed=image_seed(cfg.seed, name),
+            segmentation=cfg.segmentation, segmentation_params=dict(cfg.segmentation_params),
+        )
     for item in job.source.items():
         if item.name == name:
             if item.kind == "file":

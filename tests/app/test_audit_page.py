@@ -74,3 +74,5 @@ def test_audit_page_runs_in_the_background_and_shows_results(audit_app: AppTest)
     button.click().run()
     assert not at.exception
     assert at.session_state["xai_image"].name in name
+    request = at.session_state["xai_run_request"]
+    assert [m for m, _ in request.methods] == ["gradcam"] and request.segmentation == "grid"
