@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import streamlit as st
 
-from explainers.base import ExplainerError, methods
+from explainers.base import ExplainerError, methods_for
 from explainers.store import ExplanationStore, PreparedImage, _freeze
 from ui.progress import ProgressReporter  # noqa: F401  (pages and panels reach it through services)
 
@@ -210,11 +210,19 @@ def store() -> ExplanationStore:
 
 
 def method_specs(classifier: Any | None = None) -> dict[str, Any]:
-    """Registered methods usable with this classifier (white-box ones need gradients)."""
-    found = methods()
-    if classifier is not None and not getattr(classifier, "supports_gradients", False):
-        found = {k: v for k, v in found.items() if not v.needs_gradients}
-    return found
+    """Registered methods usable with this classifier, in display order (all for ``None``)."""
+    return methods_for(classifier)
+
+
+def method_table_markdown() -> str:
+    """The Guide's method table, read from the registry (one row per method, display order)."""
+    rows = ["| Method | id | Family | Needs | Colour scale | What it does |", "|---|---|---|---|---|---|"]
+    for name, spec in methods_for(None).items():
+        needs = ", ".join(n for n, flag in (("gradients", spec.needs_gradients),
+                                              ("feature maps", spec.needs_feature_maps)) if flag) or "only predictions"
+        scale = spec.scale_group or "its own"
+        rows.append(f"| **{spec.title}** | `{name}` | {spec.family} | {needs} | {scale} | {spec.description} |")
+    return "\n".join(rows)
 
 
 def segment_preview(image: PreparedImage, algorithm: str, params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:

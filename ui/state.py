@@ -38,9 +38,6 @@ TRUST_KEY = "xai_trust_request"
 REGIONS_KEY = "xai_regions"
 
 
-DEFAULT_METHODS = ("lime", "gradcam", "kernel_shap")
-
-
 DEFAULT_SAMPLES = int(os.environ.get("XAI_LENS_DEFAULT_SAMPLES", "1000"))  # lowered by the browser tests
 
 
