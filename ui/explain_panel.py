@@ -187,7 +187,7 @@ def collect_results(classifier: Any, image: PreparedImage, req: RunRequest,
             perturbation = specs[name].family == "perturbation"
             unit = "perturbed images" if perturbation else None
             if run_progress is not None:
-                reporter = run_progress.start(name, unit="perturbed images" if perturbation else "model calls")
+                reporter = run_progress.start(name, unit=unit)
             else:
                 slot = progress_slot if progress_slot is not None else st.empty()
                 sharing = [specs[n].title for n, _ in req.methods if specs[n].family == "perturbation"]
