@@ -65,7 +65,7 @@ def view_controls(labels: Sequence[tuple[int, str, float]], key: str = "xai_view
     cols = st.columns([2, 1, 1, 1])
     label = cols[0].selectbox("Label to explain", options, format_func=names.get, key=key)
     if state.stakeholder_mode():
-        return {"label": label, "view": {"opacity": 0.55, "cmap": "blue-white-red", "upsampling": "bilinear"}}
+        return {"label": label, "view": dict(state.PLAIN_VIEW)}
     style = cols[1].radio("Style", ["heatmap", "segments"], key="xai_view_style",
                           format_func={"heatmap": "heatmap", "segments": "pros & cons"}.get)
     cols[2].slider("Opacity", 0.0, 1.0, key="xai_view_opacity")
@@ -89,12 +89,10 @@ def view_controls(labels: Sequence[tuple[int, str, float]], key: str = "xai_view
 
 
 def stats_line(exp: Explanation) -> str:
-    shared = int(exp.extras.get("shared_calls", 0) or 0) if exp.extras else 0
-    if exp.model_calls == 0 and shared:
-        calls = f"reused {shared} model calls"
-    else:
-        calls = f"{exp.model_calls} model calls"
-    parts = [f"{exp.seconds:.2f} s", calls]
+    """Time, cost (``explainers.export.calls_text``: what this result used), fit and base value."""
+    from explainers.export import calls_text
+
+    parts = [f"{exp.seconds:.2f} s", calls_text(exp)]
     if exp.r2 is not None:
         parts.append(f"R² {exp.r2:.2f}")
     if exp.base_value is not None:
@@ -143,13 +141,11 @@ def badge_for(exp: Explanation) -> str | None:
     return None
 
 
-def trust_badges(label: int) -> dict[str, str]:
-    """Badges from a trust report computed earlier for this label (none if not computed)."""
+def trust_badges(classifier: Any, image: PreparedImage, req: Any, label: int) -> dict[str, str]:
+    """Badges from a trust report computed earlier for this very run and label (none if not computed)."""
     from explainers.trust import badges
 
-    req = st.session_state.get(state.RUN_KEY)
-    reports = st.session_state.get("xai_trust_reports", {})
-    report = reports.get((req.seed if req else 0, label))
+    report = state.trust_report_for(classifier, image, req, label)
     return badges(report) if report is not None else {}
 
 
