@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from explainers.base import ExplainerError, Explanation, MethodSpec, Timer, params_dict, register
+from explainers.base import ExplainerError, Explanation, MethodSpec, ProgressFn, Timer, params_dict, register
+from explainers.regression import centred_normal_equations, group_means, matvec
 
 
 @dataclass(frozen=True)
@@ -91,13 +92,16 @@ def fit_kernel_shap(
     f_x: float,
     f_empty: float,
     l2: float = 0.0,
+    progress: ProgressFn | None = None,
 ) -> ShapFit:
     """Weighted least squares with one intercept per coalition size, ``Σφ = f(x) − f(∅)``.
 
     min Σ w (y − a_|z| − zφ)² + l2‖φ‖² over φ and the size intercepts a_s. Rows with zero
     weight (the anchors, the empty and the full coalition) are ignored; the constraint is exact.
     """
-    Z = np.asarray(Z, dtype=np.float64)
+    Z = np.asarray(Z)  # bool stays bool: row chunks are converted in explainers.regression
+    if Z.dtype != bool:
+        Z = Z.astype(np.float64, copy=False)
     y = np.asarray(y, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
     if Z.ndim != 2 or y.shape != (len(Z),) or w.shape != (len(Z),):
@@ -117,19 +121,17 @@ def fit_kernel_shap(
         sizes = np.rint(Z.sum(axis=1)).astype(np.int64)
         _, group = np.unique(sizes, return_inverse=True)
         total = np.bincount(group, weights=w)
-        z_mean = np.stack([np.bincount(group, weights=w * Z[:, j]) for j in range(m)], axis=1) / total[:, None]
+        z_mean = group_means(Z, w, group, len(total))
         y_mean = np.bincount(group, weights=w * y) / total
-        Xc = Z - z_mean[group]  # rows sum to 0: φ is fixed up to a constant
-        Xw = Xc * w[:, None]
-        gram = Xw.T @ Xc  # M × M normal equations: cheap next to the rows
-        rhs = Xw.T @ (y - y_mean[group])
+        # X = Z − z_mean[group]: rows sum to 0, φ is fixed up to a constant; M × M equations
+        gram, rhs = centred_normal_equations(Z, w, y - y_mean[group], z_mean, group, progress)
         # Under Σφ = Δ, ‖φ‖² = ‖φ − Δ/M‖² + Δ²/M: a ridge on β is a ridge on φ.
         gram[np.diag_indices_from(gram)] += float(l2)
         beta = _min_norm_solve(gram, rhs)
         values = beta + (delta - beta.sum()) / m
     gap = float(abs(values.sum() - delta))
     if len(y):
-        pred = Z @ values
+        pred = matvec(Z, values)
         mean = np.average(y, weights=w)
         ss_tot = float(np.sum(w * (y - mean) ** 2))
         ss_res = float(np.sum(w * (y - pred) ** 2))
@@ -141,7 +143,7 @@ def fit_kernel_shap(
 
 def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int]) -> list[Explanation]:
     """One KernelSHAP explanation per label from the context's shared perturbation run."""
-    from explainers.lime import shared_params
+    from explainers.lime import _label_progress, shared_params
 
     with Timer() as total:
         run, rows, new_calls = ctx.perturbation_rows()
@@ -150,6 +152,7 @@ def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int]) -> list[Ex
             (label, fit_kernel_shap(
                 rows.Z, rows.Y[:, label], rows.shapley_weight,
                 f_x=rows.Y[0, label], f_empty=rows.Y[1, label], l2=float(params.l2),
+                progress=_label_progress(ctx, "KernelSHAP regression", label),
             ))
             for label in labels
         ]

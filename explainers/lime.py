@@ -27,10 +27,12 @@ from explainers.base import (
     ExplainerError,
     Explanation,
     MethodSpec,
+    ProgressFn,
     Timer,
     params_dict,
     register,
 )
+from explainers.regression import centred_normal_equations, group_means, matvec
 
 SURROGATES = ("ridge", "lasso", "tree")
 
@@ -78,35 +80,43 @@ class SurrogateFit:
 
 def lime_kernel(Z: np.ndarray, kernel_width: float = 0.25) -> np.ndarray:
     """lime_image's weights: sqrt(exp(-d²/w²)) of the cosine distance to the all-ones row."""
-    Z = np.asarray(Z, dtype=np.float64)
-    norms = np.sqrt(np.einsum("ij,ij->i", Z, Z)) * np.sqrt(Z.shape[1])
+    Z = np.asarray(Z)
+    if Z.dtype == bool:  # a coalition's squared norm is its size: no float copy of Z
+        size = np.count_nonzero(Z, axis=1).astype(np.float64)
+        sums, norms = size, np.sqrt(size) * np.sqrt(Z.shape[1])
+    else:
+        Z = Z.astype(np.float64, copy=False)
+        sums, norms = Z.sum(axis=1), np.sqrt(np.einsum("ij,ij->i", Z, Z)) * np.sqrt(Z.shape[1])
     with np.errstate(invalid="ignore", divide="ignore"):  # sklearn: a zero row has distance 1
-        similarity = np.where(norms > 0, Z.sum(axis=1) / norms, 0.0)
+        similarity = np.where(norms > 0, sums / norms, 0.0)
     d = np.clip(1.0 - similarity, 0.0, 2.0)  # sklearn's cosine distance to the all-ones row
     return np.sqrt(np.exp(-(d**2) / float(kernel_width) ** 2))
 
 
-def weighted_ridge(Z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
+def weighted_ridge(
+    Z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float, progress: ProgressFn | None = None
+) -> tuple[np.ndarray, float]:
     """sklearn's ``Ridge(alpha, fit_intercept=True).fit(Z, y, sample_weight=w)`` in closed form.
 
     Centre by the weighted means, solve ``(Xᵀ W X + αI) β = Xᵀ W y``, intercept ``ȳ − x̄·β``
     (what sklearn's cholesky solver does), without its per-call validation overhead: LIME fits
-    one surrogate per label on every explanation.
+    one surrogate per label on every explanation. ``Z`` may be bool; the products are built in
+    row chunks (``explainers.regression``) that report ``progress(done, n, "regression")``.
     """
+    Z = np.asarray(Z)
+    y = np.asarray(y, dtype=np.float64)
     w = np.asarray(w, dtype=np.float64)
     total = w.sum()
-    x_mean = (w @ Z) / total
+    group = np.zeros(len(Z), dtype=np.intp)
+    x_mean = group_means(Z, w, group, 1)
     y_mean = float(w @ y) / total
-    Xc = Z - x_mean
-    yc = y - y_mean
-    Xw = Xc * w[:, None]
-    gram = Xw.T @ Xc
+    gram, rhs = centred_normal_equations(Z, w, y - y_mean, x_mean, None, progress)
     gram[np.diag_indices_from(gram)] += alpha
     try:
-        coef = np.linalg.solve(gram, Xw.T @ yc)
+        coef = np.linalg.solve(gram, rhs)
     except np.linalg.LinAlgError:  # alpha = 0 on collinear rows: the minimum-norm solution
-        coef = np.linalg.lstsq(gram, Xw.T @ yc, rcond=None)[0]
-    return coef, y_mean - float(x_mean @ coef)
+        coef = np.linalg.lstsq(gram, rhs, rcond=None)[0]
+    return coef, y_mean - float(x_mean[0] @ coef)
 
 
 def weighted_r2(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> float:
@@ -136,6 +146,7 @@ def fit_lime(
     sample_weight: np.ndarray | None = None,
     params: LimeParams | None = None,
     seed: int = 0,
+    progress: ProgressFn | None = None,
 ) -> SurrogateFit:
     """Fit lime's surrogate on coalitions ``Z`` (n, M) and outputs ``y`` (n,).
 
@@ -145,7 +156,9 @@ def fit_lime(
     """
     params = params or LimeParams()
     params.validate()
-    Z = np.asarray(Z, dtype=np.float64)
+    Z = np.asarray(Z)
+    if Z.dtype != bool:
+        Z = Z.astype(np.float64, copy=False)
     y = np.asarray(y, dtype=np.float64)
     if Z.ndim != 2 or y.shape != (len(Z),) or len(Z) < 2:
         raise ExplainerError(f"LIME needs (n, M) coalitions and n outputs, n ≥ 2; got {Z.shape}, {y.shape}")
@@ -154,11 +167,12 @@ def fit_lime(
         w = w * np.asarray(sample_weight, dtype=np.float64)
     ones = np.ones((1, Z.shape[1]))
     if params.surrogate == "ridge":
-        coef, intercept = weighted_ridge(Z, y, w, float(params.alpha))
-        pred = intercept + Z @ coef
+        coef, intercept = weighted_ridge(Z, y, w, float(params.alpha), progress)
+        pred = intercept + matvec(Z, coef)
         r2 = weighted_r2(y, pred, w)
         local = intercept + float(coef.sum())
     else:
+        Z = Z.astype(np.float64, copy=False)
         if params.surrogate == "lasso":
             from sklearn.linear_model import Lasso
 
@@ -178,6 +192,11 @@ def fit_lime(
         coef=np.asarray(coef, dtype=np.float64), intercept=intercept, r2=r2,
         local_prediction=local, weights=w,
     )
+
+
+def _label_progress(ctx, stage: str, label: int) -> ProgressFn:
+    """The context's progress callback for one label's regression (may raise ``Cancelled``)."""
+    return lambda done, total, _inner: ctx.report(done, total, f"{stage} (class {label})")
 
 
 def shared_params(ctx, run, n_rows: int | None = None) -> dict:
@@ -203,7 +222,8 @@ def run_lime(ctx, params: LimeParams, labels: list[int]) -> list[Explanation]:
         segments = ctx.segments()
         out = []
         for label in labels:
-            fit = fit_lime(rows.Z, rows.Y[:, label], rows.lime_ratio, params, seed=ctx.seed)
+            fit = fit_lime(rows.Z, rows.Y[:, label], rows.lime_ratio, params, seed=ctx.seed,
+                           progress=_label_progress(ctx, "LIME regression", label))
             out.append((label, fit))
     results = []
     for i, (label, fit) in enumerate(out):
