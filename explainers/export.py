@@ -104,8 +104,13 @@ def html_report(
     captions: Mapping[int, str] | None = None,
     **view: Any,
 ) -> str:
-    """A single self-contained HTML file (images embedded as data URIs)."""
-    esc = html.escape
+    """A single self-contained HTML file (images embedded as data URIs).
+
+    Every user-controlled string (labels, names, captions) is HTML-escaped; captions are the
+    markdown of ``explainers.summary.caption`` and appear as their plain text.
+    """
+    from explainers.text import escape_html as esc, markdown_to_text
+
     limits = method_limits(results)
     labels = list(dict.fromkeys(r.label for r in results))
     methods = list(dict.fromkeys(r.method for r in results))
@@ -130,7 +135,7 @@ def html_report(
         name = next(r.label_name for r in results if r.label == label)
         parts.append(f"<tr><td>{esc(name)} (#{label})")
         if captions and captions.get(label):
-            parts.append(f"<p>{esc(captions[label])}</p>")
+            parts.append(f"<p>{esc(markdown_to_text(captions[label]))}</p>")
         parts.append(f"</td><td><img alt='input image' src='{_data_uri(image)}'></td>")
         for method in methods:
             found = [r for r in results if r.method == method and r.label == label]

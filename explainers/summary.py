@@ -57,10 +57,16 @@ def agreement(results: Sequence[Explanation]) -> float | None:
 
 
 def caption(results: Sequence[Explanation], top: int = 3) -> str:
-    """One or two sentences for a non-technical audience about one label."""
+    """One or two sentences of markdown for a non-technical audience about one label.
+
+    The label name is user-controlled (a labels file): it is escaped, so the caption can go into
+    Streamlit markdown as is; ``explainers.text.markdown_to_text`` gives the plain text.
+    """
+    from explainers.text import escape_markdown
+
     if not results:
         return ""
-    label = results[0].label_name
+    label = escape_markdown(results[0].label_name)
     score = results[0].score
     ref = next((r for r in results if r.method == "kernel_shap"), None) or next(
         (r for r in results if r.segment_weights is not None), None

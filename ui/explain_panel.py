@@ -13,6 +13,9 @@ from ui.state import DEFAULT_METHODS, DEFAULT_SAMPLES, SAMPLE_CHOICES, stakehold
 from ui.widgets import badge_for, dataclass_widgets, draw_result, limits_for, plain_caption, trust_badges
 
 
+SEGMENTATION_ERROR_KEY = "xai_segmentation_error"
+
+
 def segmentation_panel(image: PreparedImage) -> None:
     """Live superpixel preview: costs no model call, updates as the parameters move."""
     from explainers.segmentation import ALGORITHMS
@@ -22,12 +25,18 @@ def segmentation_panel(image: PreparedImage) -> None:
         with cols[0]:
             algorithm = st.selectbox("Algorithm", list(ALGORITHMS), key="xai_seg_algorithm")
             params = dataclass_widgets(ALGORITHMS[algorithm], f"xai_seg_{algorithm}")
+        # What is shown is what runs: the settings are stored even when they fail, with the
+        # reason, and the Explain button stays blocked until they work (no silent fallback to
+        # the previous valid settings).
+        st.session_state["xai_segmentation"] = (algorithm, params)
         try:
             segments, picture = services.segment_preview(image, algorithm, params)
         except services.EXPECTED_ERRORS as exc:
-            cols[1].error(f"These segmentation parameters do not work: {services.user_message(exc)}")
+            reason = services.user_message(exc)
+            st.session_state[SEGMENTATION_ERROR_KEY] = reason
+            cols[1].error(f"These segmentation parameters do not work: {reason}")
             return
-        st.session_state["xai_segmentation"] = (algorithm, params)
+        st.session_state[SEGMENTATION_ERROR_KEY] = None
         cols[1].image(picture, caption=f"{int(segments.max()) + 1} superpixels", width="stretch")
 
 
@@ -48,8 +57,13 @@ def explain_form(classifier: Any) -> None:
         surrogate = cols2[0].selectbox("LIME surrogate", ["ridge", "lasso", "tree"], key="xai_form_surrogate")
         layer = cols2[1].selectbox("CAM layer", layers, key="xai_form_layer")
         cam_up = cols2[2].selectbox("CAM upsampling", ["bilinear", "nearest", "bicubic"], key="xai_form_cam_up")
-        submitted = st.form_submit_button("Explain", type="primary")
+        blocked = st.session_state.get(SEGMENTATION_ERROR_KEY)
+        if blocked:
+            st.error(f"Explain is blocked until the superpixel settings work: {blocked}")
+        submitted = st.form_submit_button("Explain", type="primary", disabled=bool(blocked))
     if submitted:
+        if blocked:  # never run with settings other than those shown
+            return
         if not chosen:
             st.warning("Pick at least one method.")
             return

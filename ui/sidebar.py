@@ -2,10 +2,29 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Callable
 
 import streamlit as st
 
 from ui import services, state
+
+
+def _guarded(callback: Callable[[], None], error_key: str) -> Callable[[], None]:
+    """An upload callback whose unexpected failures become one message, never a traceback.
+
+    Expected problems (bad files) are reported by the callbacks themselves; anything else
+    (a library bug on a hostile file, memory exhaustion) is shown under ``error_key`` too.
+    """
+    def run() -> None:
+        st.session_state[error_key] = None
+        try:
+            callback()
+        except Exception as exc:  # noqa: BLE001 - the user sees a message, the session survives
+            st.session_state[error_key] = (
+                f"this upload could not be read ({exc.__class__.__name__}: {services.user_message(exc)})"
+            )
+
+    return run
 
 
 def _on_upload() -> None:
@@ -29,26 +48,37 @@ def _on_sample() -> None:
 def remember_custom_model_from_widgets() -> None:
     """Sidebar callback: copy the uploaded model/labels into session state and validate them.
 
+    After a page switch the uploaders are empty (Streamlit drops widget state of pages not
+    drawn) but the remembered model is still in use: a preprocessing or input-size change then
+    applies to the remembered model and its labels, instead of being silently ignored.
     Problems are stored as one message under CUSTOM_ERROR_KEY (shown by the sidebar); the
     previously loaded model, if any, stays usable.
     """
     session = st.session_state
     session[state.CUSTOM_ERROR_KEY] = None
-    model_file = state.get("xai_model_file")
-    if model_file is None:
+    remembered = state.current_custom_model()
+    model_file = session.get("xai_model_file")
+    labels_file = session.get("xai_labels_file")
+    if model_file is None and remembered is None:
         return
-    labels = None
-    labels_file = state.get("xai_labels_file")
     try:
+        if model_file is not None:
+            data, filename = model_file.getvalue(), model_file.name
+            sha = hashlib.sha256(data).hexdigest()
+        else:  # the uploader was emptied by a page switch: keep the remembered model
+            data, filename, sha = remembered.data, remembered.filename, remembered.sha256
         if labels_file is not None:
             from model_zoo.labels import parse_labels
 
             labels = tuple(parse_labels(labels_file.getvalue(), labels_file.name))
-        data = model_file.getvalue()
-        pre = state.get("xai_preprocessing") or "guess"
-        size = int(state.get("xai_input_size") or 0)
+        elif model_file is None:
+            labels = remembered.labels
+        else:
+            labels = None
+        pre = session.get("xai_preprocessing") or "guess"
+        size = int(session.get("xai_input_size") or 0)
         choice = services.CustomModelChoice(
-            data=data, filename=model_file.name, sha256=hashlib.sha256(data).hexdigest(),
+            data=data, filename=filename, sha256=sha,
             labels=labels, preprocessing=None if pre == "guess" else pre,
             input_size=(size, size) if size else None,
         )
@@ -59,8 +89,10 @@ def remember_custom_model_from_widgets() -> None:
     state.remember_custom_model(choice)
 
 
-def _on_custom_model() -> None:
-    services.remember_custom_model_from_widgets()
+_on_custom_model = _guarded(remember_custom_model_from_widgets, state.CUSTOM_ERROR_KEY)
+_on_upload = _guarded(_on_upload, state.IMAGE_ERROR_KEY)
+_on_camera = _guarded(_on_camera, state.IMAGE_ERROR_KEY)
+_on_sample = _guarded(_on_sample, state.IMAGE_ERROR_KEY)
 
 
 def model_sidebar() -> None:
@@ -98,6 +130,9 @@ def image_sidebar() -> None:
                          key="xai_upload", on_change=_on_upload)
     else:
         st.camera_input("Snapshot", key="xai_camera", on_change=_on_camera)
+    problem = st.session_state.get(state.IMAGE_ERROR_KEY)
+    if problem:
+        st.error(problem)
     st.selectbox("Fit to model input", ["crop", "stretch", "pad"], key="xai_resize",
                  help="crop: centre crop like the model's evaluation; stretch: ignore aspect; pad: letterbox.")
 
