@@ -56,3 +56,21 @@ def test_json_and_npz_round_trip(run):
     for r in results:
         np.testing.assert_array_equal(arrays[f"{r.method}__{r.label}__heatmap"], r.heatmap)
     assert json.loads(str(arrays["meta_json"]))["seed"] == 3
+
+
+def test_html_report_escapes_hostile_label_names_and_captions(run):
+    """A labels file naming a class ``<img src=…>`` must not put an image (a request) in the report."""
+    import dataclasses
+
+    from explainers.summary import caption
+
+    image, results, meta, preds = run
+    hostile = {preds[0][0]: "<img src=http://127.0.0.1:9/track.png>", preds[1][0]: "[x](http://127.0.0.1:9/)"}
+    results = [dataclasses.replace(r, label_name=hostile[r.label]) for r in results]
+    preds = [(i, hostile[i], p) for i, _, p in preds]
+    captions = {label: caption([r for r in results if r.label == label]) for label in hostile}
+    html = export.html_report(image, results, dict(meta, image_name="<script>alert(1)</script>"), preds, captions)
+    assert "<img src=http" not in html and "<script>alert" not in html
+    assert "&lt;img src=http://127.0.0.1:9/track.png&gt;" in html
+    assert "The model says &lt;img src=http://127.0.0.1:9/track.png&gt; with" in html  # plain text, no \ or **
+    assert "[x](http://127.0.0.1:9/)" in html and "href=" not in html
