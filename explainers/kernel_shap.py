@@ -31,8 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from explainers.base import ExplainerError, Explanation, MethodSpec, ProgressFn, Timer, params_dict, register
-from explainers.regression import centred_normal_equations, group_means, matvec
+from explainers.base import ExplainerError, Explanation, MethodSpec, Timer, params_dict, register
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,7 @@ class ShapFit:
     prediction: float  # f(x)
     efficiency_gap: float  # |Σφ − (f(x) − f(∅))|
     r2: float  # weighted R² of the additive model f(∅) + z·φ on the weighted rows
+    std: np.ndarray | None = None  # (M,) standard error of each value (``uncertainty=True``)
 
 
 def _min_norm_solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
@@ -82,7 +82,8 @@ def _min_norm_solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     except LinAlgError:
         vals, vecs = eigh(gram, check_finite=False)
         keep = vals > 1e-10 * max(float(vals.max()), 0.0)
-        return vecs[:, keep] @ ((vecs[:, keep].T @ rhs) / vals[keep])
+        inv = (1.0 / vals[keep]).reshape((-1,) + (1,) * (np.ndim(rhs) - 1))
+        return vecs[:, keep] @ ((vecs[:, keep].T @ rhs) * inv)
 
 
 def fit_kernel_shap(
@@ -92,16 +93,16 @@ def fit_kernel_shap(
     f_x: float,
     f_empty: float,
     l2: float = 0.0,
-    progress: ProgressFn | None = None,
+    uncertainty: bool = False,
 ) -> ShapFit:
     """Weighted least squares with one intercept per coalition size, ``Σφ = f(x) − f(∅)``.
 
     min Σ w (y − a_|z| − zφ)² + l2‖φ‖² over φ and the size intercepts a_s. Rows with zero
     weight (the anchors, the empty and the full coalition) are ignored; the constraint is exact.
+    ``uncertainty``: also the standard error of each value (``explainers.uncertainty``; the
+    rows must be design rows in run order: anchors, then complement pairs).
     """
-    Z = np.asarray(Z)  # bool stays bool: row chunks are converted in explainers.regression
-    if Z.dtype != bool:
-        Z = Z.astype(np.float64, copy=False)
+    Z = np.asarray(Z, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
     if Z.ndim != 2 or y.shape != (len(Z),) or w.shape != (len(Z),):
@@ -111,9 +112,15 @@ def fit_kernel_shap(
     m = Z.shape[1]
     delta = float(f_x) - float(f_empty)
     keep = w > 0
+    if uncertainty:
+        from explainers.uncertainty import design_terms
+
+        clusters, fpc = (t[keep] for t in design_terms(len(Z), Z))
     Z, y, w = Z[keep], y[keep] - float(f_empty), w[keep]
+    std = None
     if m == 1:
         values = np.array([delta])
+        std = np.zeros(1) if uncertainty else None
     else:
         if len(w) == 0:
             raise ExplainerError("KernelSHAP needs samples between the empty and the full image")
@@ -121,41 +128,54 @@ def fit_kernel_shap(
         sizes = np.rint(Z.sum(axis=1)).astype(np.int64)
         _, group = np.unique(sizes, return_inverse=True)
         total = np.bincount(group, weights=w)
-        z_mean = group_means(Z, w, group, len(total))
+        z_mean = np.stack([np.bincount(group, weights=w * Z[:, j]) for j in range(m)], axis=1) / total[:, None]
         y_mean = np.bincount(group, weights=w * y) / total
-        # X = Z − z_mean[group]: rows sum to 0, φ is fixed up to a constant; M × M equations
-        gram, rhs = centred_normal_equations(Z, w, y - y_mean[group], z_mean, group, progress)
+        Xc = Z - z_mean[group]  # rows sum to 0: φ is fixed up to a constant
+        Xw = Xc * w[:, None]
+        gram = Xw.T @ Xc  # M × M normal equations: cheap next to the rows
+        rhs = Xw.T @ (y - y_mean[group])
         # Under Σφ = Δ, ‖φ‖² = ‖φ − Δ/M‖² + Δ²/M: a ridge on β is a ridge on φ.
         gram[np.diag_indices_from(gram)] += float(l2)
         beta = _min_norm_solve(gram, rhs)
         values = beta + (delta - beta.sum()) / m
+        if uncertainty:
+            from explainers.uncertainty import sandwich_cov, std_from_cov
+
+            resid = (y - y_mean[group]) - Xc @ beta
+            cov = sandwich_cov(Xc, w, resid, lambda b: _min_norm_solve(gram, b), clusters, fpc)
+            proj = np.eye(m) - 1.0 / m  # φ = P β + Δ/M
+            std = std_from_cov(proj @ cov @ proj)
     gap = float(abs(values.sum() - delta))
     if len(y):
-        pred = matvec(Z, values)
+        pred = Z @ values
         mean = np.average(y, weights=w)
         ss_tot = float(np.sum(w * (y - mean) ** 2))
         ss_res = float(np.sum(w * (y - pred) ** 2))
         r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else 0.0)
     else:
         r2 = 1.0
-    return ShapFit(values=values, base_value=float(f_empty), prediction=float(f_x), efficiency_gap=gap, r2=r2)
+    return ShapFit(values=values, base_value=float(f_empty), prediction=float(f_x), efficiency_gap=gap,
+                   r2=r2, std=std)
 
 
-def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int]) -> list[Explanation]:
-    """One KernelSHAP explanation per label from the context's shared perturbation run."""
-    from explainers.lime import _label_progress, shared_params
+def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int], contrast: int | None = None) -> list[Explanation]:
+    """One KernelSHAP explanation per label from the context's shared perturbation run; with
+    ``contrast`` B, Shapley values of output(label) − output(B) from the same rows."""
+    from explainers.lime import contrast_extras, shared_params
 
     with Timer() as total:
-        run, rows, new_calls = ctx.perturbation_rows()
+        run, rows, new_calls, sampling = ctx.perturbation_rows("kernel_shap", params, labels)
         segments = ctx.segments()
-        fits = [
-            (label, fit_kernel_shap(
-                rows.Z, rows.Y[:, label], rows.shapley_weight,
-                f_x=rows.Y[0, label], f_empty=rows.Y[1, label], l2=float(params.l2),
-                progress=_label_progress(ctx, "KernelSHAP regression", label),
-            ))
-            for label in labels
-        ]
+        fits = []
+        for i, label in enumerate(labels):
+            ctx.report(i, len(labels), "regression")  # M×M fits take seconds near MAX_SEGMENTS
+            y = rows.Y[:, label].astype(np.float64)
+            if contrast is not None:
+                y = y - rows.Y[:, int(contrast)]
+            fits.append((label, fit_kernel_shap(
+                rows.Z, y, rows.shapley_weight, f_x=y[0], f_empty=y[1], l2=float(params.l2),
+                uncertainty=True,
+            )))
     return [
         Explanation(
             method="kernel_shap",
@@ -170,13 +190,17 @@ def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int]) -> list[Ex
             base_value=fit.base_value,
             model_calls=new_calls if i == 0 else 0,
             seconds=total.seconds,
+            segment_std=fit.std,
+            sampling=sampling,
             params={**params_dict(params), **shared_params(ctx, run, len(rows.Z))},
             extras={
                 "efficiency_gap": fit.efficiency_gap,
                 "exact": bool(rows.exhaustive),
                 "shared_run_seconds_in_model": float(run.seconds_in_model),
                 "shared_calls": int(run.model_calls),
+                **contrast_extras(ctx, rows.Y[0], contrast),
             },
+            contrast=contrast,
         )
         for i, (label, fit) in enumerate(fits)
     ]
@@ -189,6 +213,7 @@ SPEC = register(
         family="perturbation",
         params_type=KernelShapParams,
         run=run_kernel_shap,
+        contrast=True,
         description=(
             "Shapley values of the superpixels: each segment's fair share of the difference "
             "between the model's score on the image and on the fully hidden image."

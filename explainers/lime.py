@@ -27,12 +27,10 @@ from explainers.base import (
     ExplainerError,
     Explanation,
     MethodSpec,
-    ProgressFn,
     Timer,
     params_dict,
     register,
 )
-from explainers.regression import centred_normal_equations, group_means, matvec
 
 SURROGATES = ("ridge", "lasso", "tree")
 
@@ -76,47 +74,52 @@ class SurrogateFit:
     r2: float
     local_prediction: float
     weights: np.ndarray  # (n,) the sample weights used (kernel × importance ratio)
+    std: np.ndarray | None = None  # (M,) standard error of each coefficient (ridge, ``uncertainty=True``)
 
 
 def lime_kernel(Z: np.ndarray, kernel_width: float = 0.25) -> np.ndarray:
     """lime_image's weights: sqrt(exp(-d²/w²)) of the cosine distance to the all-ones row."""
-    Z = np.asarray(Z)
-    if Z.dtype == bool:  # a coalition's squared norm is its size: no float copy of Z
-        size = np.count_nonzero(Z, axis=1).astype(np.float64)
-        sums, norms = size, np.sqrt(size) * np.sqrt(Z.shape[1])
-    else:
-        Z = Z.astype(np.float64, copy=False)
-        sums, norms = Z.sum(axis=1), np.sqrt(np.einsum("ij,ij->i", Z, Z)) * np.sqrt(Z.shape[1])
+    Z = np.asarray(Z, dtype=np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", Z, Z)) * np.sqrt(Z.shape[1])
     with np.errstate(invalid="ignore", divide="ignore"):  # sklearn: a zero row has distance 1
-        similarity = np.where(norms > 0, sums / norms, 0.0)
+        similarity = np.where(norms > 0, Z.sum(axis=1) / norms, 0.0)
     d = np.clip(1.0 - similarity, 0.0, 2.0)  # sklearn's cosine distance to the all-ones row
     return np.sqrt(np.exp(-(d**2) / float(kernel_width) ** 2))
 
 
 def weighted_ridge(
-    Z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float, progress: ProgressFn | None = None
-) -> tuple[np.ndarray, float]:
+    Z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float, uncertainty: bool = False
+) -> tuple[np.ndarray, float] | tuple[np.ndarray, float, np.ndarray]:
     """sklearn's ``Ridge(alpha, fit_intercept=True).fit(Z, y, sample_weight=w)`` in closed form.
 
     Centre by the weighted means, solve ``(Xᵀ W X + αI) β = Xᵀ W y``, intercept ``ȳ − x̄·β``
     (what sklearn's cholesky solver does), without its per-call validation overhead: LIME fits
-    one surrogate per label on every explanation. ``Z`` may be bool; the products are built in
-    row chunks (``explainers.regression``) that report ``progress(done, n, "regression")``.
+    one surrogate per label on every explanation. ``uncertainty``: also the coefficients'
+    standard errors (``explainers.uncertainty``; design rows in run order).
     """
-    Z = np.asarray(Z)
-    y = np.asarray(y, dtype=np.float64)
     w = np.asarray(w, dtype=np.float64)
     total = w.sum()
-    group = np.zeros(len(Z), dtype=np.intp)
-    x_mean = group_means(Z, w, group, 1)
+    x_mean = (w @ Z) / total
     y_mean = float(w @ y) / total
-    gram, rhs = centred_normal_equations(Z, w, y - y_mean, x_mean, None, progress)
+    Xc = Z - x_mean
+    yc = y - y_mean
+    Xw = Xc * w[:, None]
+    gram = Xw.T @ Xc
     gram[np.diag_indices_from(gram)] += alpha
     try:
-        coef = np.linalg.solve(gram, rhs)
+        coef = np.linalg.solve(gram, Xw.T @ yc)
+        solve = lambda b: np.linalg.solve(gram, b)  # noqa: E731
     except np.linalg.LinAlgError:  # alpha = 0 on collinear rows: the minimum-norm solution
-        coef = np.linalg.lstsq(gram, rhs, rcond=None)[0]
-    return coef, y_mean - float(x_mean[0] @ coef)
+        coef = np.linalg.lstsq(gram, Xw.T @ yc, rcond=None)[0]
+        solve = lambda b: np.linalg.lstsq(gram, b, rcond=None)[0]  # noqa: E731
+    intercept = y_mean - float(x_mean @ coef)
+    if not uncertainty:
+        return coef, intercept
+    from explainers.uncertainty import design_terms, sandwich_cov, std_from_cov
+
+    clusters, fpc = design_terms(len(Z), Z)
+    cov = sandwich_cov(Xc, w, yc - Xc @ coef, solve, clusters, fpc)
+    return coef, intercept, std_from_cov(cov)
 
 
 def weighted_r2(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> float:
@@ -146,7 +149,7 @@ def fit_lime(
     sample_weight: np.ndarray | None = None,
     params: LimeParams | None = None,
     seed: int = 0,
-    progress: ProgressFn | None = None,
+    uncertainty: bool = False,
 ) -> SurrogateFit:
     """Fit lime's surrogate on coalitions ``Z`` (n, M) and outputs ``y`` (n,).
 
@@ -156,9 +159,7 @@ def fit_lime(
     """
     params = params or LimeParams()
     params.validate()
-    Z = np.asarray(Z)
-    if Z.dtype != bool:
-        Z = Z.astype(np.float64, copy=False)
+    Z = np.asarray(Z, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if Z.ndim != 2 or y.shape != (len(Z),) or len(Z) < 2:
         raise ExplainerError(f"LIME needs (n, M) coalitions and n outputs, n ≥ 2; got {Z.shape}, {y.shape}")
@@ -166,13 +167,16 @@ def fit_lime(
     if sample_weight is not None:
         w = w * np.asarray(sample_weight, dtype=np.float64)
     ones = np.ones((1, Z.shape[1]))
+    std = None
     if params.surrogate == "ridge":
-        coef, intercept = weighted_ridge(Z, y, w, float(params.alpha), progress)
-        pred = intercept + matvec(Z, coef)
+        if uncertainty:
+            coef, intercept, std = weighted_ridge(Z, y, w, float(params.alpha), uncertainty=True)
+        else:
+            coef, intercept = weighted_ridge(Z, y, w, float(params.alpha))
+        pred = intercept + Z @ coef
         r2 = weighted_r2(y, pred, w)
         local = intercept + float(coef.sum())
     else:
-        Z = Z.astype(np.float64, copy=False)
         if params.surrogate == "lasso":
             from sklearn.linear_model import Lasso
 
@@ -190,13 +194,8 @@ def fit_lime(
         local = float(model.predict(ones)[0])
     return SurrogateFit(
         coef=np.asarray(coef, dtype=np.float64), intercept=intercept, r2=r2,
-        local_prediction=local, weights=w,
+        local_prediction=local, weights=w, std=std,
     )
-
-
-def _label_progress(ctx, stage: str, label: int) -> ProgressFn:
-    """The context's progress callback for one label's regression (may raise ``Cancelled``)."""
-    return lambda done, total, _inner: ctx.report(done, total, f"{stage} (class {label})")
 
 
 def shared_params(ctx, run, n_rows: int | None = None) -> dict:
@@ -206,7 +205,7 @@ def shared_params(ctx, run, n_rows: int | None = None) -> dict:
     return {
         "seed": ctx.seed,
         "samples": int(n_rows if n_rows is not None else run.n),
-        "requested_samples": int(ctx.sampling.samples),
+        "requested_samples": ctx.sampling.samples if ctx.sampling.auto else int(ctx.sampling.samples),
         "exhaustive": bool((run.n if n_rows is None else n_rows) >= run.max_rows),
         "fill": run.fill,
         "segmentation": ctx.segmentation,
@@ -215,15 +214,25 @@ def shared_params(ctx, run, n_rows: int | None = None) -> dict:
     }
 
 
-def run_lime(ctx, params: LimeParams, labels: list[int]) -> list[Explanation]:
-    """One LIME explanation per label, all from the context's shared perturbation run."""
+def contrast_extras(ctx, scores, contrast: int | None) -> dict:
+    """What a contrast result records besides ``Explanation.contrast``: B's name and score."""
+    if contrast is None:
+        return {}
+    return {"contrast_name": ctx.label_name(int(contrast)), "contrast_score": float(scores[int(contrast)])}
+
+
+def run_lime(ctx, params: LimeParams, labels: list[int], contrast: int | None = None) -> list[Explanation]:
+    """One LIME explanation per label, all from the context's shared perturbation run; with
+    ``contrast`` B the surrogate is fitted to output(label) − output(B) on the same rows."""
     with Timer() as total:
-        run, rows, new_calls = ctx.perturbation_rows()
+        run, rows, new_calls, sampling = ctx.perturbation_rows("lime", params, labels)
         segments = ctx.segments()
         out = []
-        for label in labels:
-            fit = fit_lime(rows.Z, rows.Y[:, label], rows.lime_ratio, params, seed=ctx.seed,
-                           progress=_label_progress(ctx, "LIME regression", label))
+        for i, label in enumerate(labels):
+            ctx.report(i, len(labels), "regression")  # M×M fits take seconds near MAX_SEGMENTS
+            y = rows.Y[:, label] if contrast is None else rows.Y[:, label] - rows.Y[:, int(contrast)]
+            fit = fit_lime(rows.Z, y, rows.lime_ratio, params, seed=ctx.seed,
+                           uncertainty=not rows.exhaustive)
             out.append((label, fit))
     results = []
     for i, (label, fit) in enumerate(out):
@@ -241,12 +250,16 @@ def run_lime(ctx, params: LimeParams, labels: list[int]) -> list[Explanation]:
                 r2=fit.r2,
                 model_calls=new_calls if i == 0 else 0,
                 seconds=total.seconds,
+                segment_std=fit.std if fit.std is not None or not rows.exhaustive else np.zeros(len(fit.coef)),
+                sampling=sampling,
                 params={**params_dict(params), **shared_params(ctx, run, len(rows.Z))},
                 extras={
                     "surrogate": params.surrogate,
                     "shared_run_seconds_in_model": float(run.seconds_in_model),
                     "shared_calls": int(run.model_calls),
+                    **contrast_extras(ctx, rows.Y[0], contrast),
                 },
+                contrast=contrast,
             )
         )
     return results
@@ -259,6 +272,7 @@ SPEC = register(
         family="perturbation",
         params_type=LimeParams,
         run=run_lime,
+        contrast=True,
         description=(
             "Fits a weighted linear model (or lasso / tree) to the model's output on images with "
             "superpixels hidden; a segment's weight is how much showing it raises the score."

@@ -12,6 +12,9 @@ BUILTIN_MODULES = (
     "explainers.occlusion",
     "explainers.gradients",
     "explainers.dff",
+    "explainers.feature_ablation",
+    "explainers.partition_shap",
+    "explainers.rise",
 )
 
 for _module in BUILTIN_MODULES:

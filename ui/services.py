@@ -13,7 +13,6 @@ Functions here take explicit arguments; session state lives in ``ui.state``.
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -23,6 +22,7 @@ import streamlit as st
 from explainers.base import ExplainerError, methods
 from explainers.bytecache import ByteLRU
 from explainers.store import ExplanationStore, PreparedImage, _freeze
+from ui.progress import ProgressReporter  # noqa: F401  (pages and panels reach it through services)
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,32 @@ class ImageChoice:
     name: str
     source: str  # "sample" | "upload" | "camera"
     sha256: str
+
+
+@dataclass(frozen=True)
+class RegionsChoice:
+    """The user's region map file (PNG of ids or colours), as uploaded."""
+
+    data: bytes
+    name: str
+    sha256: str
+
+
+def fit_regions(image: "PreparedImage", regions: RegionsChoice) -> tuple[str, Any]:
+    """(store key, RegionMap) of the region map fitted to the model input like ``image``;
+    registered in the run store so that explanations can use it. Raises RegionError."""
+    shape = tuple(int(v) for v in image.pixels.shape[:2])
+    fitted = _fit_regions_cached(image.key, shape, regions.sha256, _image=image, _regions=regions)
+    key = f"{regions.sha256}:{image.key}:{fitted.segments.shape[0]}x{fitted.segments.shape[1]}"
+    store().add_regions(key, fitted.segments)
+    return key, fitted
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _fit_regions_cached(image_key: str, shape: tuple, sha256: str, *, _image: Any, _regions: RegionsChoice) -> Any:
+    from model_zoo.regions import load_region_map
+
+    return load_region_map(_regions.data, _image.fitted)
 
 
 FITTED_CACHE_BYTES = 256 * 2**20
@@ -84,6 +110,9 @@ class CustomModelChoice:
     labels: tuple[str, ...] | None = None
     preprocessing: str | None = None
     input_size: tuple[int, int] | None = None
+    kind: str = "keras"  # "keras" | "sklearn"
+    channels: int = 1  # sklearn: values per pixel
+    value_range: tuple[float, float] = (0.0, 1.0)  # sklearn: a black and a white pixel's values
 
 
 def preprocessing_choices() -> list[str]:
@@ -125,16 +154,47 @@ def _custom_classifier(
     )
 
 
+def clear_classifier_cache() -> None:
+    """Forget loaded catalog models and the catalog's weight status (after a download)."""
+    _catalog_classifier.clear()
+    model_choices.clear()
+
+
 def default_model_ref() -> str:
     from model_zoo.registry import default_model_id
 
     return default_model_id()
 
 
+@st.cache_resource(max_entries=3, show_spinner="Loading your scikit-learn model…")
+def _sklearn_classifier(
+    sha256: str, filename: str, labels: tuple[str, ...] | None, input_size: tuple[int, int],
+    channels: int, value_range: tuple[float, float], _data: bytes,
+) -> Any:
+    from model_zoo.sklearn_model import load_sklearn_model
+
+    return load_sklearn_model(
+        _data, filename, input_size=input_size, channels=channels, value_range=value_range,
+        labels=list(labels) if labels else None,
+    )
+
+
 def get_classifier(ref: str, custom: CustomModelChoice | None = None) -> Any:
-    """The classifier ``ref`` (``"custom"``: the uploaded ``custom``); raises ModelError with a user message."""
+    """The classifier ``ref`` (``"custom"``/``"sklearn"``: the uploaded ``custom``); raises
+    ModelError with a user message."""
+    if ref == "sklearn":
+        from model_zoo.classifier import ModelError
+
+        if custom is None or custom.kind != "sklearn":
+            raise ModelError("upload a scikit-learn .skops model in the sidebar first")
+        if custom.input_size is None:
+            raise ModelError("give the input height and width the model was trained on")
+        return _sklearn_classifier(
+            custom.sha256, custom.filename, custom.labels, custom.input_size, custom.channels,
+            custom.value_range, custom.data,
+        )
     if ref == "custom":
-        if custom is None:
+        if custom is None or custom.kind != "keras":
             from model_zoo.classifier import ModelError
 
             raise ModelError("upload a .keras or .h5 model in the sidebar first")
@@ -200,31 +260,6 @@ def segment_preview(image: PreparedImage, algorithm: str, params: Mapping[str, A
     digest = hashlib.sha256(np.ascontiguousarray(image.pixels).tobytes()).hexdigest()
     key = (digest, image.pixels.shape, algorithm, frozen)
     return _segment_cache().get_or_compute(key, compute)
-
-
-class ProgressReporter:
-    """Drives an ``st.progress`` bar from the engine's callback, with an ETA."""
-
-    def __init__(self, placeholder: Any, label: str) -> None:
-        self.placeholder = placeholder
-        self.label = label
-        self.start = time.perf_counter()
-        self.bar = placeholder.progress(0.0, text=f"{label}: starting…")
-
-    def __call__(self, done: int, total: int, stage: str) -> None:
-        elapsed = time.perf_counter() - self.start
-        frac = done / total if total else 1.0
-        eta = elapsed / frac - elapsed if frac > 0 else float("nan")
-        if stage in ("sampling", "segmentation") or "regression" in stage:  # no model calls
-            text = f"{self.label}: {stage} {done}/{total}"
-        else:
-            text = f"{self.label}: {done}/{total} model calls"
-        if frac > 0 and frac < 1:
-            text += f" · about {eta:.0f} s left"
-        self.bar.progress(min(1.0, frac), text=text)
-
-    def done(self) -> None:
-        self.placeholder.empty()
 
 
 def user_message(exc: BaseException) -> str:

@@ -38,6 +38,9 @@ CURRENT_LABELS_KEY = "xai_current_labels"
 TRUST_KEY = "xai_trust_request"
 
 
+REGIONS_KEY = "xai_regions"
+
+
 DEFAULT_METHODS = ("lime", "gradcam", "kernel_shap")
 
 
@@ -83,6 +86,15 @@ def ensure_default_image() -> None:
         remember_image(services.sample_bytes(st.session_state["xai_sample"]), st.session_state["xai_sample"], "sample")
 
 
+def remember_regions(data: bytes, name: str) -> None:
+    """The uploaded region map file (bytes + sha256), kept across page switches."""
+    st.session_state[REGIONS_KEY] = services.RegionsChoice(bytes(data), name, hashlib.sha256(data).hexdigest())
+
+
+def current_regions() -> "services.RegionsChoice | None":
+    return st.session_state.get(REGIONS_KEY)
+
+
 def remember_custom_model(choice: CustomModelChoice) -> None:
     st.session_state[CUSTOM_KEY] = choice
 
@@ -108,3 +120,19 @@ def top_k() -> int:
 def current_classifier() -> Any:
     """The classifier chosen in the sidebar (raises ModelError with a user message)."""
     return services.get_classifier(current_model_ref(), current_custom_model())
+
+
+LABEL_KEYS = ("xai_view_label", "xai_trust_label")
+
+
+def reset_labels_on_new_input(model_id: str, image_key: str, top1: int) -> None:
+    """A new image or model resets the label pickers to the new top-1.
+
+    Why: the pickers kept the previous image's label whenever it was still among the new top-k
+    (e.g. *tiger cat 7.2 %* while the new top-1 was *Egyptian cat 77.5 %*).
+    """
+    seen = (model_id, image_key)
+    if st.session_state.get("xai_labels_for") != seen:
+        st.session_state["xai_labels_for"] = seen
+        for key in LABEL_KEYS:
+            st.session_state[key] = int(top1)

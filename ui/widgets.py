@@ -94,6 +94,28 @@ def draw_result(container: Any, image: np.ndarray, exp: Explanation, limit: floa
         st.caption(stats_line(exp))
         if caption:
             st.caption(caption)
+        if exp.extras and exp.extras.get("concept_maps") is not None:
+            draw_concepts(image, exp)
+
+
+def draw_concepts(image: np.ndarray, exp: Explanation) -> None:
+    """Deep Feature Factorization: every concept as a coloured region, with its top categories."""
+    from explainers.render import concept_legend, render_concepts
+
+    st.image(render_concepts(image, exp.extras["concept_maps"]), width="stretch",
+             caption="Concepts the layer found (colour = strongest concept)")
+    chosen = int(exp.extras.get("concept", -1))
+    lines = []
+    for k, ((r, g, b), text) in enumerate(concept_legend(exp.extras["concept_top"])):
+        mark = " ← this label" if k == chosen else ""
+        lines.append(f"<span style='color:rgb({r},{g},{b})'>■</span> concept {k + 1}: {_escape(text)}{mark}")
+    st.markdown("<br>".join(lines), unsafe_allow_html=True)
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(str(text))
 
 
 def limits_for(results: Sequence[Explanation]) -> dict[str, float]:

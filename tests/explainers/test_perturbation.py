@@ -391,31 +391,3 @@ def test_the_engine_refuses_more_than_max_segments_with_advice():
     ok = seg % MAX_SEGMENTS
     run = PerturbationRun(lambda x: np.ones((len(x), 2), np.float32), img, ok)
     assert run.num_segments == MAX_SEGMENTS
-
-
-def test_chunked_regressions_equal_one_product_and_report_and_cancel(monkeypatch):
-    """LIME's ridge and KernelSHAP's fit built in row chunks give the one-product answer; each
-    chunk reports progress, and a callback that raises stops the fit."""
-    from explainers import regression
-    from explainers.kernel_shap import fit_kernel_shap
-    from explainers.lime import LimeParams, fit_lime
-
-    m = 40
-    Z = design(m, 0, 0, 900)
-    y = Z.astype(float) @ np.random.default_rng(0).normal(size=m) + 0.3
-    ratio, shapley, _ = design_weights(Z)
-    one_lime = fit_lime(Z, y, ratio, LimeParams())
-    one_shap = fit_kernel_shap(Z, y, shapley, y[0], y[1])
-    monkeypatch.setattr(regression, "CHUNK_CELLS", 100 * m)  # 100 rows per chunk
-    seen = []
-    lime = fit_lime(Z, y, ratio, LimeParams(), progress=lambda d, t, s: seen.append((d, t)))
-    shap = fit_kernel_shap(Z, y, shapley, y[0], y[1], progress=lambda d, t, s: seen.append((d, t)))
-    np.testing.assert_allclose(lime.coef, one_lime.coef, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(shap.values, one_shap.values, rtol=1e-9, atol=1e-12)
-    assert len(seen) >= 2 * 8 and seen[0] == (100, 900)
-
-    def cancel(done, total, stage):
-        raise Cancelled()
-
-    with pytest.raises(Cancelled):
-        fit_kernel_shap(Z, y, shapley, y[0], y[1], progress=cancel)
