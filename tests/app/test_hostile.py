@@ -79,7 +79,7 @@ def errors(at: AppTest) -> list[str]:
     return [markdown_to_text(e.value) for e in list(at.error) + list(at.sidebar.error)]
 
 
-ACTIVE = re.compile(r"(?<!\\)(<[a-zA-Z/!]|\]\(|!\[)")
+ACTIVE = re.compile(r"(?<!\\)(<[a-zA-Z/!]|\]\(|!\[)|https?\\?:\\?/")
 """Markdown a renderer would act on: an HTML tag, a link or an image (unless backslash-escaped)."""
 
 

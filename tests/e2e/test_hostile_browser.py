@@ -60,15 +60,15 @@ def test_hostile_labels_never_reach_the_network_and_a_second_session_still_works
     # now the hostile names themselves
     uploaders.nth(1).set_input_files(str(labels))
     wait_idle(page)
-    page.get_by_test_id("stSidebar").get_by_text("Stakeholder mode").click()
-    wait_idle(page)
-    page.get_by_text("The model says").first.wait_for(timeout=RUN_TIMEOUT_MS)
-    page.screenshot(path=str(ARTIFACTS / "hostile-explain.png"), full_page=True)
-    page.get_by_role("link", name="Compare labels").click()
-    wait_idle(page)
-    page.get_by_text("The model says").first.wait_for(timeout=RUN_TIMEOUT_MS)
-    wait_idle(page)
-    page.screenshot(path=str(ARTIFACTS / "hostile-compare.png"), full_page=True)
+    try:
+        wait_three_overlays(page)  # the custom model is explained with the hostile names
+        page.screenshot(path=str(ARTIFACTS / "hostile-explain.png"), full_page=True)
+        page.get_by_role("link", name="Compare labels").click()
+        wait_idle(page)
+        page.get_by_text("track.png", exact=False).first.wait_for(timeout=RUN_TIMEOUT_MS)
+        wait_idle(page)
+    finally:
+        page.screenshot(path=str(ARTIFACTS / "hostile-compare.png"), full_page=True)
     body = page.inner_text("body")
     assert HOSTILE_NAMES[0] in body  # shown as the characters it is made of
     assert page.locator(f"img[src^='{TRACKER}'], a[href^='{TRACKER}']").count() == 0
