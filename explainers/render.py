@@ -29,6 +29,14 @@ COLORMAPS: dict[str, list[tuple[float, tuple[int, int, int]]]] = {
 DIVERGING = ("blue-white-red", "purple-white-green", "cool-warm")
 
 
+DEFAULT_VIEW: dict = {
+    "style": "heatmap", "opacity": 0.55, "cmap": "blue-white-red", "boundaries": False,
+    "positive_only": False, "top_n": None, "hide_rest": False, "upsampling": "bilinear",
+}
+"""The default view settings, defined once: the screen's controls start here, and the Compare
+page, stakeholder mode and every export draw with them."""
+
+
 def colormap(values: np.ndarray, name: str = "blue-white-red") -> np.ndarray:
     """Map values in [0, 1] to RGB uint8 with the named colormap."""
     anchors = COLORMAPS.get(name)
@@ -52,15 +60,26 @@ def shared_limit(maps: Iterable[np.ndarray], percentile: float = 99.5) -> float:
 
 
 def method_limits(explanations: Sequence[Explanation], percentile: float = 99.5) -> dict[str, float]:
-    """A symmetric limit per method, shared across the labels of that method.
+    """A symmetric limit per method, shared across the labels of that method — the one colour
+    rule of the screen and of every export.
 
     Methods have different units (probability change, gradient × activation, …), so one limit
-    across methods would blank some of them; within a method the labels share a scale.
+    across methods would blank some of them; within a method the labels share a scale, and
+    methods registered with the same ``scale_group`` (LIME and KernelSHAP: probability per
+    superpixel) share one.
     """
-    by_method: dict[str, list[np.ndarray]] = {}
+    from explainers.base import methods
+
+    specs = methods()
+
+    def group(method: str) -> str:
+        return specs[method].scale_key if method in specs else method
+
+    by_group: dict[str, list[np.ndarray]] = {}
     for exp in explanations:
-        by_method.setdefault(exp.method, []).append(exp.heatmap)
-    return {m: shared_limit(maps, percentile) for m, maps in by_method.items()}
+        by_group.setdefault(group(exp.method), []).append(exp.heatmap)
+    limits = {g: shared_limit(maps, percentile) for g, maps in by_group.items()}
+    return {exp.method: limits[group(exp.method)] for exp in explanations}
 
 
 def normalise(heatmap: np.ndarray, limit: float | None = None, positive_only: bool = False) -> np.ndarray:
@@ -77,8 +96,8 @@ def overlay(
     heatmap: np.ndarray,
     *,
     limit: float | None = None,
-    cmap: str = "blue-white-red",
-    opacity: float = 0.5,
+    cmap: str = DEFAULT_VIEW["cmap"],
+    opacity: float = DEFAULT_VIEW["opacity"],
     positive_only: bool = False,
     upsampling: str = "bilinear",
 ) -> np.ndarray:
@@ -155,8 +174,8 @@ def render_explanation(
     exp: Explanation,
     *,
     limit: float | None = None,
-    cmap: str = "blue-white-red",
-    opacity: float = 0.5,
+    cmap: str = DEFAULT_VIEW["cmap"],
+    opacity: float = DEFAULT_VIEW["opacity"],
     style: str = "heatmap",
     positive_only: bool = False,
     top_n: int | None = None,

@@ -1,11 +1,12 @@
-"""Compare labels: top-k labels (rows) × methods (columns) from the same run — "why seat belt?" at a glance."""
+"""Compare labels: top-k labels (rows) × methods (columns) from the same run — "why seat belt?" at a
+glance — and "why A rather than B" for any two labels."""
 from __future__ import annotations
 
 import streamlit as st
 
-from explainers.render import render_explanation
+from explainers.render import method_limits, render_explanation
 from explainers.text import escape_markdown
-from ui import explain_panel, page, services, state, widgets
+from ui import contrast_panel, explain_panel, page, services, state, widgets
 
 page.page_setup()
 st.title("Compare labels")
@@ -20,8 +21,8 @@ if not flat:
     st.stop()
 
 specs = services.method_specs(classifier)
-limits = widgets.limits_for(flat)
-view = {"opacity": 0.55, "cmap": "blue-white-red"}
+limits = method_limits(flat)
+view = dict(state.PLAIN_VIEW)
 names = list(results)
 header = st.columns([1] + [1] * len(names))
 header[0].markdown("**Label**")
@@ -39,3 +40,6 @@ for idx, label_name, prob in preds:
                 st.caption(widgets.stats_line(found[0]))
     if state.stakeholder_mode():
         st.caption(widgets.plain_caption(classifier, image, flat, idx))
+
+st.divider()
+contrast_panel.draw(classifier, image, request, preds)

@@ -2,7 +2,8 @@
 
 Everything that loads a model, decodes an image or computes an explanation goes through here,
 so caching rules live in one place:
-- models: ``st.cache_resource`` (one instance per process; ``Classifier`` holds the inference lock);
+- models: catalog models from ``model_zoo.registry``'s one bounded LRU cache, uploads in
+  ``st.cache_resource`` (one instance per process; ``Classifier`` holds the inference lock);
 - images: fitted to the model input once per (model, sha256 of the bytes, policy) and kept in a
   byte-bounded LRU (``explainers.bytecache``); full-resolution pixels are never cached (never
   hashed from the array either: Streamlit samples big arrays when hashing, see DESIGN.md §4);
@@ -19,9 +20,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import streamlit as st
 
-from explainers.base import ExplainerError, methods
+from explainers.base import ExplainerError, methods_for
 from explainers.bytecache import ByteLRU
-from explainers.store import ExplanationStore, PreparedImage, _freeze
+from explainers.store import ExplanationStore, PreparedImage, freeze
 from ui.progress import ProgressReporter  # noqa: F401  (pages and panels reach it through services)
 
 
@@ -134,11 +135,12 @@ def model_choices() -> list[Any]:
     return available_models()
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
 def _catalog_classifier(ref: str) -> Any:
+    """Catalog models come from ``model_zoo.registry``'s one bounded cache (no second layer here)."""
     from model_zoo.registry import load_classifier
 
-    return load_classifier(ref)
+    with st.spinner("Loading the model…"):
+        return load_classifier(ref)
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading your model…")
@@ -156,7 +158,9 @@ def _custom_classifier(
 
 def clear_classifier_cache() -> None:
     """Forget loaded catalog models and the catalog's weight status (after a download)."""
-    _catalog_classifier.clear()
+    from model_zoo.registry import clear_cache
+
+    clear_cache()
     model_choices.clear()
 
 
@@ -235,11 +239,19 @@ def store() -> ExplanationStore:
 
 
 def method_specs(classifier: Any | None = None) -> dict[str, Any]:
-    """Registered methods usable with this classifier (white-box ones need gradients)."""
-    found = methods()
-    if classifier is not None and not getattr(classifier, "supports_gradients", False):
-        found = {k: v for k, v in found.items() if not v.needs_gradients}
-    return found
+    """Registered methods usable with this classifier, in display order (all for ``None``)."""
+    return methods_for(classifier)
+
+
+def method_table_markdown() -> str:
+    """The Guide's method table, read from the registry (one row per method, display order)."""
+    rows = ["| Method | id | Family | Needs | Colour scale | What it does |", "|---|---|---|---|---|---|"]
+    for name, spec in methods_for(None).items():
+        needs = ", ".join(n for n, flag in (("gradients", spec.needs_gradients),
+                                              ("feature maps", spec.needs_feature_maps)) if flag) or "only predictions"
+        scale = spec.scale_group or "its own"
+        rows.append(f"| **{spec.title}** | `{name}` | {spec.family} | {needs} | {scale} | {spec.description} |")
+    return "\n".join(rows)
 
 
 def segment_preview(image: PreparedImage, algorithm: str, params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -247,7 +259,7 @@ def segment_preview(image: PreparedImage, algorithm: str, params: Mapping[str, A
     from explainers.render import draw_boundaries
     from explainers.segmentation import segment
 
-    frozen = _freeze(params)
+    frozen = freeze(params)
 
     def compute() -> tuple[np.ndarray, np.ndarray]:
         segments = segment(image.pixels, algorithm, dict(frozen) or None)

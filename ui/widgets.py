@@ -2,39 +2,55 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import streamlit as st
 
 from explainers.base import Explanation
-from explainers.render import COLORMAPS, method_limits, render_explanation
+from explainers.render import COLORMAPS, render_explanation
 from explainers.store import PreparedImage
 from ui import state
 
 
 def dataclass_widgets(params_type: type, key_prefix: str, skip: Sequence[str] = (),
-                      choices: dict[str, Sequence[Any]] | None = None) -> dict[str, Any]:
-    """One widget per dataclass field (numbers → number inputs, bools → checkboxes, str → text/select)."""
+                      choices: dict[str, Sequence[Any]] | None = None,
+                      labels: dict[str, Callable[[Any], str]] | None = None) -> dict[str, Any]:
+    """One widget per dataclass field, bounded by the field's metadata (``explainers.base.param``):
+    choices → select box, bool → checkbox, int/float → number input with its low/high, else text.
+    ``choices`` overrides a field's choices (e.g. the CAM layers of the current model)."""
+    from explainers.base import bounds
+
     values: dict[str, Any] = {}
     choices = choices or {}
+    labels = labels or {}
     for f in dataclasses.fields(params_type):
         if f.name in skip:
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
+        meta = bounds(f)
         label = f.name.replace("_", " ")
         key = f"{key_prefix}_{f.name}"
-        if f.name in choices:
-            opts = list(choices[f.name])
-            values[f.name] = st.selectbox(label, opts, index=opts.index(default) if default in opts else 0, key=key)
+        help_text = meta["help"] or None
+        opts = list(choices.get(f.name) or meta["choices"] or [])
+        if opts:
+            values[f.name] = st.selectbox(label, opts, index=opts.index(default) if default in opts else 0, key=key,
+                                          help=help_text, format_func=labels.get(f.name, str))
         elif isinstance(default, bool):
-            values[f.name] = st.checkbox(label, value=default, key=key)
+            values[f.name] = st.checkbox(label, value=default, key=key, help=help_text)
         elif isinstance(default, int):
-            values[f.name] = int(st.number_input(label, value=default, step=1, key=key))
+            low = None if meta["low"] is None else int(meta["low"])
+            high = None if meta["high"] is None else int(meta["high"])
+            values[f.name] = int(st.number_input(label, min_value=low, max_value=high, value=default, step=1,
+                                                 key=key, help=help_text))
         elif isinstance(default, float):
-            values[f.name] = float(st.number_input(label, value=default, format="%.4g", key=key))
+            low = meta["low"] if meta["low"] is not None else meta["above"]
+            high = meta["high"]
+            values[f.name] = float(st.number_input(
+                label, min_value=None if low is None else float(low), max_value=None if high is None else float(high),
+                value=default, format="%.4g", key=key, help=help_text))
         else:
-            values[f.name] = st.text_input(label, value="" if default is None else str(default), key=key)
+            values[f.name] = st.text_input(label, value="" if default is None else str(default), key=key, help=help_text)
     return values
 
 
@@ -49,7 +65,7 @@ def view_controls(labels: Sequence[tuple[int, str, float]], key: str = "xai_view
     cols = st.columns([2, 1, 1, 1])
     label = cols[0].selectbox("Label to explain", options, format_func=names.get, key=key)
     if state.stakeholder_mode():
-        return {"label": label, "view": {"opacity": 0.55, "cmap": "blue-white-red", "upsampling": "bilinear"}}
+        return {"label": label, "view": dict(state.PLAIN_VIEW)}
     style = cols[1].radio("Style", ["heatmap", "segments"], key="xai_view_style",
                           format_func={"heatmap": "heatmap", "segments": "pros & cons"}.get)
     cols[2].slider("Opacity", 0.0, 1.0, key="xai_view_opacity")
@@ -73,12 +89,10 @@ def view_controls(labels: Sequence[tuple[int, str, float]], key: str = "xai_view
 
 
 def stats_line(exp: Explanation) -> str:
-    shared = int(exp.extras.get("shared_calls", 0) or 0) if exp.extras else 0
-    if exp.model_calls == 0 and shared:
-        calls = f"reused {shared} model calls"
-    else:
-        calls = f"{exp.model_calls} model calls"
-    parts = [f"{exp.seconds:.2f} s", calls]
+    """Time, cost (``explainers.export.calls_text``: what this result used), fit and base value."""
+    from explainers.export import calls_text
+
+    parts = [f"{exp.seconds:.2f} s", calls_text(exp)]
     if exp.r2 is not None:
         parts.append(f"R² {exp.r2:.2f}")
     if exp.base_value is not None:
@@ -118,33 +132,20 @@ def _escape(text: str) -> str:
     return html.escape(str(text))
 
 
-def limits_for(results: Sequence[Explanation]) -> dict[str, float]:
-    """Symmetric colour limits: one per method across its labels (methods have different units).
-
-    LIME and KernelSHAP both attribute the same probability per superpixel, so they share one.
-    """
-    limits = method_limits(results)
-    shared = [m for m in ("lime", "kernel_shap") if m in limits]
-    if len(shared) == 2:
-        both = max(limits["lime"], limits["kernel_shap"])
-        limits["lime"] = limits["kernel_shap"] = both
-    return limits
-
-
 def badge_for(exp: Explanation) -> str | None:
     """A one-line trust hint under a picture until the Trust page has measured this label."""
-    if exp.r2 is not None and exp.r2 < 0.4:
+    from explainers.trust import LOW_R2
+
+    if exp.r2 is not None and exp.r2 < LOW_R2:
         return f"⚠️ low fit: R² {exp.r2:.2f} — the linear surrogate explains little of the model here"
     return None
 
 
-def trust_badges(label: int) -> dict[str, str]:
-    """Badges from a trust report computed earlier for this label (none if not computed)."""
+def trust_badges(classifier: Any, image: PreparedImage, req: Any, label: int) -> dict[str, str]:
+    """Badges from a trust report computed earlier for this very run and label (none if not computed)."""
     from explainers.trust import badges
 
-    req = st.session_state.get(state.RUN_KEY)
-    reports = st.session_state.get("xai_trust_reports", {})
-    report = reports.get((req.seed if req else 0, label))
+    report = state.trust_report_for(classifier, image, req, label)
     return badges(report) if report is not None else {}
 
 
