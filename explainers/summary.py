@@ -104,7 +104,10 @@ def contrast_caption(results: Sequence[Explanation], top: int = 3) -> str:
     if not results:
         return ""
     first = results[0]
-    a, b = first.label_name, first.extras.get("contrast_name", f"class {first.contrast}")
+    from explainers.text import escape_markdown  # label names are user-controlled: markdown out
+
+    a = escape_markdown(first.label_name)
+    b = escape_markdown(first.extras.get("contrast_name", f"class {first.contrast}"))
     pa, pb = float(first.score), first.extras.get("contrast_score")
     gap = f" ({pa:.0%} vs {pb:.0%})" if pb is not None else ""
     head = f"What makes it **{a}** rather than **{b}**{gap}:"
