@@ -82,7 +82,7 @@ class _Progress:
         self.last = now
         rate = p.done / p.seconds if p.seconds > 0 else 0.0
         line = (f"audit: {p.done + p.skipped}/{p.total} images ({p.skipped} already done), "
-                f"{p.errors} unusable, {rate:.1f} img/s, ETA {_format_eta(p.eta_seconds)}")
+                f"{p.errors} unusable, {rate:.2g} img/s, ETA {_format_eta(p.eta_seconds)}")
         print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
 
     def close(self) -> None:
