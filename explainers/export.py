@@ -73,6 +73,11 @@ def result_record(exp: Explanation) -> dict[str, Any]:
     }
     if exp.segment_weights is not None:
         record["segments"] = [[i, w] for i, w in exp.ranked_segments()]
+    if exp.segment_std is not None:  # by segment id; "unsettled": ids whose sign is not settled
+        record["segment_std"] = [float(v) for v in exp.segment_std]
+        record["unsettled"] = [int(i) for i in np.flatnonzero(exp.unsettled())]
+    if exp.sampling is not None:
+        record["sampling"] = exp.sampling.to_dict()
     return record
 
 
@@ -90,6 +95,8 @@ def results_npz(image: np.ndarray, results: Sequence[Explanation], meta: Mapping
             arrays[f"{key}__segments"] = r.segments
         if r.segment_weights is not None:
             arrays[f"{key}__segment_weights"] = r.segment_weights
+        if r.segment_std is not None:
+            arrays[f"{key}__segment_std"] = r.segment_std
     arrays["meta_json"] = np.array(results_json(meta, results))
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)

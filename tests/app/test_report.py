@@ -56,3 +56,12 @@ def test_json_and_npz_round_trip(run):
     for r in results:
         np.testing.assert_array_equal(arrays[f"{r.method}__{r.label}__heatmap"], r.heatmap)
     assert json.loads(str(arrays["meta_json"]))["seed"] == 3
+    # uncertainty and sampling travel with the exports (LIME and KernelSHAP only)
+    for rec, r in zip(data["results"], results):
+        if r.method == "gradcam":
+            assert "segment_std" not in rec and "sampling" not in rec
+            continue
+        np.testing.assert_allclose(rec["segment_std"], r.segment_std, rtol=1e-6)
+        np.testing.assert_allclose(arrays[f"{r.method}__{r.label}__segment_std"], r.segment_std)
+        assert rec["unsettled"] == [int(i) for i in np.flatnonzero(r.unsettled())]
+        assert rec["sampling"]["mode"] == "fixed" and rec["sampling"]["samples"] == 48
