@@ -469,24 +469,19 @@ def run_partition_shap(ctx: Any, params: PartitionShapParams, labels: list[int],
     return out
 
 
-SPEC = register(
-    MethodSpec(
-        name="partition_shap",
-        title="Partition SHAP",
-        family="perturbation",
-        params_type=PartitionShapParams,
-        run=run_partition_shap,
-        contrast=True,
-        description=(
-            "Owen values over a hierarchy of regions (shap's PartitionExplainer): the score is "
-            "split between the two halves of the image, then within each half, as far as the "
-            "evaluation budget reaches."
-        ),
-    )
-)
+# ---------------------------------------------------------------------- registration
+register(MethodSpec(
+    name="partition_shap", title="Partition SHAP", family="perturbation", order=25,
+    scale_group="probability per superpixel", additive=True,
+    params_type=PartitionShapParams, run=run_partition_shap, contrast=True,
+    test_params={"max_evals": 64},
+    description="Owen values over a hierarchy of regions (shap's PartitionExplainer): the score is "
+    "split between the two halves of the image, then within each half, as far as the "
+    "evaluation budget reaches.",
+))
 
 __all__ = [
     "PartitionShapParams", "Tree", "make_tree", "colour_linkage", "balanced_linkage", "owen_values",
-    "OwenResult", "lower_credit", "blocks_of", "partition_run", "run_partition_shap", "SPEC",
+    "OwenResult", "lower_credit", "blocks_of", "partition_run", "run_partition_shap",
     "HIERARCHIES", "PARTITION_FILLS",
 ]

@@ -173,19 +173,13 @@ def run_rise(ctx: Any, params: RiseParams, labels: list[int], contrast: int | No
     ]
 
 
-SPEC = register(
-    MethodSpec(
-        name="rise",
-        title="RISE",
-        family="occlusion",
-        params_type=RiseParams,
-        run=run_rise,
-        contrast=True,
-        description=(
-            "Averages the score over many randomly, smoothly masked copies of the image, "
-            "weighting each pixel by how visible it was."
-        ),
-    )
-)
+# ---------------------------------------------------------------------- registration
+register(MethodSpec(
+    name="rise", title="RISE", family="occlusion", order=55,
+    params_type=RiseParams, run=run_rise, contrast=True,
+    test_params={"masks": 64},
+    description="Averages the score over many randomly, smoothly masked copies of the image, "
+    "weighting each pixel by how visible it was.",
+))
 
-__all__ = ["RiseParams", "mask_batches", "rise_run", "rise_maps", "run_rise", "RISE_FILLS", "SPEC"]
+__all__ = ["RiseParams", "mask_batches", "rise_run", "rise_maps", "run_rise", "RISE_FILLS"]

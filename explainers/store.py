@@ -57,9 +57,9 @@ class RunRequest:
 
     def design(self) -> frozenset:
         """The superpixel estimators of the request: the shared design follows them (λ)."""
-        from explainers.metrics import PERTURBATION_METHODS
+        from explainers.metrics import refits_on_rows
 
-        return frozenset(n for n, _ in self.methods if n in PERTURBATION_METHODS)
+        return frozenset(n for n, _ in self.methods if refits_on_rows(n))
 
     def method_params(self, name: str) -> dict[str, Any]:
         for n, params in self.methods:
@@ -82,6 +82,7 @@ class ExplanationStore:
         self._contexts: OrderedDict[Any, tuple[ExplainContext, threading.Lock]] = OrderedDict()
         self._results: OrderedDict[Any, list[Explanation]] = OrderedDict()
         self._probs: OrderedDict[Any, np.ndarray] = OrderedDict()
+        self._regions: OrderedDict[str, np.ndarray] = OrderedDict()
         self.max_contexts = max_contexts
         self.max_results = max_results
 
@@ -90,6 +91,26 @@ class ExplanationStore:
             self._contexts.clear()
             self._results.clear()
             self._probs.clear()
+
+    def add_regions(self, key: str, segments: np.ndarray) -> None:
+        """Remember a user's region map (fitted to the model input) under ``key``; a request
+        with ``segmentation="regions"`` and ``segmentation_params={"key": key}`` uses it."""
+        with self._lock:
+            self._regions[key] = np.asarray(segments)
+            self._regions.move_to_end(key)
+            while len(self._regions) > 16:
+                self._regions.popitem(last=False)
+
+    def _regions_for(self, req: RunRequest) -> np.ndarray | None:
+        from explainers.base import ExplainerError
+        from explainers.segmentation import USER_REGIONS
+
+        if req.segmentation != USER_REGIONS:
+            return None
+        found = self._regions.get(str(dict(req.segmentation_params).get("key", "")))
+        if found is None:
+            raise ExplainerError("the region map is no longer loaded; upload it again")
+        return found
 
     def probabilities(self, classifier: Any, image: PreparedImage) -> np.ndarray:
         key = (classifier.id, image.key)
@@ -113,10 +134,11 @@ class ExplanationStore:
             if key in self._contexts:
                 self._contexts.move_to_end(key)
                 return self._contexts[key]
+            regions = self._regions_for(req)
             ctx = ExplainContext(
                 classifier, image.pixels, seed=req.seed, segmentation=req.segmentation,
-                segmentation_params=dict(req.segmentation_params) or None,
-                sampling=req.sampling(),
+                segmentation_params=None if regions is not None else (dict(req.segmentation_params) or None),
+                sampling=req.sampling(), regions=regions,
             )
             ctx.cache["probs"] = self._probs.get((classifier.id, image.key))
             if ctx.cache["probs"] is None:

@@ -2,27 +2,16 @@
 
 No model calls: the region comes from the maps, the score drop from KernelSHAP's additive
 values (or LIME's coefficients), agreement from rank correlation of the maps pooled on the
-same superpixels.
+same superpixels (``explainers.metrics``).
 """
 from __future__ import annotations
 
-from itertools import combinations
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import spearmanr
 
+from explainers import metrics as M
 from explainers.base import Explanation
-
-
-def pool(heatmap: np.ndarray, segments: np.ndarray) -> np.ndarray:
-    """Mean of a pixel map over each superpixel (M,)."""
-    from explainers.base import upsample
-
-    heat = upsample(heatmap, segments.shape, "bilinear").ravel()
-    ids = segments.ravel()
-    count = np.bincount(ids)
-    return np.bincount(ids, weights=heat, minlength=len(count)) / np.maximum(count, 1)
 
 
 def where(mask: np.ndarray) -> str:
@@ -42,18 +31,27 @@ def where(mask: np.ndarray) -> str:
     return f"the {vert} {horiz}"
 
 
-def agreement(results: Sequence[Explanation]) -> float | None:
-    """Mean pairwise Spearman correlation of the methods' maps pooled on shared superpixels."""
+def mean_rank_correlation(results: Sequence[Explanation]) -> float | None:
+    """Mean pairwise Spearman correlation of the methods' maps on shared superpixels
+    (``metrics.agreement`` on ``metrics.segment_scores``); pairs with a constant map are left out."""
     segs = next((r.segments for r in results if r.segments is not None), None)
     if segs is None or len(results) < 2:
         return None
-    pooled = [pool(r.heatmap, segs) for r in results]
-    values = []
-    for a, b in combinations(pooled, 2):
-        if np.std(a) == 0 or np.std(b) == 0:
-            continue
-        values.append(float(spearmanr(a, b).statistic))
-    return float(np.mean(values)) if values else None
+    scores = {f"{i}:{r.method}": M.segment_scores(r, segs) for i, r in enumerate(results)}
+    corr = M.agreement(scores).rank_corr
+    values = corr[np.triu_indices(len(scores), k=1)]
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else None
+
+
+def _reference(results: Sequence[Explanation]) -> Explanation | None:
+    """The superpixel result whose weights best read as "score drop": an additive method first."""
+    from explainers.base import methods
+
+    specs = methods()
+    with_weights = [r for r in results if r.segment_weights is not None]
+    additive = [r for r in with_weights if r.method in specs and specs[r.method].additive]
+    return (additive or with_weights or [None])[0]
 
 
 def caption(results: Sequence[Explanation], top: int = 3) -> str:
@@ -62,9 +60,7 @@ def caption(results: Sequence[Explanation], top: int = 3) -> str:
         return ""
     label = results[0].label_name
     score = results[0].score
-    ref = next((r for r in results if r.method == "kernel_shap"), None) or next(
-        (r for r in results if r.segment_weights is not None), None
-    )
+    ref = _reference(results)
     text = [f"The model says **{label}** with {score:.0%} confidence."]
     if ref is not None:
         # Only regions whose sign the samples settle are claimed (Explanation.unsettled).
@@ -92,7 +88,7 @@ def caption(results: Sequence[Explanation], top: int = 3) -> str:
     else:
         heat = results[0].heatmap
         text.append(f"It looks mostly at {where(heat >= np.quantile(heat, 0.9))} of the picture.")
-    agree = agreement(results)
+    agree = mean_rank_correlation(results)
     if agree is not None:
         if agree >= 0.5:
             text.append("The methods agree on this.")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explainers.render import render_explanation
+from explainers.render import method_limits, render_explanation
 from ui import explain_panel, page, services, state, widgets
 
 page.page_setup()
@@ -19,7 +19,7 @@ if not flat:
     st.stop()
 
 specs = services.method_specs(classifier)
-limits = widgets.limits_for(flat)
+limits = method_limits(flat)
 view = {"opacity": 0.55, "cmap": "blue-white-red"}
 names = list(results)
 header = st.columns([1] + [1] * len(names))

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import streamlit as st
 
 from explainers.base import Explanation
+from explainers.render import method_limits
 from explainers.store import PreparedImage, RunRequest, _freeze
 from ui import services, state
-from ui.state import DEFAULT_METHODS, DEFAULT_SAMPLES, DEFAULT_THRESHOLD, SAMPLE_CHOICES, stakeholder_mode
-from ui.widgets import badge_for, dataclass_widgets, draw_result, limits_for, plain_caption, trust_badges
+from ui.state import DEFAULT_SAMPLES, DEFAULT_THRESHOLD, SAMPLE_CHOICES, stakeholder_mode
+from ui.widgets import badge_for, dataclass_widgets, draw_result, plain_caption, trust_badges
 
 
 def segmentation_panel(image: PreparedImage) -> None:
@@ -19,12 +20,23 @@ def segmentation_panel(image: PreparedImage) -> None:
     When the preview's settings differ from those of the current run, it says so: the pictures
     below were computed with the run's superpixels until Explain is pressed.
     """
-    from explainers.segmentation import ALGORITHMS
+    from explainers.segmentation import ALGORITHMS, USER_REGIONS
 
-    with st.expander("Superpixels (used by LIME and KernelSHAP)", expanded=False):
+    regions = state.current_regions()
+    options = list(ALGORITHMS) + ([USER_REGIONS] if regions is not None else [])
+    if st.session_state.get("xai_seg_algorithm") not in options:
+        st.session_state["xai_seg_algorithm"] = USER_REGIONS if regions is not None else options[0]
+    users = [s.title for s in services.method_specs().values() if s.family == "perturbation"]
+    with st.expander(f"Superpixels (used by {', '.join(users) or 'superpixel methods'})",
+                     expanded=regions is not None):
         cols = st.columns([1, 2])
         with cols[0]:
-            algorithm = st.selectbox("Algorithm", list(ALGORITHMS), key="xai_seg_algorithm")
+            algorithm = st.selectbox("Algorithm", options, key="xai_seg_algorithm",
+                                     format_func=lambda a: "your regions" if a == USER_REGIONS else a)
+        if algorithm == USER_REGIONS:
+            _regions_preview(image, regions, cols[1])
+            return
+        with cols[0]:
             params = dataclass_widgets(ALGORITHMS[algorithm], f"xai_seg_{algorithm}")
         try:
             segments, picture = services.segment_preview(image, algorithm, params)
@@ -54,11 +66,32 @@ def same_segmentation(req: RunRequest, algorithm: str, params: dict[str, Any]) -
         return False
 
 
+def _regions_preview(image: PreparedImage, regions: Any, slot: Any) -> None:
+    """Fit the uploaded region map like the image; show it or say why it cannot be used."""
+    from explainers.render import draw_boundaries
+
+    try:
+        key, fitted = services.fit_regions(image, regions)
+    except services.EXPECTED_ERRORS as exc:
+        slot.error(f"Your region map cannot be used: {services.user_message(exc)}")
+        st.session_state.pop("xai_segmentation", None)
+        return
+    st.session_state["xai_segmentation"] = ("regions", {"key": key})
+    note = f" ({fitted.dropped} cut off by the crop)" if fitted.dropped else ""
+    slot.image(draw_boundaries(image.pixels, fitted.segments), width="stretch")
+    slot.caption(f"{fitted.count} regions from your map{note}")
+
+
 def explain_form(classifier: Any) -> None:
-    """The expensive parameters, applied only when Explain is pressed (sliders never cancel a run)."""
+    """The expensive parameters, applied only when Explain is pressed (sliders never cancel a run).
+
+    Every method's own parameters are widgets built from its parameter dataclass (bounds from
+    the field metadata), one tab per method, so a newly registered method appears here as is.
+    """
+    from explainers.base import default_methods
+
     specs = services.method_specs(classifier)
-    defaults = [m for m in DEFAULT_METHODS if m in specs]
-    layers = ["auto"] + [layer.path for layer in getattr(classifier, "conv_layers", [])]
+    layers = ["", *[layer.path for layer in getattr(classifier, "conv_layers", [])]]
     # The Samples control shows the run's sample count, also after "More samples" changed it.
     run = st.session_state.get(state.RUN_KEY)
     current = run.samples if run is not None else DEFAULT_SAMPLES
@@ -69,55 +102,63 @@ def explain_form(classifier: Any) -> None:
         {*(c for c in SAMPLE_CHOICES if c != "auto"), int(current)})]
     with st.form("explain_form"):
         cols = st.columns([3, 1, 1, 1])
-        chosen = cols[0].multiselect("Methods", list(specs), default=defaults, key="xai_form_methods",
-                                     format_func=lambda n: specs[n].title)
+        chosen = cols[0].multiselect("Methods", list(specs), default=default_methods(classifier),
+                                     key="xai_form_methods", format_func=lambda n: specs[n].title)
         samples = cols[1].select_slider(
             "Samples", choices, key="xai_form_samples",
             help="auto: add batches of samples until the top-5 regions of LIME and KernelSHAP stop "
                  "changing (two halves of the samples agree at least as much as the threshold "
                  "below), at most 4000; or a fixed number.")
-        fill = cols[2].selectbox("Hidden superpixels", ["mean", "blur", "gray", "black"], key="xai_form_fill")
-        seed = cols[3].number_input("Seed", 0, 2**31 - 1, 0, key="xai_form_seed")
-        cols2 = st.columns(3)
-        surrogate = cols2[0].selectbox("LIME surrogate", ["ridge", "lasso", "tree"], key="xai_form_surrogate")
-        layer = cols2[1].selectbox("CAM layer", layers, key="xai_form_layer")
-        cam_up = cols2[2].selectbox("CAM upsampling", ["bilinear", "nearest", "bicubic"], key="xai_form_cam_up")
         threshold = st.slider(
             "Auto samples: stop when the top-5 regions agree at least this much (split-half overlap)",
             0.5, 1.0, float(run.threshold) if run is not None else DEFAULT_THRESHOLD, 0.05,
             key="xai_form_threshold", help="Used when Samples is auto. Higher: steadier top regions, more samples.")
+        fill = cols[2].selectbox("Hidden superpixels", ["mean", "blur", "gray", "black"], key="xai_form_fill")
+        seed = cols[3].number_input("Seed", 0, 2**31 - 1, 0, key="xai_form_seed")
+        per_method: dict[str, dict[str, Any]] = {}
+        with st.expander("Method parameters"):
+            for tab, (name, spec) in zip(st.tabs([s.title for s in specs.values()]), specs.items()):
+                with tab:
+                    per_method[name] = dataclass_widgets(
+                        spec.params_type, f"xai_param_{name}", choices={"layer": layers},
+                        labels={"layer": lambda v: v or "auto (the model's last conv layer)"},
+                    )
         submitted = st.form_submit_button("Explain", type="primary")
+    hidden = [spec.title for name, spec in services.method_specs().items() if name not in specs]
+    if hidden:
+        st.caption(f"Not offered for this model (it gives no gradients or feature maps): {', '.join(hidden)}.")
     if submitted:
         if not chosen:
             st.warning("Pick at least one method.")
             return
         algorithm, seg_params = st.session_state.get("xai_segmentation", ("quickshift", {}))
-        samples = samples if samples == "auto" else int(samples)
-        st.session_state["xai_form_samples_of_run"] = samples
-        st.session_state[state.RUN_KEY] = build_request(
-            chosen, samples=samples, threshold=float(threshold), fill=fill, seed=int(seed), surrogate=surrogate,
-            layer="" if layer == "auto" else layer, cam_upsampling=cam_up,
-            segmentation=algorithm, segmentation_params=seg_params,
-        )
+        try:
+            req = build_request(
+                chosen, samples=samples if samples == "auto" else int(samples), threshold=float(threshold),
+                fill=fill, seed=int(seed),
+                params={n: per_method.get(n, {}) for n in chosen},
+                segmentation=algorithm, segmentation_params=seg_params,
+            )
+        except services.EXPECTED_ERRORS as exc:
+            st.error(f"These parameters do not work: {services.user_message(exc)}")
+            return
+        st.session_state["xai_form_samples_of_run"] = req.samples
+        st.session_state[state.RUN_KEY] = req
 
 
-def build_request(methods: Sequence[str], *, samples: int | str = DEFAULT_SAMPLES, threshold: float = DEFAULT_THRESHOLD,
-                  fill: str = "mean", seed: int = 0,
-                  surrogate: str = "ridge", layer: str = "", cam_upsampling: str = "bilinear",
+def build_request(methods: Sequence[str], *, samples: int | str = DEFAULT_SAMPLES,
+                  threshold: float = DEFAULT_THRESHOLD, fill: str = "mean", seed: int = 0,
+                  params: Mapping[str, Mapping[str, Any]] | None = None,
                   segmentation: str = "quickshift", segmentation_params: dict | None = None) -> RunRequest:
-    """A RunRequest with each method's parameters filled from the form's shared choices."""
-    specs = services.method_specs()
+    """A RunRequest with each method's parameters resolved and checked against its dataclass
+    (missing ones take their defaults; raises ExplainerError with a user message)."""
+    from explainers.base import display_order, get_method, make_params, params_dict
+
+    params = params or {}
     per_method = []
-    for name in methods:
-        fields = {f.name for f in dataclasses.fields(specs[name].params_type)}
-        params: dict[str, Any] = {}
-        if "surrogate" in fields:
-            params["surrogate"] = surrogate
-        if "layer" in fields:
-            params["layer"] = layer
-        if "upsampling" in fields:
-            params["upsampling"] = cam_upsampling
-        per_method.append((name, _freeze(params)))
+    for name in display_order(methods):
+        resolved = make_params(get_method(name).params_type, params.get(name))
+        per_method.append((name, _freeze(params_dict(resolved))))
     return RunRequest(
         methods=tuple(per_method), labels=(), seed=seed, samples=samples, fill=fill, threshold=float(threshold),
         segmentation=segmentation, segmentation_params=_freeze(segmentation_params or {}),
@@ -129,7 +170,9 @@ def current_request(classifier: Any, preds: Sequence[tuple[int, str, float]]) ->
     req = st.session_state.get(state.RUN_KEY)
     specs = services.method_specs(classifier)
     if req is None:
-        req = build_request([m for m in DEFAULT_METHODS if m in specs])
+        from explainers.base import default_methods
+
+        req = build_request(default_methods(classifier))
         st.session_state[state.RUN_KEY] = req
     usable = tuple((n, p) for n, p in req.methods if n in specs)
     labels = tuple(idx for idx, _, _ in preds)
@@ -155,10 +198,11 @@ def collect_results(classifier: Any, image: PreparedImage, req: RunRequest,
             perturbation = specs[name].family == "perturbation"
             unit = "perturbed images" if perturbation else None
             if run_progress is not None:
-                reporter = run_progress.start(name, unit="perturbed images" if perturbation else "model calls")
+                reporter = run_progress.start(name, unit=unit)
             else:
                 slot = progress_slot if progress_slot is not None else st.empty()
-                label = ("Sampling for LIME + KernelSHAP" if perturbation
+                sharing = [specs[n].title for n, _ in req.methods if specs[n].family == "perturbation"]
+                label = (f"Sampling for {' + '.join(sharing)}" if perturbation
                          else f"Running {specs[name].title}")
                 reporter = services.ProgressReporter(slot, label, unit or "model calls")
             try:
@@ -175,7 +219,7 @@ def collect_results(classifier: Any, image: PreparedImage, req: RunRequest,
             run_progress.finish(name)
         if on_result is not None:
             on_result(results)
-    return results
+    return {n: results[n] for n, _ in req.methods if n in results}  # display order
 
 
 def draw_comparison(classifier: Any, image: PreparedImage, req: RunRequest,
@@ -202,7 +246,7 @@ def draw_comparison(classifier: Any, image: PreparedImage, req: RunRequest,
 
     def redraw(results: dict[str, list[Explanation]]) -> None:
         flat = [r for rs in results.values() for r in rs]
-        limits = limits_for(flat)
+        limits = method_limits(flat)
         for name, rs in results.items():
             found = [r for r in rs if r.label == label]
             if found:
@@ -211,7 +255,7 @@ def draw_comparison(classifier: Any, image: PreparedImage, req: RunRequest,
                             trust.get(name) or badge_for(found[0]))
 
     st.caption("Colours: the warm end pushed the model towards the label, the cool end against it; "
-               "each method has its own symmetric scale (LIME and KernelSHAP share one).")
+               f"each method has its own symmetric scale{shared_scales_note(names, specs)}.")
     progress = RunProgress(status if status is not None else st.empty(), slots,
                            {n: specs[n].title for n in names},
                            shared=[n for n in names if specs[n].family == "perturbation"])
@@ -223,6 +267,16 @@ def draw_comparison(classifier: Any, image: PreparedImage, req: RunRequest,
     if stakeholder_mode() and flat:
         captions.success(plain_caption(classifier, image, flat, label))
     return flat
+
+
+def shared_scales_note(names: Sequence[str], specs: Mapping[str, Any]) -> str:
+    """" (LIME and KernelSHAP share one: …)" for the chosen methods that share a colour scale."""
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        if n in specs and specs[n].scale_group:
+            groups.setdefault(specs[n].scale_group, []).append(specs[n].title)
+    parts = [f"{' and '.join(t)} share one: {g}" for g, t in groups.items() if len(t) > 1]
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def run_settings(results: Sequence[Explanation]) -> dict[str, Any] | None:
@@ -263,11 +317,18 @@ def settings_words(info: dict[str, Any]) -> str:
             f"{info['fill']} · seed {info['seed']}")
 
 
+def sampled_titles(names: Sequence[str]) -> str:
+    """"LIME and KernelSHAP": the titles of the chosen methods that sample superpixels (registry)."""
+    specs = services.method_specs()
+    titles = [specs[n].title for n in dict.fromkeys(names) if n in specs and specs[n].family == "perturbation"]
+    return " and ".join(titles) or "The superpixel methods"
+
+
 def computed_with(results: Sequence[Explanation]) -> None:
     """One line under the pictures: the segmentation and the samples they were computed with."""
     info = run_settings(results)
     if info is not None:
-        st.caption(f"LIME and KernelSHAP computed with {settings_words(info)}.")
+        st.caption(f"{sampled_titles([r.method for r in results])} computed with {settings_words(info)}.")
 
 
 def next_samples(samples: int) -> int:
@@ -289,8 +350,8 @@ def refine_button(req: RunRequest, results: Sequence[Explanation] = ()) -> None:
         st.button("More samples", disabled=True, key="xai_more_samples",
                   help="Every combination is already computed.")
         st.caption(f"More samples cannot change anything: all {info['samples']} combinations of the "
-                   f"{info['num_segments']} superpixels are already computed, so LIME and KernelSHAP "
-                   "are exact for these superpixels. Choose finer superpixels to see more detail.")
+                   f"{info['num_segments']} superpixels are already computed, so "
+                   f"{sampled_titles([n for n, _ in req.methods])} are exact for these superpixels. Choose finer superpixels to see more detail.")
         return
     used = info["samples"] if req.samples == "auto" and info is not None else req.samples
     if used == "auto" or used >= MAX_SAMPLES:
@@ -318,5 +379,5 @@ def interactive_view(image: PreparedImage, results: Sequence[Explanation], label
         names = [r.method for r in mine]
         chosen = st.selectbox("Method", names, key="xai_interactive_method")
         exp = mine[names.index(chosen)]
-        limit = limits_for(results)[exp.method]
+        limit = method_limits(results)[exp.method]
         st.plotly_chart(figures.interactive_heatmap(image.pixels, exp, limit), key="xai_interactive_chart")

@@ -227,3 +227,31 @@ def test_camera_snapshot_is_explained(app: AppTest) -> None:
     assert not app.exception
     assert app.session_state[state.IMAGE_KEY].source == "camera"
     assert app.session_state[state.CURRENT_LABELS_KEY][0] == 967  # espresso
+
+
+@pytest.mark.slow
+def test_a_method_registered_at_test_time_gets_its_own_widgets_in_the_explain_form(app: AppTest) -> None:
+    from explainers.base import register, unregister
+    from tests.explainers.test_registry import TOY, TOY_SPEC
+
+    register(TOY_SPEC)
+    try:
+        app.run()
+        assert not app.exception
+        assert "Toy stripes" in app.multiselect(key="xai_form_methods").options
+        bands = app.number_input(key=f"xai_param_{TOY}_bands")
+        assert bands.value == 4 and bands.min == 1 and bands.max == 16
+        assert app.number_input(key=f"xai_param_{TOY}_strength").value == 1.5
+        assert app.selectbox(key=f"xai_param_{TOY}_direction").options == ["rows", "cols"]
+        # the built-in methods' parameters come from their dataclasses too (no hard-coded three)
+        assert app.selectbox(key="xai_param_lime_surrogate").options == ["ridge", "lasso", "tree"]
+        assert app.number_input(key="xai_param_occlusion_window").value == 32
+        # choosing it and pressing Explain runs it next to the others, with the chosen parameter
+        app.multiselect(key="xai_form_methods").set_value(["lime", TOY])
+        app.number_input(key=f"xai_param_{TOY}_bands").set_value(7)
+        app.get("form_submit_button")[0].click().run()  # the Explain form's button
+        assert not app.exception
+        assert "Toy stripes" in method_titles(app)
+        assert dict(app.session_state[state.RUN_KEY].method_params(TOY))["bands"] == 7
+    finally:
+        unregister(TOY)
