@@ -191,6 +191,33 @@ class ExplanationStore:
                 self._results.popitem(last=False)
         return results
 
+    def contrast(
+        self, classifier: Any, image: PreparedImage, req: RunRequest, name: str, label: int, other: int,
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> Explanation:
+        """Why ``label`` rather than ``other`` with method ``name`` (memoised), from the request's
+        context: the black-box methods reuse the rows the plain run computed (no model call)."""
+        from explainers.runner import run_method
+
+        key = ("contrast",) + self._result_key(classifier, image, req, name) + (int(label), int(other))
+        with self._lock:
+            found = self._results.get(key)
+        if found is not None:
+            return found[0]
+        ctx, ctx_lock = self._context(classifier, image, req)
+        with ctx_lock:
+            ctx.sampling = dataclasses.replace(ctx.sampling, samples=req.samples)
+            ctx.progress = progress
+            try:
+                results = run_method(ctx, name, req.method_params(name), [int(label)], contrast=int(other))
+            finally:
+                ctx.progress = None
+        with self._lock:
+            self._results[key] = results
+            while len(self._results) > self.max_results:
+                self._results.popitem(last=False)
+        return results[0]
+
     def context_for(self, classifier: Any, image: PreparedImage, req: RunRequest) -> ExplainContext:
         return self._context(classifier, image, req)[0]
 

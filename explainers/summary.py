@@ -97,3 +97,45 @@ def caption(results: Sequence[Explanation], top: int = 3) -> str:
         else:
             text.append("The methods disagree — this explanation is not reliable.")
     return " ".join(text)
+
+
+def contrast_caption(results: Sequence[Explanation], top: int = 3) -> str:
+    """In words, what separates label A from label B, from contrast results ("A rather than B").
+
+    Prefers an additive superpixel method (KernelSHAP, Partition SHAP, then any with segment
+    weights): the regions with the largest positive weights favour A over B, the most negative
+    ones favour B (only regions with at least a quarter of the largest weight); their weights
+    say how many points of the gap p(A) − p(B) they account for.
+    Without one, where the first contrast map reaches half its maximum (and half its minimum).
+    """
+    results = [r for r in results if r.contrast is not None]
+    if not results:
+        return ""
+    first = results[0]
+    a, b = first.label_name, first.extras.get("contrast_name", f"class {first.contrast}")
+    pa, pb = float(first.score), first.extras.get("contrast_score")
+    gap = f" ({pa:.0%} vs {pb:.0%})" if pb is not None else ""
+    head = f"What makes it **{a}** rather than **{b}**{gap}:"
+    ref = next((r for r in results if r.method in ("kernel_shap", "partition_shap") and r.segment_weights is not None),
+               None) or next((r for r in results if r.segment_weights is not None), None)
+    if ref is None:  # a pixel map: where it reaches half its extreme on either side
+        heat = np.asarray(first.heatmap, dtype=np.float64)
+        hi, lo = float(heat.max()), float(heat.min())
+        text = (f"{head} {where(heat >= 0.5 * hi)} of the picture favours {a}" if hi > 0
+                else f"{head} nothing in the picture favours {a}")
+        if lo < 0:
+            text += f"; {where(heat <= 0.5 * lo)} favours {b}"
+        return text + f" ({first.method})."
+    w = ref.segment_weights
+    order = np.argsort(-w, kind="stable")
+    floor = 0.25 * float(np.abs(w).max())  # regions that matter, not the noise around zero
+    pro = [i for i in order[:top] if w[i] > 0 and w[i] >= floor]
+    con = [i for i in order[::-1][:top] if w[i] < 0 and -w[i] >= floor]
+    if pro:
+        body = (f"mostly {where(np.isin(ref.segments, pro))} of the picture, which raises {a} over {b} "
+                f"by about {w[pro].sum() * 100:.0f} points")
+    else:
+        body = f"no region raises {a} over {b}"
+    if con:
+        body += f"; {where(np.isin(ref.segments, con))} leans towards {b} (about {-w[con].sum() * 100:.0f} points)"
+    return f"{head} {body} ({ref.method} estimate)."

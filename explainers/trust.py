@@ -229,7 +229,8 @@ def trust_report(
 
             run = PerturbationRun(ctx.classifier.predict, ctx.image, segments, fill=ctx.sampling.fill,
                                   seed=ctx.seed, batch_size=ctx.sampling.batch_size)
-        known = ctx.cache.setdefault(("trust", "rows", run.fill), {})
+        # the context's coalition cache: curves reuse what Partition SHAP evaluated, and back
+        known = ctx.coalition_cache(run.fill).known
         faith = M.faithfulness(run, scores, label, steps=steps, random_orders=random_orders,
                                seed=ctx.seed, known=known, progress=plan.stage(1))
 

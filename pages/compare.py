@@ -1,10 +1,11 @@
-"""Compare labels: top-k labels (rows) × methods (columns) from the same run — "why seat belt?" at a glance."""
+"""Compare labels: top-k labels (rows) × methods (columns) from the same run — "why seat belt?" at a
+glance — and "why A rather than B" for any two labels."""
 from __future__ import annotations
 
 import streamlit as st
 
 from explainers.render import method_limits, render_explanation
-from ui import explain_panel, page, services, state, widgets
+from ui import contrast_panel, explain_panel, page, services, state, widgets
 
 page.page_setup()
 st.title("Compare labels")
@@ -38,3 +39,6 @@ for idx, label_name, prob in preds:
                 st.caption(widgets.stats_line(found[0]))
     if state.stakeholder_mode():
         st.caption(widgets.plain_caption(classifier, image, flat, idx))
+
+st.divider()
+contrast_panel.draw(classifier, image, request, preds)

@@ -89,12 +89,10 @@ def view_controls(labels: Sequence[tuple[int, str, float]], key: str = "xai_view
 
 
 def stats_line(exp: Explanation) -> str:
-    shared = int(exp.extras.get("shared_calls", 0) or 0) if exp.extras else 0
-    if exp.model_calls == 0 and shared:
-        calls = f"reused {shared} model calls"
-    else:
-        calls = f"{exp.model_calls} model calls"
-    parts = [f"{exp.seconds:.2f} s", calls]
+    """Time, cost (``explainers.export.calls_text``: what this result used), fit and base value."""
+    from explainers.export import calls_text
+
+    parts = [f"{exp.seconds:.2f} s", calls_text(exp)]
     if exp.r2 is not None:
         parts.append(f"R² {exp.r2:.2f}")
     if exp.base_value is not None:

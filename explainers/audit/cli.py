@@ -51,6 +51,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="Ray actors, each with its own copy of the model (default 2)")
     a.add_argument("--batch-size", type=positive_int, default=16, metavar="B",
                    help="images per batch (one batched Grad-CAM pass; default 16)")
+    a.add_argument("--model-batch", type=positive_int, default=8, metavar="M",
+                   help="images per model call inside a batch (default 8; raise it on a GPU)")
     a.add_argument("--deletion-steps", type=int, default=8, metavar="S",
                    help="points per deletion curve, 0 = no deletion metric (default 8)")
     a.add_argument("--resize", choices=("crop", "stretch", "pad"), default="crop",
@@ -103,7 +105,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     config = AuditConfig(methods=methods, samples=args.samples, top_k=args.top_k, seed=args.seed,
                          resize=args.resize, deletion_steps=args.deletion_steps,
-                         batch_size=args.batch_size)
+                         batch_size=args.batch_size, model_batch=args.model_batch)
     heavy_imports(args)  # the method registry imports TensorFlow: quietly, before validating
     config.validate()
     from explainers.audit.run import run_audit

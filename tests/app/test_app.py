@@ -58,7 +58,10 @@ def test_default_run_fills_three_columns_and_shows_the_cat(app: AppTest) -> None
     for title in ("LIME", "Grad-CAM", "KernelSHAP"):
         assert title in titles, titles
     captions = [c.value for c in app.caption]
-    assert sum("model calls" in c for c in captions) == 3, captions
+    costs = [c for c in captions if "model calls" in c or "reused" in c]
+    assert len(costs) == 3, captions
+    # the method sharing LIME's rows reports the 64 rows it used, not the shared run's total
+    assert sum("reused 64 perturbed images" in c for c in costs) == 1, costs
     label = app.selectbox(key="xai_view_label")
     assert label.value in range(281, 286), "the sample cat should be classified as a cat"
 
@@ -229,6 +232,28 @@ def test_camera_snapshot_is_explained(app: AppTest) -> None:
     assert app.session_state[state.CURRENT_LABELS_KEY][0] == 967  # espresso
 
 
+def test_compare_page_explains_one_label_rather_than_another_without_model_calls(app: AppTest) -> None:
+    app.session_state["xai_top_k"] = 2
+    app.run()
+    assert not app.exception
+    classifier = load_classifier("efficientnet-lite0")
+    app.switch_page("pages/compare.py").run()
+    assert not app.exception
+    labels = app.session_state[state.CURRENT_LABELS_KEY]
+    before = classifier.images_seen
+    app.selectbox(key="xai_contrast_a").select(labels[1]).run()
+    app.selectbox(key="xai_contrast_b").select(labels[0]).run()
+    assert not app.exception
+    names = classifier.labels
+    caption = [m.value for m in app.markdown if m.value.startswith("What makes it")]
+    assert caption and f"**{names[labels[1]]}** rather than **{names[labels[0]]}**" in caption[0]
+    # LIME and KernelSHAP from the rows already computed; Grad-CAM's pass holds both gradients
+    assert classifier.images_seen == before
+    assert sum("model calls" in c.value for c in app.caption) >= 6  # 2 labels × 3 + 3 contrasts
+    app.selectbox(key="xai_contrast_b").select(labels[1]).run()
+    assert any("two different labels" in w.value for w in app.warning)
+
+
 @pytest.mark.slow
 def test_a_method_registered_at_test_time_gets_its_own_widgets_in_the_explain_form(app: AppTest) -> None:
     from explainers.base import register, unregister
@@ -255,3 +280,14 @@ def test_a_method_registered_at_test_time_gets_its_own_widgets_in_the_explain_fo
         assert dict(app.session_state[state.RUN_KEY].method_params(TOY))["bands"] == 7
     finally:
         unregister(TOY)
+
+
+def test_new_methods_appear_in_the_explain_form_from_the_registry(app: AppTest) -> None:
+    app.run()
+    assert not app.exception
+    options = app.multiselect(key="xai_form_methods").options
+    assert "Partition SHAP" in options and "RISE" in options
+    assert app.selectbox(key="xai_param_partition_shap_hierarchy").options == ["colour", "balanced"]
+    evals = app.number_input(key="xai_param_partition_shap_max_evals")
+    assert evals.value == 500 and evals.min == 4
+    assert app.number_input(key="xai_param_rise_masks").value == 1000
