@@ -29,6 +29,14 @@ COLORMAPS: dict[str, list[tuple[float, tuple[int, int, int]]]] = {
 DIVERGING = ("blue-white-red", "purple-white-green", "cool-warm")
 
 
+DEFAULT_VIEW: dict = {
+    "style": "heatmap", "opacity": 0.55, "cmap": "blue-white-red", "boundaries": False,
+    "positive_only": False, "top_n": None, "hide_rest": False, "upsampling": "bilinear",
+}
+"""The default view settings, defined once: the screen's controls start here, and the Compare
+page, stakeholder mode and every export draw with them."""
+
+
 def colormap(values: np.ndarray, name: str = "blue-white-red") -> np.ndarray:
     """Map values in [0, 1] to RGB uint8 with the named colormap."""
     anchors = COLORMAPS.get(name)
@@ -88,8 +96,8 @@ def overlay(
     heatmap: np.ndarray,
     *,
     limit: float | None = None,
-    cmap: str = "blue-white-red",
-    opacity: float = 0.5,
+    cmap: str = DEFAULT_VIEW["cmap"],
+    opacity: float = DEFAULT_VIEW["opacity"],
     positive_only: bool = False,
     upsampling: str = "bilinear",
 ) -> np.ndarray:
@@ -190,8 +198,8 @@ def render_explanation(
     exp: Explanation,
     *,
     limit: float | None = None,
-    cmap: str = "blue-white-red",
-    opacity: float = 0.5,
+    cmap: str = DEFAULT_VIEW["cmap"],
+    opacity: float = DEFAULT_VIEW["opacity"],
     style: str = "heatmap",
     positive_only: bool = False,
     top_n: int | None = None,

@@ -21,7 +21,7 @@ if not flat:
 
 specs = services.method_specs(classifier)
 limits = method_limits(flat)
-view = {"opacity": 0.55, "cmap": "blue-white-red"}
+view = dict(state.PLAIN_VIEW)
 names = list(results)
 header = st.columns([1] + [1] * len(names))
 header[0].markdown("**Label**")

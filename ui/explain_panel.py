@@ -8,7 +8,7 @@ import streamlit as st
 
 from explainers.base import Explanation
 from explainers.render import method_limits
-from explainers.store import PreparedImage, RunRequest, _freeze
+from explainers.store import PreparedImage, RunRequest, freeze
 from ui import services, state
 from ui.state import DEFAULT_SAMPLES, DEFAULT_THRESHOLD, SAMPLE_CHOICES, stakeholder_mode
 from ui.widgets import badge_for, dataclass_widgets, draw_result, plain_caption, trust_badges
@@ -158,10 +158,10 @@ def build_request(methods: Sequence[str], *, samples: int | str = DEFAULT_SAMPLE
     per_method = []
     for name in display_order(methods):
         resolved = make_params(get_method(name).params_type, params.get(name))
-        per_method.append((name, _freeze(params_dict(resolved))))
+        per_method.append((name, freeze(params_dict(resolved))))
     return RunRequest(
         methods=tuple(per_method), labels=(), seed=seed, samples=samples, fill=fill, threshold=float(threshold),
-        segmentation=segmentation, segmentation_params=_freeze(segmentation_params or {}),
+        segmentation=segmentation, segmentation_params=freeze(segmentation_params or {}),
     )
 
 
@@ -242,7 +242,7 @@ def draw_comparison(classifier: Any, image: PreparedImage, req: RunRequest,
     label = view["label"]
     captions = st.empty()
 
-    trust = trust_badges(label)
+    trust = trust_badges(classifier, image, req, label)
 
     def redraw(results: dict[str, list[Explanation]]) -> None:
         flat = [r for rs in results.values() for r in rs]
