@@ -156,9 +156,11 @@ class ExplainContext:
         if "segments" not in self.cache:
             from explainers.segmentation import segment
 
+            self.report(0, 1, "segmentation")  # skimage cannot report inside; cancel before it
             self.cache["segments"] = segment(
                 self.image, self.segmentation, self.segmentation_params
             )
+            self.report(1, 1, "segmentation")
         return self.cache["segments"]
 
     def plan(self, methods: Mapping[str, Any], labels: Sequence[int]) -> None:

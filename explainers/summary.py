@@ -55,10 +55,16 @@ def _reference(results: Sequence[Explanation]) -> Explanation | None:
 
 
 def caption(results: Sequence[Explanation], top: int = 3) -> str:
-    """One or two sentences for a non-technical audience about one label."""
+    """One or two sentences of markdown for a non-technical audience about one label.
+
+    The label name is user-controlled (a labels file): it is escaped, so the caption can go into
+    Streamlit markdown as is; ``explainers.text.markdown_to_text`` gives the plain text.
+    """
+    from explainers.text import escape_markdown
+
     if not results:
         return ""
-    label = results[0].label_name
+    label = escape_markdown(results[0].label_name)
     score = results[0].score
     ref = _reference(results)
     text = [f"The model says **{label}** with {score:.0%} confidence."]
@@ -112,7 +118,10 @@ def contrast_caption(results: Sequence[Explanation], top: int = 3) -> str:
     if not results:
         return ""
     first = results[0]
-    a, b = first.label_name, first.extras.get("contrast_name", f"class {first.contrast}")
+    from explainers.text import escape_markdown  # label names are user-controlled: markdown out
+
+    a = escape_markdown(first.label_name)
+    b = escape_markdown(first.extras.get("contrast_name", f"class {first.contrast}"))
     pa, pb = float(first.score), first.extras.get("contrast_score")
     gap = f" ({pa:.0%} vs {pb:.0%})" if pb is not None else ""
     head = f"What makes it **{a}** rather than **{b}**{gap}:"

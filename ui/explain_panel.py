@@ -14,6 +14,9 @@ from ui.state import DEFAULT_SAMPLES, DEFAULT_THRESHOLD, SAMPLE_CHOICES, stakeho
 from ui.widgets import badge_for, dataclass_widgets, draw_result, plain_caption, trust_badges
 
 
+SEGMENTATION_ERROR_KEY = "xai_segmentation_error"
+
+
 def segmentation_panel(image: PreparedImage) -> None:
     """Live superpixel preview: costs no model call, updates as the parameters move.
 
@@ -38,12 +41,18 @@ def segmentation_panel(image: PreparedImage) -> None:
             return
         with cols[0]:
             params = dataclass_widgets(ALGORITHMS[algorithm], f"xai_seg_{algorithm}")
+        # What is shown is what runs: the settings are stored even when they fail, with the
+        # reason, and the Explain button stays blocked until they work (no silent fallback to
+        # the previous valid settings).
+        st.session_state["xai_segmentation"] = (algorithm, params)
         try:
             segments, picture = services.segment_preview(image, algorithm, params)
         except services.EXPECTED_ERRORS as exc:
-            cols[1].error(f"These segmentation parameters do not work: {services.user_message(exc)}")
+            reason = services.user_message(exc)
+            st.session_state[SEGMENTATION_ERROR_KEY] = reason
+            cols[1].error(f"These segmentation parameters do not work: {reason}")
             return
-        st.session_state["xai_segmentation"] = (algorithm, params)
+        st.session_state[SEGMENTATION_ERROR_KEY] = None
         cols[1].image(picture, caption=f"{int(segments.max()) + 1} superpixels", width="stretch")
         run = st.session_state.get(state.RUN_KEY)
         if run is not None and not same_segmentation(run, algorithm, params):
@@ -73,10 +82,13 @@ def _regions_preview(image: PreparedImage, regions: Any, slot: Any) -> None:
     try:
         key, fitted = services.fit_regions(image, regions)
     except services.EXPECTED_ERRORS as exc:
-        slot.error(f"Your region map cannot be used: {services.user_message(exc)}")
+        reason = services.user_message(exc)
+        slot.error(f"Your region map cannot be used: {reason}")
         st.session_state.pop("xai_segmentation", None)
+        st.session_state[SEGMENTATION_ERROR_KEY] = f"your region map cannot be used: {reason}"
         return
     st.session_state["xai_segmentation"] = ("regions", {"key": key})
+    st.session_state[SEGMENTATION_ERROR_KEY] = None
     note = f" ({fitted.dropped} cut off by the crop)" if fitted.dropped else ""
     slot.image(draw_boundaries(image.pixels, fitted.segments), width="stretch")
     slot.caption(f"{fitted.count} regions from your map{note}")
@@ -123,11 +135,16 @@ def explain_form(classifier: Any) -> None:
                         spec.params_type, f"xai_param_{name}", choices={"layer": layers},
                         labels={"layer": lambda v: v or "auto (the model's last conv layer)"},
                     )
-        submitted = st.form_submit_button("Explain", type="primary")
+        blocked = st.session_state.get(SEGMENTATION_ERROR_KEY)
+        if blocked:
+            st.error(f"Explain is blocked until the superpixel settings work: {blocked}")
+        submitted = st.form_submit_button("Explain", type="primary", disabled=bool(blocked))
     hidden = [spec.title for name, spec in services.method_specs().items() if name not in specs]
     if hidden:
         st.caption(f"Not offered for this model (it gives no gradients or feature maps): {', '.join(hidden)}.")
     if submitted:
+        if blocked:  # never run with settings other than those shown
+            return
         if not chosen:
             st.warning("Pick at least one method.")
             return

@@ -9,13 +9,14 @@ import plotly.graph_objects as go
 from explainers.base import Explanation
 from explainers.export import png_data_uri
 from explainers.render import COLORMAPS, upsample
+from explainers.text import escape_html
 
 _DIVERGING_SCALE = [[p, f"rgb{tuple(c)}"] for p, c in COLORMAPS["blue-white-red"]]
 
 
 def top_k_bar(predictions: Sequence[tuple[int, str, float]], height: int = 260) -> go.Figure:
     """Horizontal bar chart of the top-k labels, best on top."""
-    labels = [f"{name} (#{idx})" for idx, name, _ in predictions][::-1]
+    labels = [escape_html(f"{name} (#{idx})") for idx, name, _ in predictions][::-1]  # plotly renders HTML
     probs = [p for _, _, p in predictions][::-1]
     fig = go.Figure(
         go.Bar(
@@ -68,7 +69,7 @@ def interactive_heatmap(
     )
     fig.update_layout(
         height=480, margin=dict(l=0, r=0, t=30, b=0),
-        title=f"{exp.method} — {exp.label_name}",
+        title=escape_html(f"{exp.method} — {exp.label_name}"),
         xaxis=dict(visible=False), yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"),
     )
     return fig

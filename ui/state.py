@@ -31,6 +31,9 @@ RUN_KEY = "xai_run_request"
 CUSTOM_ERROR_KEY = "xai_custom_error"
 
 
+IMAGE_ERROR_KEY = "xai_image_error"
+
+
 CURRENT_LABELS_KEY = "xai_current_labels"
 
 
