@@ -28,7 +28,11 @@ def upload(page, path) -> None:
     # the Source radio's option (the regions uploader below it has an "Upload" button too)
     page.get_by_test_id("stSidebar").get_by_test_id("stRadio").get_by_text("Upload", exact=True).first.click()
     wait_idle(page)
-    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(path))
+    # the image uploader by its label: the regions uploader is always there, so `.first` could
+    # pick it before the image uploader appears
+    image_uploader = page.get_by_test_id("stFileUploader").filter(has_text="Image file")
+    image_uploader.wait_for(timeout=60_000)
+    image_uploader.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(path))
     wait_idle(page)
 
 
