@@ -380,28 +380,17 @@ def _parse_contrast(text: str | None, clf: Any) -> int | None:
     return matches[0]
 
 
-def _read_mask(path: str, clf: Any, original: Any, policy: str) -> Any:
-    """A ground-truth mask file fitted to the model input exactly like the image."""
-    from model_zoo.images import load_image
-    from model_zoo.registry import prepare_image
-
-    pixels = load_image(_read_image_bytes(path))
-    if pixels.shape[:2] != original.shape[:2]:
-        raise CLIError(f"the mask is {pixels.shape[1]}×{pixels.shape[0]} but the image is "
-                       f"{original.shape[1]}×{original.shape[0]}; give a mask of the same size")
-    return prepare_image(clf, pixels, policy=policy).image.mean(axis=-1) >= 128
-
-
 def cmd_trust(args: argparse.Namespace) -> int:
     """Explain one label, then measure faithfulness, stability, agreement and convergence."""
     from explainers.runner import explain
     from explainers.trust import badges, to_json, trust_report
+    from model_zoo.registry import fit_mask
 
     if not 0 <= args.noise <= 255:
         raise CLIError(f"--noise must be between 0 and 255 grey levels, got {args.noise}")
     prep = _prepare(args)
     clf, ctx = prep["clf"], prep["ctx"]
-    mask = _read_mask(args.mask, clf, prep["original"], args.resize) if args.mask else None
+    mask = fit_mask(clf, _read_image_bytes(args.mask), prep["fitted"]) if args.mask else None
     label = args.label if args.label is not None else (prep["targets"] or ctx.top_labels(1))[0]
     if not 0 <= label < clf.num_classes:
         raise CLIError(f"--label must be between 0 and {clf.num_classes - 1}, got {label}")
@@ -481,8 +470,14 @@ def format_table(report: Mapping[str, Any]) -> str:
         f"(+ {report['load_seconds']:.1f} s loading); seed {report['seed']}"
         + (f"; {report['num_segments']} {report['segmentation']} superpixels"
            if report["num_segments"] else ""),
-        "",
     ]
+    sampling = next((r["sampling"] for r in report["results"] if r.get("sampling")), None)
+    if sampling is not None and sampling["mode"] == "auto":
+        why = ("stable" if sampling["stopped"] == "stable" else "budget reached, not yet stable"
+               if sampling["stopped"] == "budget" else sampling["stopped"])
+        lines.append(f"samples auto: {sampling['samples']} used ({why}; split-half top-{sampling['top_n']} "
+                     f"overlap {sampling['stability']:.2f}, threshold {sampling['threshold']:.2f})")
+    lines.append("")
     header = ("METHOD", "CLASS", "SCORE", "PEAK (row, col)", "SECONDS", "CALLS", "R²", "TOP SEGMENTS")
     rows = [header]
     for r in report["results"]:

@@ -31,7 +31,7 @@ def export_buttons(classifier: Any, image: PreparedImage, req: RunRequest,
 
     choice = state.current_image_choice()
     pixels, results = image.pixels, list(results)
-    view = {"opacity": 0.55, "cmap": "blue-white-red"}
+    view = dict(state.PLAIN_VIEW)
 
     def document() -> dict[str, Any]:
         return run_document(classifier, image, req, results, preds,

@@ -10,6 +10,8 @@ from typing import Any
 
 import streamlit as st
 
+from explainers.render import DEFAULT_VIEW
+
 from ui import services
 from ui.services import CustomModelChoice, ImageChoice
 
@@ -29,6 +31,9 @@ RUN_KEY = "xai_run_request"
 CUSTOM_ERROR_KEY = "xai_custom_error"
 
 
+IMAGE_ERROR_KEY = "xai_image_error"
+
+
 CURRENT_LABELS_KEY = "xai_current_labels"
 
 
@@ -38,17 +43,28 @@ TRUST_KEY = "xai_trust_request"
 REGIONS_KEY = "xai_regions"
 
 
-DEFAULT_SAMPLES = int(os.environ.get("XAI_LENS_DEFAULT_SAMPLES", "1000"))  # lowered by the browser tests
+_ENV_SAMPLES = os.environ.get("XAI_LENS_DEFAULT_SAMPLES", "auto").strip().lower()  # lowered by the browser tests
+DEFAULT_SAMPLES: int | str = "auto" if _ENV_SAMPLES == "auto" else int(_ENV_SAMPLES)
+"""'auto' (grow until the top regions are stable, see explainers.context.SamplingParams) or a count."""
+
+DEFAULT_THRESHOLD = 0.8
+"""Auto samples stop when the split-half top-5 overlap of every superpixel method reaches this."""
 
 
-SAMPLE_CHOICES = sorted({50, 100, 250, 500, 1000, 2000, 5000, DEFAULT_SAMPLES})
+SAMPLE_CHOICES: list[int | str] = ["auto", *sorted({50, 100, 250, 500, 1000, 2000, 5000} | (
+    {DEFAULT_SAMPLES} if isinstance(DEFAULT_SAMPLES, int) else set()))]
 
 
 VIEW_DEFAULTS = {
-    "xai_view_style": "heatmap", "xai_view_opacity": 0.55, "xai_view_cmap": "blue-white-red",
-    "xai_view_boundaries": False, "xai_view_positive": False, "xai_view_top_n": 0,
-    "xai_view_hide_rest": False, "xai_view_upsampling": "bilinear",
+    "xai_view_style": DEFAULT_VIEW["style"], "xai_view_opacity": DEFAULT_VIEW["opacity"],
+    "xai_view_cmap": DEFAULT_VIEW["cmap"], "xai_view_boundaries": DEFAULT_VIEW["boundaries"],
+    "xai_view_positive": DEFAULT_VIEW["positive_only"], "xai_view_top_n": DEFAULT_VIEW["top_n"] or 0,
+    "xai_view_hide_rest": DEFAULT_VIEW["hide_rest"], "xai_view_upsampling": DEFAULT_VIEW["upsampling"],
 }
+"""The view controls' session keys, starting from ``explainers.render.DEFAULT_VIEW``."""
+
+PLAIN_VIEW = {k: DEFAULT_VIEW[k] for k in ("opacity", "cmap", "upsampling")}
+"""What the Compare page, stakeholder mode and the exports draw with (no per-user knobs)."""
 
 
 SIDEBAR_DEFAULTS = {
@@ -60,7 +76,8 @@ SIDEBAR_DEFAULTS = {
 PERSISTENT_KEYS = (*SIDEBAR_DEFAULTS, MODEL_KEY, "xai_sample", *VIEW_DEFAULTS, "xai_view_label")
 
 
-TRUST_DEFAULTS = {"seeds": 3, "noise_sigma": 3.0, "top_n": 5, "steps": 16, "stability_samples": 300}
+TRUST_DEFAULTS = {"seeds": 3, "noise_sigma": 3.0, "top_n": 5, "steps": 16, "stability_samples": 300,
+                  "sanity": False}
 
 
 def remember_image(data: bytes, name: str, source: str) -> ImageChoice:
@@ -130,3 +147,23 @@ def reset_labels_on_new_input(model_id: str, image_key: str, top1: int) -> None:
         st.session_state["xai_labels_for"] = seen
         for key in LABEL_KEYS:
             st.session_state[key] = int(top1)
+
+
+TRUST_REPORTS_KEY = "xai_trust_reports"
+
+
+def _trust_report_key(classifier: Any, image: Any, req: Any, label: int) -> Any:
+    """The one key of a remembered trust report: model, image, the whole run request, label."""
+    from explainers.store import freeze
+
+    return (classifier.id, image.key, freeze(req), int(label))
+
+
+def remember_trust_report(classifier: Any, image: Any, req: Any, label: int, report: Any) -> None:
+    """Keep a trust report so the Explain page can show its badges for the same run and label."""
+    st.session_state.setdefault(TRUST_REPORTS_KEY, {})[_trust_report_key(classifier, image, req, label)] = report
+
+
+def trust_report_for(classifier: Any, image: Any, req: Any, label: int) -> Any | None:
+    """The trust report computed earlier for this run and label, if any."""
+    return st.session_state.get(TRUST_REPORTS_KEY, {}).get(_trust_report_key(classifier, image, req, label))

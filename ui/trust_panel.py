@@ -4,11 +4,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import numpy as np
 import streamlit as st
 
 from explainers.store import PreparedImage
-from ui import services
+from model_zoo.registry import fit_mask
+from ui import services, state
 from ui.explain_panel import current_request
 from ui.state import TRUST_DEFAULTS, TRUST_KEY, reset_labels_on_new_input, top_k
 
@@ -25,29 +25,19 @@ def trust_settings_form() -> dict[str, Any] | None:
         steps = cols[3].number_input("Curve steps", 4, 64, TRUST_DEFAULTS["steps"], key="xai_trust_steps")
         samples = cols[4].number_input("Samples per rerun", 16, 5000, TRUST_DEFAULTS["stability_samples"],
                                        key="xai_trust_samples")
+        sanity = st.checkbox(
+            "Sanity check: randomise the model's weights layer by layer (on a copy) and see whether "
+            "each map changes", TRUST_DEFAULTS["sanity"], key="xai_trust_sanity",
+            help="Adebayo et al. 2018: a map that barely changes when what the model learned is "
+                 "destroyed does not explain the model. Costs a few reruns of every method.")
         mask_file = st.file_uploader("Ground-truth mask (optional: white = the object)", type=["png", "jpg", "jpeg", "bmp"],
                                      key="xai_trust_mask")
         go = st.form_submit_button("Compute trust metrics", type="primary")
     if not go:
         return None
     return {"settings": {"seeds": int(seeds), "noise_sigma": float(sigma), "top_n": int(top_n),
-                         "steps": int(steps), "stability_samples": int(samples)},
+                         "steps": int(steps), "stability_samples": int(samples), "sanity": bool(sanity)},
             "mask": (mask_file.getvalue(), mask_file.name) if mask_file is not None else None}
-
-
-def load_mask(classifier: Any, data: bytes, image: PreparedImage) -> np.ndarray:
-    """A user mask mapped onto the model input exactly as the image was (same crop / pad)."""
-    from model_zoo.images import load_image
-    from model_zoo.registry import prepare_image
-
-    pixels = load_image(data)
-    if pixels.shape[:2] != tuple(image.fitted.original_shape[:2]):
-        raise ValueError(
-            f"the mask is {pixels.shape[1]}×{pixels.shape[0]} but the image is "
-            f"{image.fitted.original_shape[1]}×{image.fitted.original_shape[0]}; use a mask of the same size"
-        )
-    fitted = prepare_image(classifier, pixels, policy=image.fitted.policy)
-    return fitted.image.mean(axis=-1) >= 128
 
 
 def trust_panel(classifier: Any, image: PreparedImage) -> None:
@@ -75,7 +65,7 @@ def trust_panel(classifier: Any, image: PreparedImage) -> None:
     mask, mask_key = None, ""
     if asked["mask"] is not None:
         try:
-            mask = load_mask(classifier, asked["mask"][0], image)
+            mask = fit_mask(classifier, asked["mask"][0], image.fitted)
             mask_key = hashlib.sha256(asked["mask"][0]).hexdigest()
         except services.EXPECTED_ERRORS as exc:
             st.error(f"The mask cannot be used: {services.user_message(exc)}")
@@ -91,7 +81,7 @@ def trust_panel(classifier: Any, image: PreparedImage) -> None:
             return
         finally:
             reporter.done()
-    st.session_state.setdefault("xai_trust_reports", {})[(req.seed, label)] = report
+    state.remember_trust_report(classifier, image, req, label, report)
     specs = services.method_specs(classifier)
     title = {n: specs[n].title if n in specs else n for n in (r.method for r in report.methods)}
     st.caption(f"Extra model calls for these metrics: **{report.model_calls}** · {report.seconds:.1f} s")
@@ -123,8 +113,29 @@ def trust_panel(classifier: Any, image: PreparedImage) -> None:
     cols[1].plotly_chart(figures.matrix(agree.top_iou, [title[m] for m in agree.methods],
                                         f"Agreement: top-{asked['settings']['top_n']} IoU", zmin=0.0),
                          key="xai_trust_iou")
+    if report.sanity is not None:
+        sanity_charts(report.sanity, title)
     conv = {title[r.method]: (r.convergence.samples, r.convergence.rel_error)
             for r in report.methods if r.convergence is not None}
     if conv:
         st.plotly_chart(figures.curves(conv, "Convergence: change of the weights vs the full run",
                                        "samples", "relative error"), key="xai_trust_conv")
+
+
+def sanity_charts(sanity: Any, title: dict[str, str]) -> None:
+    """Similarity of each map to the original as more layers (from the top) are randomised."""
+    from ui import figures
+
+    x = list(sanity.randomized)
+    st.caption("Sanity check: layers randomised from the top down, the last point every layer "
+               f"({' → '.join(sanity.layers)}). A map that stays similar (above "
+               f"{sanity.threshold:.1f}) does not depend on what the model learned.")
+    cols = st.columns(2)
+    rho = {title.get(m, m): (x, r.spearman) for m, r in sanity.methods.items()}
+    ssim = {title.get(m, m): (x, r.ssim) for m, r in sanity.methods.items()}
+    cols[0].plotly_chart(figures.curves(rho, "Sanity: rank correlation with the trained model's map",
+                                        "layers randomised (from the top)", "Spearman ρ"),
+                         key="xai_trust_sanity_rho")
+    cols[1].plotly_chart(figures.curves(ssim, "Sanity: SSIM with the trained model's map",
+                                        "layers randomised (from the top)", "SSIM"),
+                         key="xai_trust_sanity_ssim")

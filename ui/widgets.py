@@ -65,7 +65,7 @@ def view_controls(labels: Sequence[tuple[int, str, float]], key: str = "xai_view
     cols = st.columns([2, 1, 1, 1])
     label = cols[0].selectbox("Label to explain", options, format_func=names.get, key=key)
     if state.stakeholder_mode():
-        return {"label": label, "view": {"opacity": 0.55, "cmap": "blue-white-red", "upsampling": "bilinear"}}
+        return {"label": label, "view": dict(state.PLAIN_VIEW)}
     style = cols[1].radio("Style", ["heatmap", "segments"], key="xai_view_style",
                           format_func={"heatmap": "heatmap", "segments": "pros & cons"}.get)
     cols[2].slider("Opacity", 0.0, 1.0, key="xai_view_opacity")
@@ -141,13 +141,11 @@ def badge_for(exp: Explanation) -> str | None:
     return None
 
 
-def trust_badges(label: int) -> dict[str, str]:
-    """Badges from a trust report computed earlier for this label (none if not computed)."""
+def trust_badges(classifier: Any, image: PreparedImage, req: Any, label: int) -> dict[str, str]:
+    """Badges from a trust report computed earlier for this very run and label (none if not computed)."""
     from explainers.trust import badges
 
-    req = st.session_state.get(state.RUN_KEY)
-    reports = st.session_state.get("xai_trust_reports", {})
-    report = reports.get((req.seed if req else 0, label))
+    report = state.trust_report_for(classifier, image, req, label)
     return badges(report) if report is not None else {}
 
 

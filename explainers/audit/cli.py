@@ -14,7 +14,9 @@ from typing import Any
 
 from model_zoo.cli_support import CLIError, heavy_imports, positive_int
 
-DEFAULT_AUDIT_METHODS = "gradcam,kernel_shap"
+from explainers.audit.process import DEFAULT_METHODS
+
+DEFAULT_AUDIT_METHODS = ",".join(DEFAULT_METHODS)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -82,7 +84,7 @@ class _Progress:
         self.last = now
         rate = p.done / p.seconds if p.seconds > 0 else 0.0
         line = (f"audit: {p.done + p.skipped}/{p.total} images ({p.skipped} already done), "
-                f"{p.errors} unusable, {rate:.1f} img/s, ETA {_format_eta(p.eta_seconds)}")
+                f"{p.errors} unusable, {rate:.2g} img/s, ETA {_format_eta(p.eta_seconds)}")
         print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
 
     def close(self) -> None:

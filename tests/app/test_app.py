@@ -280,3 +280,14 @@ def test_a_method_registered_at_test_time_gets_its_own_widgets_in_the_explain_fo
         assert dict(app.session_state[state.RUN_KEY].method_params(TOY))["bands"] == 7
     finally:
         unregister(TOY)
+
+
+def test_new_methods_appear_in_the_explain_form_from_the_registry(app: AppTest) -> None:
+    app.run()
+    assert not app.exception
+    options = app.multiselect(key="xai_form_methods").options
+    assert "Partition SHAP" in options and "RISE" in options
+    assert app.selectbox(key="xai_param_partition_shap_hierarchy").options == ["colour", "balanced"]
+    evals = app.number_input(key="xai_param_partition_shap_max_evals")
+    assert evals.value == 500 and evals.min == 4
+    assert app.number_input(key="xai_param_rise_masks").value == 1000
