@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as _dt
-import html
 import io
 import json
 from typing import Any, Mapping, Sequence
@@ -261,10 +260,14 @@ def html_report(
     captions: Mapping[int, str] | None = None,
     **view: Any,
 ) -> str:
-    """A single self-contained HTML file (images embedded as data URIs) ending with the JSON document."""
-    from explainers.base import display_order
+    """A single self-contained HTML file (images embedded as data URIs) ending with the JSON document.
 
-    esc = html.escape
+    Every user-controlled string (labels, names, captions) is HTML-escaped; captions are the
+    markdown of ``explainers.summary.caption`` and appear as their plain text.
+    """
+    from explainers.base import display_order
+    from explainers.text import escape_html as esc, markdown_to_text
+
     limits = method_limits(results)
     labels = list(dict.fromkeys(r.label for r in results))
     methods = display_order([r.method for r in results])
@@ -294,7 +297,7 @@ def html_report(
         name = next(r.label_name for r in results if r.label == label)
         parts.append(f"<tr><td>{esc(name)} (#{label})")
         if captions and captions.get(label):
-            parts.append(f"<p>{esc(captions[label])}</p>")
+            parts.append(f"<p>{esc(markdown_to_text(captions[label]))}</p>")
         parts.append(f"</td><td><img alt='input image' src='{photo}'></td>")
         for method in methods:
             found = [r for r in results if r.method == method and r.label == label]

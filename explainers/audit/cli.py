@@ -14,7 +14,9 @@ from typing import Any
 
 from model_zoo.cli_support import CLIError, heavy_imports, positive_int
 
-DEFAULT_AUDIT_METHODS = "gradcam,kernel_shap"
+from explainers.audit.process import DEFAULT_METHODS
+
+DEFAULT_AUDIT_METHODS = ",".join(DEFAULT_METHODS)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:

@@ -29,6 +29,8 @@ import numpy as np
 from explainers.base import ExplainerError, get_method, make_params
 
 DEFAULT_METHODS = ("gradcam", "kernel_shap")
+"""The audit's default methods (the one place they are named): the batched Grad-CAM for where
+the model looks and KernelSHAP at a moderate sample count as a black-box check of it."""
 _DELETION_KEY = 0xDE1E7E
 
 
@@ -163,8 +165,8 @@ class AuditWorker:
             for name in config.methods
         }
         for name in config.methods:
-            if get_method(name).needs_gradients and not getattr(classifier, "supports_gradients", True):
-                raise ExplainerError(f"{name} needs gradients, which this model does not give")
+            if not get_method(name).usable_with(classifier):
+                raise ExplainerError(f"{name} needs gradients or feature maps, which this model does not give")
         if int(config.top_k) > classifier.num_classes:
             raise ExplainerError(f"top-k must be at most {classifier.num_classes} for this model")
         # The batched pass serves every gradient CAM asking for the default (or the same) layer.
@@ -242,7 +244,11 @@ class AuditWorker:
             pre = None
             if shared is not None:
                 pre = (shared[0][j], shared[1][j], {c: shared[2][j, i] for i, c in enumerate(labels)})
-            self._explain_one(out, fit, mask, probs[j], labels, pre)
+            try:
+                self._explain_one(out, fit, mask, probs[j], labels, pre)
+            except ValueError as exc:  # ExplainerError, MetricsError…: this image only
+                out.rows, out.thumbs, out.maps_npz = [], {}, b""
+                out.error = "cannot be explained: " + (" ".join(str(exc).split()) or type(exc).__name__)
             out.model_calls = int(self.clf.images_seen) - before + (batch_calls if j == 0 else 0)
             out.seconds = time.perf_counter() - t0 + batch_seconds / len(ready)
         return outcomes
