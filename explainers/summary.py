@@ -69,14 +69,28 @@ def caption(results: Sequence[Explanation], top: int = 3) -> str:
     ref = _reference(results)
     text = [f"The model says **{label}** with {score:.0%} confidence."]
     if ref is not None:
+        # Only regions whose sign the samples settle are claimed (Explanation.unsettled).
+        unsettled = ref.unsettled()
         order = np.argsort(-ref.segment_weights)[:top]
-        positive = [i for i in order if ref.segment_weights[i] > 0]
-        mask = np.isin(ref.segments, positive)
-        drop = float(ref.segment_weights[positive].sum()) if positive else 0.0
-        text.append(
-            f"It looks mostly at {where(mask)} of the picture; hiding those {len(positive)} regions "
-            f"would lower the score by about {drop * 100:.0f} points ({ref.method} estimate)."
-        )
+        positive = [i for i in order if ref.segment_weights[i] > 0 and not unsettled[i]]
+        doubtful = [i for i in order if ref.segment_weights[i] > 0 and unsettled[i]]
+        if positive:
+            mask = np.isin(ref.segments, positive)
+            drop = float(ref.segment_weights[positive].sum())
+            regions = "that region" if len(positive) == 1 else f"those {len(positive)} regions"
+            text.append(
+                f"It looks mostly at {where(mask)} of the picture; hiding {regions} "
+                f"would lower the score by about {drop * 100:.0f} points ({ref.method} estimate)."
+            )
+        if doubtful:
+            few = "one more region" if len(doubtful) == 1 else f"{len(doubtful)} more regions"
+            text.append(
+                f"{few.capitalize()} may matter too, but the samples do not settle whether "
+                f"{'it helps' if len(doubtful) == 1 else 'they help'} or hurt{'s' if len(doubtful) == 1 else ''} "
+                "the score."
+            )
+        if not positive and not doubtful:
+            text.append("No region clearly raises the score.")
     else:
         heat = results[0].heatmap
         text.append(f"It looks mostly at {where(heat >= np.quantile(heat, 0.9))} of the picture.")

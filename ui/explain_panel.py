@@ -10,7 +10,7 @@ from explainers.base import Explanation
 from explainers.render import method_limits
 from explainers.store import PreparedImage, RunRequest, freeze
 from ui import services, state
-from ui.state import DEFAULT_SAMPLES, SAMPLE_CHOICES, stakeholder_mode
+from ui.state import DEFAULT_SAMPLES, DEFAULT_THRESHOLD, SAMPLE_CHOICES, stakeholder_mode
 from ui.widgets import badge_for, dataclass_widgets, draw_result, plain_caption, trust_badges
 
 
@@ -106,16 +106,25 @@ def explain_form(classifier: Any) -> None:
     layers = ["", *[layer.path for layer in getattr(classifier, "conv_layers", [])]]
     # The Samples control shows the run's sample count, also after "More samples" changed it.
     run = st.session_state.get(state.RUN_KEY)
-    current = int(run.samples) if run is not None else DEFAULT_SAMPLES
+    current = run.samples if run is not None else DEFAULT_SAMPLES
     if st.session_state.get("xai_form_samples_of_run") != current:
         st.session_state["xai_form_samples"] = current
         st.session_state["xai_form_samples_of_run"] = current
-    choices = sorted({*SAMPLE_CHOICES, current})
+    choices = SAMPLE_CHOICES if current in SAMPLE_CHOICES else ["auto", *sorted(
+        {*(c for c in SAMPLE_CHOICES if c != "auto"), int(current)})]
     with st.form("explain_form"):
         cols = st.columns([3, 1, 1, 1])
         chosen = cols[0].multiselect("Methods", list(specs), default=default_methods(classifier),
                                      key="xai_form_methods", format_func=lambda n: specs[n].title)
-        samples = cols[1].select_slider("Samples", choices, key="xai_form_samples")
+        samples = cols[1].select_slider(
+            "Samples", choices, key="xai_form_samples",
+            help="auto: add batches of samples until the top-5 regions of LIME and KernelSHAP stop "
+                 "changing (two halves of the samples agree at least as much as the threshold "
+                 "below), at most 4000; or a fixed number.")
+        threshold = st.slider(
+            "Auto samples: stop when the top-5 regions agree at least this much (split-half overlap)",
+            0.5, 1.0, float(run.threshold) if run is not None else DEFAULT_THRESHOLD, 0.05,
+            key="xai_form_threshold", help="Used when Samples is auto. Higher: steadier top regions, more samples.")
         fill = cols[2].selectbox("Hidden superpixels", ["mean", "blur", "gray", "black"], key="xai_form_fill")
         seed = cols[3].number_input("Seed", 0, 2**31 - 1, 0, key="xai_form_seed")
         per_method: dict[str, dict[str, Any]] = {}
@@ -142,18 +151,20 @@ def explain_form(classifier: Any) -> None:
         algorithm, seg_params = st.session_state.get("xai_segmentation", ("quickshift", {}))
         try:
             req = build_request(
-                chosen, samples=int(samples), fill=fill, seed=int(seed),
+                chosen, samples=samples if samples == "auto" else int(samples), threshold=float(threshold),
+                fill=fill, seed=int(seed),
                 params={n: per_method.get(n, {}) for n in chosen},
                 segmentation=algorithm, segmentation_params=seg_params,
             )
         except services.EXPECTED_ERRORS as exc:
             st.error(f"These parameters do not work: {services.user_message(exc)}")
             return
-        st.session_state["xai_form_samples_of_run"] = int(samples)
+        st.session_state["xai_form_samples_of_run"] = req.samples
         st.session_state[state.RUN_KEY] = req
 
 
-def build_request(methods: Sequence[str], *, samples: int = DEFAULT_SAMPLES, fill: str = "mean", seed: int = 0,
+def build_request(methods: Sequence[str], *, samples: int | str = DEFAULT_SAMPLES,
+                  threshold: float = DEFAULT_THRESHOLD, fill: str = "mean", seed: int = 0,
                   params: Mapping[str, Mapping[str, Any]] | None = None,
                   segmentation: str = "quickshift", segmentation_params: dict | None = None) -> RunRequest:
     """A RunRequest with each method's parameters resolved and checked against its dataclass
@@ -166,7 +177,7 @@ def build_request(methods: Sequence[str], *, samples: int = DEFAULT_SAMPLES, fil
         resolved = make_params(get_method(name).params_type, params.get(name))
         per_method.append((name, freeze(params_dict(resolved))))
     return RunRequest(
-        methods=tuple(per_method), labels=(), seed=seed, samples=samples, fill=fill,
+        methods=tuple(per_method), labels=(), seed=seed, samples=samples, fill=fill, threshold=float(threshold),
         segmentation=segmentation, segmentation_params=freeze(segmentation_params or {}),
     )
 
@@ -293,7 +304,8 @@ def run_settings(results: Sequence[Explanation]) -> dict[str, Any] | None:
             return {
                 "segmentation": p["segmentation"], "segmentation_params": dict(p.get("segmentation_params") or {}),
                 "num_segments": int(p.get("num_segments", 0)), "samples": int(p["samples"]),
-                "requested": int(p.get("requested_samples", p["samples"])),
+                "requested": p.get("requested_samples", p["samples"]),
+                "sampling": r.sampling,
                 "exhaustive": bool(p.get("exhaustive", False)), "fill": p.get("fill", ""),
                 "seed": int(p.get("seed", 0)),
             }
@@ -306,6 +318,14 @@ def settings_words(info: dict[str, Any]) -> str:
     m = info["num_segments"]
     if info["exhaustive"]:
         samples = f"all {info['samples']} combinations of the {m} superpixels (exact)"
+    elif info["requested"] == "auto" and info.get("sampling") is not None:
+        s = info["sampling"]
+        if s.stopped == "stable":
+            samples = (f"{info['samples']} samples (auto: the top-{s.top_n} regions were stable, "
+                       f"split-half overlap {s.stability:.2f} ≥ {s.threshold:.2f})")
+        else:
+            samples = (f"{info['samples']} samples (auto: stopped at the budget with the top-{s.top_n} "
+                       f"regions not yet stable, overlap {s.stability:.2f} < {s.threshold:.2f})")
     else:
         samples = f"{info['samples']} samples"
         if info["requested"] != info["samples"]:
@@ -330,7 +350,7 @@ def computed_with(results: Sequence[Explanation]) -> None:
 
 def next_samples(samples: int) -> int:
     """The next sample count of the form's choices above ``samples`` (doubling past the last)."""
-    bigger = [c for c in SAMPLE_CHOICES if c > samples]
+    bigger = [c for c in SAMPLE_CHOICES if c != "auto" and c > samples]
     return min(MAX_SAMPLES, bigger[0] if bigger else samples * 2)
 
 
@@ -350,10 +370,12 @@ def refine_button(req: RunRequest, results: Sequence[Explanation] = ()) -> None:
                    f"{info['num_segments']} superpixels are already computed, so "
                    f"{sampled_titles([n for n, _ in req.methods])} are exact for these superpixels. Choose finer superpixels to see more detail.")
         return
-    if req.samples >= MAX_SAMPLES:
+    used = info["samples"] if req.samples == "auto" and info is not None else req.samples
+    if used == "auto" or used >= MAX_SAMPLES:
         return
-    target = next_samples(req.samples)
-    if st.button(f"More samples ({req.samples} → {target})", key="xai_more_samples",
+    target = next_samples(int(used))
+    shown = f"auto: {used}" if req.samples == "auto" else str(used)
+    if st.button(f"More samples ({shown} → {target})", key="xai_more_samples",
                  help="Adds samples to the same run; the ones already computed are reused."):
         base = st.session_state[state.RUN_KEY]
         st.session_state[state.RUN_KEY] = dataclasses.replace(base, samples=target)
