@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as _dt
-import html
 import io
 import json
 from typing import Any, Mapping, Sequence
@@ -215,7 +214,8 @@ def _segmentation_params(algorithm: str, params: Any) -> dict[str, Any]:
 def results_npz(fitted: Any, results: Sequence[Explanation], document: Mapping[str, Any]) -> bytes:
     """The one NPZ layout: heatmaps (R, H, W) at the model input, the input image, the mapping back
     to the file, segments and (R, M) segment weights / standard errors (NaN rows for methods
-    without them); ``meta`` is the JSON document. Loadable with ``np.load`` (no pickle)."""
+    without them), DFF's concept maps (K, H, W) and regions (H, W) when it ran; ``meta`` is the
+    JSON document. Loadable with ``np.load`` (no pickle)."""
     seg = next((r.segments for r in results if r.segments is not None), None)
     arrays: dict[str, Any] = {
         "schema": np.array(SCHEMA),
@@ -242,6 +242,10 @@ def results_npz(fitted: Any, results: Sequence[Explanation], document: Mapping[s
         arrays["segments"] = seg.astype(np.int32)
         arrays["segment_weights"] = weights
         arrays["segment_std"] = std
+    concepts = next((r for r in results if r.extras and r.extras.get("concept_maps") is not None), None)
+    if concepts is not None:  # Deep Feature Factorization: every concept's map and the regions
+        arrays["concept_maps"] = np.asarray(concepts.extras["concept_maps"], dtype=np.float32)
+        arrays["concept_regions"] = np.asarray(concepts.extras["concept_regions"], dtype=np.int32)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     return buf.getvalue()
@@ -261,10 +265,14 @@ def html_report(
     captions: Mapping[int, str] | None = None,
     **view: Any,
 ) -> str:
-    """A single self-contained HTML file (images embedded as data URIs) ending with the JSON document."""
-    from explainers.base import display_order
+    """A single self-contained HTML file (images embedded as data URIs) ending with the JSON document.
 
-    esc = html.escape
+    Every user-controlled string (labels, names, captions) is HTML-escaped; captions are the
+    markdown of ``explainers.summary.caption`` and appear as their plain text.
+    """
+    from explainers.base import display_order
+    from explainers.text import escape_html as esc, markdown_to_text
+
     limits = method_limits(results)
     labels = list(dict.fromkeys(r.label for r in results))
     methods = display_order([r.method for r in results])
@@ -294,7 +302,7 @@ def html_report(
         name = next(r.label_name for r in results if r.label == label)
         parts.append(f"<tr><td>{esc(name)} (#{label})")
         if captions and captions.get(label):
-            parts.append(f"<p>{esc(captions[label])}</p>")
+            parts.append(f"<p>{esc(markdown_to_text(captions[label]))}</p>")
         parts.append(f"</td><td><img alt='input image' src='{photo}'></td>")
         for method in methods:
             found = [r for r in results if r.method == method and r.label == label]

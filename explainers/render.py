@@ -169,6 +169,30 @@ def pros_and_cons(
     return out
 
 
+UNSETTLED_TOP = 10
+"""Without a top-N, the unsettled regions among the 10 strongest by |weight| are marked."""
+
+
+def mark_unsettled(image: np.ndarray, segments: np.ndarray, unsettled: np.ndarray,
+                   colour=(255, 255, 255), dash: int = 3) -> np.ndarray:
+    """Dotted outline around the segments whose sign the samples do not settle.
+
+    ``unsettled`` is a bool per segment (``Explanation.unsettled()``). The outline is dashed
+    (``dash`` pixels on, ``dash`` off along the diagonals) so that it reads as "uncertain" next
+    to the solid boundaries of ``draw_boundaries``.
+    """
+    from skimage.segmentation import find_boundaries
+
+    out = np.array(image, dtype=np.uint8, copy=True)
+    unsettled = np.asarray(unsettled, dtype=bool)
+    if not unsettled.any():
+        return out
+    edge = find_boundaries(np.where(unsettled[segments], segments, -1), mode="inner", background=-1)
+    rows, cols = np.indices(edge.shape)
+    out[edge & (((rows + cols) // max(1, int(dash))) % 2 == 0)] = colour
+    return out
+
+
 def render_explanation(
     image: np.ndarray,
     exp: Explanation,
@@ -182,13 +206,19 @@ def render_explanation(
     hide_rest: bool = False,
     boundaries: bool = False,
     upsampling: str = "bilinear",
+    uncertainty: bool = True,
 ) -> np.ndarray:
-    """One picture for one explanation; never recomputes the explanation."""
+    """One picture for one explanation; never recomputes the explanation.
+
+    ``uncertainty``: dotted outlines (``mark_unsettled``) around the shown regions whose sign
+    the samples do not settle (the top-N shown, or the ``UNSETTLED_TOP`` strongest).
+    """
     if style == "segments" and exp.segments is not None and exp.segment_weights is not None:
-        return pros_and_cons(
+        out = pros_and_cons(
             image, exp.segments, exp.segment_weights, top_n=top_n or None,
             positive_only=positive_only, hide_rest=hide_rest, boundaries=boundaries,
         )
+        return _mark(out, exp, top_n, positive_only) if uncertainty else out
     heat = exp.heatmap
     if exp.segments is not None and exp.segment_weights is not None and (top_n or hide_rest):
         mask = selected_segments(exp.segment_weights, top_n or None, positive_only)
@@ -201,7 +231,14 @@ def render_explanation(
         out[dim] = (out[dim].astype(np.float32) * 0.25 + 191).astype(np.uint8)
     if boundaries and exp.segments is not None:
         out = draw_boundaries(out, exp.segments)
-    return out
+    return _mark(out, exp, top_n, positive_only) if uncertainty else out
+
+
+def _mark(picture: np.ndarray, exp: Explanation, top_n: int | None, positive_only: bool) -> np.ndarray:
+    if exp.segments is None or exp.segment_weights is None or exp.segment_std is None:
+        return picture
+    shown = selected_segments(exp.segment_weights, top_n or UNSETTLED_TOP, positive_only)
+    return mark_unsettled(picture, exp.segments, exp.unsettled() & shown)
 
 
 CONCEPT_COLOURS: tuple[tuple[int, int, int], ...] = (

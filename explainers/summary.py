@@ -55,22 +55,42 @@ def _reference(results: Sequence[Explanation]) -> Explanation | None:
 
 
 def caption(results: Sequence[Explanation], top: int = 3) -> str:
-    """One or two sentences for a non-technical audience about one label."""
+    """One or two sentences of markdown for a non-technical audience about one label.
+
+    The label name is user-controlled (a labels file): it is escaped, so the caption can go into
+    Streamlit markdown as is; ``explainers.text.markdown_to_text`` gives the plain text.
+    """
+    from explainers.text import escape_markdown
+
     if not results:
         return ""
-    label = results[0].label_name
+    label = escape_markdown(results[0].label_name)
     score = results[0].score
     ref = _reference(results)
     text = [f"The model says **{label}** with {score:.0%} confidence."]
     if ref is not None:
+        # Only regions whose sign the samples settle are claimed (Explanation.unsettled).
+        unsettled = ref.unsettled()
         order = np.argsort(-ref.segment_weights)[:top]
-        positive = [i for i in order if ref.segment_weights[i] > 0]
-        mask = np.isin(ref.segments, positive)
-        drop = float(ref.segment_weights[positive].sum()) if positive else 0.0
-        text.append(
-            f"It looks mostly at {where(mask)} of the picture; hiding those {len(positive)} regions "
-            f"would lower the score by about {drop * 100:.0f} points ({ref.method} estimate)."
-        )
+        positive = [i for i in order if ref.segment_weights[i] > 0 and not unsettled[i]]
+        doubtful = [i for i in order if ref.segment_weights[i] > 0 and unsettled[i]]
+        if positive:
+            mask = np.isin(ref.segments, positive)
+            drop = float(ref.segment_weights[positive].sum())
+            regions = "that region" if len(positive) == 1 else f"those {len(positive)} regions"
+            text.append(
+                f"It looks mostly at {where(mask)} of the picture; hiding {regions} "
+                f"would lower the score by about {drop * 100:.0f} points ({ref.method} estimate)."
+            )
+        if doubtful:
+            few = "one more region" if len(doubtful) == 1 else f"{len(doubtful)} more regions"
+            text.append(
+                f"{few.capitalize()} may matter too, but the samples do not settle whether "
+                f"{'it helps' if len(doubtful) == 1 else 'they help'} or hurt{'s' if len(doubtful) == 1 else ''} "
+                "the score."
+            )
+        if not positive and not doubtful:
+            text.append("No region clearly raises the score.")
     else:
         heat = results[0].heatmap
         text.append(f"It looks mostly at {where(heat >= np.quantile(heat, 0.9))} of the picture.")
@@ -98,7 +118,10 @@ def contrast_caption(results: Sequence[Explanation], top: int = 3) -> str:
     if not results:
         return ""
     first = results[0]
-    a, b = first.label_name, first.extras.get("contrast_name", f"class {first.contrast}")
+    from explainers.text import escape_markdown  # label names are user-controlled: markdown out
+
+    a = escape_markdown(first.label_name)
+    b = escape_markdown(first.extras.get("contrast_name", f"class {first.contrast}"))
     pa, pb = float(first.score), first.extras.get("contrast_score")
     gap = f" ({pa:.0%} vs {pb:.0%})" if pb is not None else ""
     head = f"What makes it **{a}** rather than **{b}**{gap}:"

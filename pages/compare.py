@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from explainers.render import method_limits, render_explanation
+from explainers.text import escape_markdown
 from ui import contrast_panel, explain_panel, page, services, state, widgets
 
 page.page_setup()
@@ -29,7 +30,7 @@ for col, name in zip(header[1:], names):
     col.markdown(f"**{specs[name].title}**")
 for idx, label_name, prob in preds:
     row = st.columns([1] + [1] * len(names))
-    row[0].markdown(f"**{label_name}**  \n{prob:.1%} (#{idx})")
+    row[0].markdown(f"**{escape_markdown(label_name)}**  \n{prob:.1%} (#{idx})")
     row[0].image(image.pixels, width="stretch")
     for col, name in zip(row[1:], names):
         found = [r for r in results[name] if r.label == idx]

@@ -15,6 +15,7 @@ import streamlit as st
 from explainers.render import method_limits, render_explanation
 from explainers.store import PreparedImage, RunRequest
 from explainers.summary import contrast_caption
+from explainers.text import escape_markdown
 from ui import services, state, widgets
 
 A_KEY, B_KEY = "xai_contrast_a", "xai_contrast_b"
@@ -51,7 +52,8 @@ def draw(classifier: Any, image: PreparedImage, request: RunRequest,
     results = []
     slot = st.empty()
     for name in names:
-        reporter = services.ProgressReporter(slot, f"{specs[name].title}: {classifier.labels[a]} vs {classifier.labels[b]}")
+        reporter = services.ProgressReporter(
+            slot, escape_markdown(f"{specs[name].title}: {classifier.labels[a]} vs {classifier.labels[b]}"))
         try:
             results.append(services.store().contrast(classifier, image, request, name, a, b, progress=reporter))
         except services.EXPECTED_ERRORS as exc:
@@ -69,5 +71,5 @@ def draw(classifier: Any, image: PreparedImage, request: RunRequest,
             st.image(render_explanation(image.pixels, r, limit=limits[r.method],
                                         **state.PLAIN_VIEW), width="stretch")
             st.caption(widgets.stats_line(r))
-    st.caption(f"Red: favours {classifier.labels[a]}; blue: favours {classifier.labels[b]}."
+    st.caption(f"Red: favours {escape_markdown(classifier.labels[a])}; blue: favours {escape_markdown(classifier.labels[b])}."
                + (f" Not shown ({', '.join(others)}): they cannot contrast two labels." if others else ""))

@@ -9,13 +9,14 @@ import plotly.graph_objects as go
 from explainers.base import Explanation
 from explainers.export import png_data_uri
 from explainers.render import COLORMAPS, upsample
+from explainers.text import escape_html
 
 _DIVERGING_SCALE = [[p, f"rgb{tuple(c)}"] for p, c in COLORMAPS["blue-white-red"]]
 
 
 def top_k_bar(predictions: Sequence[tuple[int, str, float]], height: int = 260) -> go.Figure:
     """Horizontal bar chart of the top-k labels, best on top."""
-    labels = [f"{name} (#{idx})" for idx, name, _ in predictions][::-1]
+    labels = [escape_html(f"{name} (#{idx})") for idx, name, _ in predictions][::-1]  # plotly renders HTML
     probs = [p for _, _, p in predictions][::-1]
     fig = go.Figure(
         go.Bar(
@@ -34,13 +35,23 @@ def top_k_bar(predictions: Sequence[tuple[int, str, float]], height: int = 260) 
 def interactive_heatmap(
     image: np.ndarray, exp: Explanation, limit: float, opacity: float = 0.55, max_side: int = 160
 ) -> go.Figure:
-    """The photo with the signed map on top; hovering shows the value (and segment weight)."""
+    """The photo with the signed map on top; hovering shows the value (and segment weight, its
+    standard error and whether its sign is settled)."""
     h, w = image.shape[:2]
     step = max(1, int(np.ceil(max(h, w) / max_side)))  # keep the payload small
     heat = upsample(exp.heatmap, (h, w), "bilinear")[::step, ::step]
     ys = np.arange(0, h, step)
     xs = np.arange(0, w, step)
-    if exp.segments is not None and exp.segment_weights is not None:
+    if exp.segments is not None and exp.segment_weights is not None and exp.segment_std is not None:
+        seg = exp.segments[::step, ::step]
+        settled = ~exp.unsettled()
+        custom = np.stack([seg, exp.segment_weights[seg], exp.segment_std[seg], settled[seg]], axis=-1)
+        hover = ("segment %{customdata[0]}: weight %{customdata[1]:+.4f} ± %{customdata[2]:.4f}"
+                 "<br>sign settled: %{customdata[3]}<extra></extra>")
+        custom = custom.astype(object)
+        custom[..., 0] = custom[..., 0].astype(int)
+        custom[..., 3] = np.where(settled[seg], "yes", "no (could be either)")
+    elif exp.segments is not None and exp.segment_weights is not None:
         seg = exp.segments[::step, ::step]
         custom = np.stack([seg, exp.segment_weights[seg]], axis=-1)
         hover = "segment %{customdata[0]}: weight %{customdata[1]:+.4f}<extra></extra>"
@@ -58,7 +69,7 @@ def interactive_heatmap(
     )
     fig.update_layout(
         height=480, margin=dict(l=0, r=0, t=30, b=0),
-        title=f"{exp.method} — {exp.label_name}",
+        title=escape_html(f"{exp.method} — {exp.label_name}"),
         xaxis=dict(visible=False), yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"),
     )
     return fig
