@@ -166,7 +166,8 @@ def settings_form(classifier: Any) -> Any:
     methods = c1.multiselect("Methods (the first drives the clusters)", names, default=default,
                              format_func=lambda n: specs[n].title, key="xai_audit_methods")
     # 300 by default, less when the app's default is lower (XAI_LENS_DEFAULT_SAMPLES, browser tests)
-    default_samples = min(300, state.DEFAULT_SAMPLES)
+    app_default = state.DEFAULT_SAMPLES  # an int, or "auto" (the Explain page picks per image)
+    default_samples = min(300, app_default) if isinstance(app_default, int) else 300
     samples = c2.select_slider("Samples (LIME/KernelSHAP)", sorted({50, 100, 200, 300, 500, 1000, default_samples}),
                                default_samples, key="xai_audit_samples")
     top_k = c3.number_input("Top-k labels", 1, min(5, classifier.num_classes), 1, key="xai_audit_topk")
