@@ -1,0 +1,169 @@
+"""Colour legends: what the colours of an overlay mean, for the colour map actually drawn.
+
+One legend = a colour bar, the value at each end in the method's units, and the meaning of
+each end in words ("pushes towards tiger cat" / "pushes away"). The same facts are drawn as a
+PNG (PNG grid, anywhere a picture is needed) and as HTML (dashboard, HTML report); both come
+from :func:`legend_for`, so they cannot disagree.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from explainers.render import (
+    COLORMAPS,
+    DIVERGING,
+    WEAK,
+    colormap,
+    effective_cmap,
+    strength_alpha,
+)
+
+# What one unit of each family's map is. Keyed by the registry's ``family``.
+FAMILY_UNITS: dict[str, tuple[str, float]] = {
+    "perturbation": ("points of probability", 100.0),
+    "occlusion": ("points of probability", 100.0),
+    "cam": ("relative strength (no unit)", 1.0),
+    "gradient": ("gradient strength (no unit)", 1.0),
+}
+
+
+@dataclass(frozen=True)
+class Legend:
+    """Everything a colour legend says; ``limit`` is in the map's own units."""
+
+    cmap: str  # the colour map actually drawn (see ``render.effective_cmap``)
+    label_name: str
+    limit: float
+    units: str
+    scale: float = 1.0  # display multiplier (probability → points)
+    positive_only: bool = False
+    title: str = ""
+
+    @property
+    def high_text(self) -> str:
+        return f"pushes towards {self.label_name}"
+
+    @property
+    def low_text(self) -> str:
+        return "no push" if self.positive_only else f"pushes away from {self.label_name}"
+
+    def _value(self, v: float) -> str:
+        shown = v * self.scale
+        text = f"{shown:.2g}" if abs(shown) < 10 else f"{shown:.0f}"
+        return text if v <= 0 else f"+{text}"
+
+    @property
+    def low_value(self) -> str:
+        return "0" if self.positive_only else self._value(-self.limit)
+
+    @property
+    def high_value(self) -> str:
+        return self._value(self.limit)
+
+    @property
+    def sentence(self) -> str:
+        """The legend in one line of plain text (alt text, hover, captions)."""
+        return (f"Colour scale{f' for {self.title}' if self.title else ''}: {self.low_value} = "
+                f"{self.low_text}, {self.high_value} = {self.high_text} ({self.units}); "
+                f"values under {WEAK:.0%} of the scale leave the photo as it is.")
+
+
+def legend_for(label_name: str, family: str, limit: float, cmap: str = "blue-white-red",
+               positive_only: bool = False, title: str = "") -> Legend:
+    """The legend of one method's overlay for one label."""
+    units, scale = FAMILY_UNITS.get(family, ("no unit", 1.0))
+    return Legend(cmap=effective_cmap(cmap, positive_only), label_name=label_name,
+                  limit=float(limit), units=units, scale=scale, positive_only=positive_only, title=title)
+
+
+def bar(legend: Legend, width: int = 256, height: int = 14) -> np.ndarray:
+    """The colour bar as the overlay draws it over a white page (RGB uint8, low end on the left)."""
+    x = np.linspace(0.0, 1.0, width, dtype=np.float32)
+    if legend.positive_only:
+        strength = x
+    else:
+        strength = np.abs(x - 0.5) * 2.0
+    if legend.cmap in DIVERGING and not legend.positive_only:
+        colours = colormap(np.where(x >= 0.5, 1.0, 0.0), legend.cmap).astype(np.float32)
+        alpha = strength_alpha(strength, 1.0)[:, None]
+        row = 255.0 * (1 - alpha) + colours * alpha
+    else:
+        row = colormap(x, legend.cmap).astype(np.float32)
+    row = np.clip(np.round(row), 0, 255).astype(np.uint8)
+    return np.repeat(row[None], height, axis=0)
+
+
+def legend_png(legend: Legend, width: int = 320) -> np.ndarray:
+    """The legend as a picture: title, bar with a dark frame, end values, end meanings, units."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    small = ImageFont.load_default(size=11)
+    font = ImageFont.load_default(size=12)
+    pad = 6
+    height = 86 if legend.title else 70
+    pil = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(pil)
+    y = 2
+    if legend.title:
+        draw.text((pad, y), legend.title, fill=(20, 20, 20), font=font)
+        y += 16
+    strip = bar(legend, width - 2 * pad, 14)
+    pil.paste(Image.fromarray(strip), (pad, y))
+    draw.rectangle((pad - 1, y - 1, width - pad, y + 14), outline=(60, 60, 60))
+    y += 17
+    draw.text((pad, y), legend.low_value, fill=(20, 20, 20), font=small)
+    draw.text((width - pad, y), legend.high_value, fill=(20, 20, 20), font=small, anchor="ra")
+    if not legend.positive_only:
+        draw.text((width // 2, y), "0", fill=(20, 20, 20), font=small, anchor="ma")
+    y += 14
+    draw.text((pad, y), _fit(draw, legend.low_text, small, width // 2 - pad), fill=(20, 20, 20), font=small)
+    draw.text((width - pad, y), _fit(draw, legend.high_text, small, width // 2 - pad), fill=(20, 20, 20),
+              font=small, anchor="ra")
+    y += 14
+    draw.text((width // 2, y), legend.units, fill=(90, 90, 90), font=small, anchor="ma")
+    return np.asarray(pil)
+
+
+def _fit(draw, text: str, font, width: int) -> str:
+    """Shorten ``text`` with an ellipsis until it fits ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def _png_uri(image: np.ndarray) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def legend_html(legend: Legend) -> str:
+    """The legend as a small self-contained HTML block (the bar is an <img>, so it prints)."""
+    esc = html.escape
+    return (
+        f"<div class='xai-legend' role='figure' aria-label='{esc(legend.sentence)}' "
+        "style='font-size:0.8em;line-height:1.3;margin:2px 0 8px 0;break-inside:avoid'>"
+        + (f"<div class='xai-legend-title'><b>{esc(legend.title)}</b></div>" if legend.title else "")
+        + f"<img class='xai-legend-bar' alt='colour bar' src='{_png_uri(bar(legend, 256, 12))}' "
+        "style='width:100%;height:12px;border:1px solid #555;display:block;image-rendering:auto'>"
+        "<div style='display:flex;justify-content:space-between;gap:6px'>"
+        f"<span class='xai-legend-low'>{esc(legend.low_value.replace('-', '−'))} {esc(legend.low_text)}</span>"
+        f"<span class='xai-legend-high' style='text-align:right'>{esc(legend.high_text)} "
+        f"{esc(legend.high_value)}</span></div>"
+        f"<div class='xai-legend-units' style='color:#666;text-align:center'>{esc(legend.units)}</div>"
+        "</div>"
+    )
+
+
+def plotly_colorscale(cmap: str) -> list[list]:
+    """A Plotly colour scale with the same anchors as ``render.COLORMAPS[cmap]``."""
+    return [[p, f"rgb{tuple(c)}"] for p, c in COLORMAPS[cmap]]
