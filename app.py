@@ -1,8 +1,9 @@
 """XAI Lens: why did my image classifier say that?
 
-Entry point: page configuration and navigation. Every page starts with ``views.page_setup()``,
+Entry point: page configuration and navigation. Every page starts with ``ui.page.page_setup()``,
 which draws the shared sidebar (model, image, top-k, stakeholder mode) and keeps its choices
-across page switches. Pages live in pages/ and stay thin; heavy work goes through services.py.
+across page switches. Pages live in pages/ and stay thin; Streamlit helpers live in ui/ and
+heavy work goes through ui/services.py into the library (explainers/, model_zoo/).
 """
 from __future__ import annotations
 

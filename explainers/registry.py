@@ -11,6 +11,7 @@ BUILTIN_MODULES = (
     "explainers.cam",
     "explainers.occlusion",
     "explainers.gradients",
+    "explainers.dff",
 )
 
 for _module in BUILTIN_MODULES:

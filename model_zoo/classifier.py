@@ -289,6 +289,53 @@ class Classifier:
         grads = np.concatenate(out_g) if classes else None
         return feats, scores, grads
 
+    def head_scores(self, images: np.ndarray, features: np.ndarray, layer: str | None = None) -> np.ndarray:
+        """Pre-softmax scores (N, C) when ``layer``'s output is replaced by ``features``.
+
+        ``features`` (N, h, w, K) takes the place of the layer's output for image ``i`` of
+        ``images`` (RGB, N of them); everything above the layer then runs as usual. This is how
+        Deep Feature Factorization asks "what does the network above this layer make of a
+        concept": put the concept's embedding at every position and read the class scores.
+        Branches that bypass the layer (rare after the last conv layer) see ``images``.
+        """
+        layer = layer or self.cam_layer
+        if layer is None or layer == INPUT_LAYER:
+            raise ModelError("this model has no 4-D feature layer to replace")
+        images = self._check_batch(images, allow_float=True)
+        features = np.asarray(features, dtype=np.float32)
+        if features.ndim != 4 or len(features) != len(images):
+            raise ModelError(
+                f"features must be (N, h, w, K) with N = {len(images)} images, got {features.shape}"
+            )
+        h, w = images.shape[1:3]
+        path = layer.split("/")
+
+        def build() -> Callable:
+            def fn(x, replacement):
+                _, scores = _replay(
+                    self.model, self._prepare(x), path, self._strip_head, replace=replacement
+                )
+                return self._to_scores(scores)
+
+            return tf.function(
+                fn,
+                input_signature=[
+                    tf.TensorSpec([None, h, w, 3], tf.float32),
+                    tf.TensorSpec([None, *features.shape[1:]], tf.float32),
+                ],
+                jit_compile=False,
+                autograph=False,
+            )
+
+        fn = self._compiled(("head", layer, h, w, features.shape[1:]), build)
+        out = []
+        with self._lock:
+            for start in range(0, len(images), self.batch_size):
+                stop = start + self.batch_size
+                out.append(fn(tf.constant(images[start:stop]), tf.constant(features[start:stop])).numpy())
+            self.images_seen += len(images)
+        return np.concatenate(out)
+
     def _check_batch(self, images: np.ndarray, allow_float: bool = False) -> np.ndarray:
         images = np.asarray(images)
         if images.ndim == 3:
@@ -387,8 +434,11 @@ def _call(op, *args, **kwargs):
     return op(*args, **kwargs)
 
 
-def _replay(model, x, path: list[str], strip_head: Callable | None, tape=None):
+def _replay(model, x, path: list[str], strip_head: Callable | None, tape=None, replace=None):
     """Run ``model`` on ``x``; return (output of the layer at ``path`` or None, model output).
+
+    With ``replace`` (a tensor shaped like that layer's output) the layer's output is swapped for
+    it before the rest of the network runs (``Classifier.head_scores``).
 
     The output layer is swapped for ``strip_head(layer)`` when that returns a layer (pre-softmax
     scores). A path through a nested model recurses into it, so the feature maps and the final
@@ -403,7 +453,7 @@ def _replay(model, x, path: list[str], strip_head: Callable | None, tape=None):
             if len(path) == 1:
 
                 def target(*args, **kwargs):
-                    out = _call(op, *args, **kwargs)
+                    out = _call(op, *args, **kwargs) if replace is None else replace
                     if tape is not None:
                         tape.watch(out)
                     captured["features"] = out
@@ -415,7 +465,7 @@ def _replay(model, x, path: list[str], strip_head: Callable | None, tape=None):
                 return target
 
             def nested(*args, **kwargs):
-                feats, out = _replay(op, args[0], path[1:], head, tape)
+                feats, out = _replay(op, args[0], path[1:], head, tape, replace)
                 captured["features"] = feats
                 return out
 

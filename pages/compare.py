@@ -3,23 +3,23 @@ from __future__ import annotations
 
 import streamlit as st
 
-import services
-import views
+from explainers.render import render_explanation
+from ui import explain_panel, page, services, state, widgets
 
-views.page_setup()
+page.page_setup()
 st.title("Compare labels")
 st.caption("Every top-k label explained by every method of the current run, on one colour scale per method.")
-classifier, image = views.require_model_and_image()
-preds = services.predictions(classifier, image, views.top_k())
-request = views.current_request(classifier, preds)
-results = views.collect_results(classifier, image, request)
+classifier, image = page.require_model_and_image()
+preds = services.predictions(classifier, image, state.top_k())
+request = explain_panel.current_request(classifier, preds)
+results = explain_panel.collect_results(classifier, image, request)
 flat = [r for rs in results.values() for r in rs]
 if not flat:
     st.info("Nothing to compare yet: choose methods on the Explain page.")
     st.stop()
 
 specs = services.method_specs(classifier)
-limits = views.limits_for(flat)
+limits = widgets.limits_for(flat)
 view = {"opacity": 0.55, "cmap": "blue-white-red"}
 names = list(results)
 header = st.columns([1] + [1] * len(names))
@@ -34,7 +34,7 @@ for idx, label_name, prob in preds:
         found = [r for r in results[name] if r.label == idx]
         if found:
             with col:
-                st.image(views.render_explanation(image.pixels, found[0], limit=limits[name], **view), width="stretch")
-                st.caption(views.stats_line(found[0]))
-    if views.stakeholder_mode():
-        st.caption(views.plain_caption(classifier, image, flat, idx))
+                st.image(render_explanation(image.pixels, found[0], limit=limits[name], **view), width="stretch")
+                st.caption(widgets.stats_line(found[0]))
+    if state.stakeholder_mode():
+        st.caption(widgets.plain_caption(classifier, image, flat, idx))

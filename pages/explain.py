@@ -3,33 +3,30 @@ from __future__ import annotations
 
 import streamlit as st
 
-import figures
+from ui import explain_panel, exports, figures, page, services, state, widgets
 
-import services
-import views
-
-views.page_setup()
+page.page_setup()
 st.title("Why did the model say that?")
-classifier, image = views.require_model_and_image()
-preds = services.predictions(classifier, image, views.top_k())
-stakeholder = views.stakeholder_mode()
+classifier, image = page.require_model_and_image()
+preds = services.predictions(classifier, image, state.top_k())
+stakeholder = state.stakeholder_mode()
 
 left, right = st.columns([1, 1.4] if not stakeholder else [1, 1])
 with left:
-    st.image(image.pixels, caption=f"{services.current_image_choice().name} · {classifier.name}", width="stretch")
+    st.image(image.pixels, caption=f"{state.current_image_choice().name} · {classifier.name}", width="stretch")
 with right:
     st.plotly_chart(figures.top_k_bar(preds), key="topk_chart")
 
 if not stakeholder:
-    views.segmentation_panel(image)
-    views.explain_form(classifier)
+    explain_panel.segmentation_panel(image)
+    explain_panel.explain_form(classifier)
 
-request = views.current_request(classifier, preds)
-view = views.view_controls(preds)
-results = views.draw_comparison(classifier, image, request, view, preds)
+request = explain_panel.current_request(classifier, preds)
+view = widgets.view_controls(preds)
+results = explain_panel.draw_comparison(classifier, image, request, view, preds)
 
 if results and not stakeholder:
-    views.refine_button(request)
-    views.interactive_view(image, results, view["label"])
+    explain_panel.refine_button(request)
+    explain_panel.interactive_view(image, results, view["label"])
 if results:
-    views.export_buttons(classifier, image, request, results, preds)
+    exports.export_buttons(classifier, image, request, results, preds)

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-import views
+from ui import page, services
 
-import services
-
-views.page_setup()
+page.page_setup()
 st.title("Guide")
 st.markdown(
     """

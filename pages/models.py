@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-import views
+from ui import page, services, state
 
-import services
-
-views.page_setup()
+page.page_setup()
 st.title("Models")
 st.subheader("Catalog")
 for choice in services.model_choices():
@@ -36,10 +34,10 @@ for choice in services.model_choices():
 
 st.subheader("Current model")
 try:
-    classifier = services.get_classifier()
+    classifier = state.current_classifier()
     st.json(classifier.summary())
 except services.EXPECTED_ERRORS as exc:
     st.error(f"The selected model cannot be used: {services.user_message(exc)}")
-problem = st.session_state.get(services.CUSTOM_ERROR_KEY)
+problem = st.session_state.get(state.CUSTOM_ERROR_KEY)
 if problem:
     st.error(f"Rejected upload: {problem}")

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-import views
+from ui import page, trust_panel
 
-views.page_setup()
+page.page_setup()
 st.title("Trust")
 st.caption(
     "How far can each picture be believed? Faithfulness (does hiding the regions a method points "
     "at really lower the score?), stability (same picture with other seeds or invisible noise?), "
     "agreement between methods, and convergence with the number of samples."
 )
-classifier, image = views.require_model_and_image()
-views.trust_panel(classifier, image)
+classifier, image = page.require_model_and_image()
+trust_panel.trust_panel(classifier, image)

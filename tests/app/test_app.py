@@ -13,8 +13,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-import services
-import views
+from ui import explain_panel, services, state
 from model_zoo.registry import load_classifier
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +33,7 @@ def app() -> AppTest:
     services.store().clear()
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     # Small runs keep the suite fast; the defaults are exercised in the browser test.
-    at.session_state[services.RUN_KEY] = views.build_request(["lime", "gradcam", "kernel_shap"], samples=64)
+    at.session_state[state.RUN_KEY] = explain_panel.build_request(["lime", "gradcam", "kernel_shap"], samples=64)
     return at
 
 
@@ -70,7 +69,7 @@ def test_view_changes_and_label_switch_do_not_call_the_model(app: AppTest) -> No
     assert not app.exception
     classifier = load_classifier("efficientnet-lite0")
     before = classifier.images_seen
-    labels = app.session_state[views.CURRENT_LABELS_KEY]
+    labels = app.session_state[state.CURRENT_LABELS_KEY]
     assert len(labels) == 2
     app.selectbox(key="xai_view_label").select(labels[1]).run()
     assert app.session_state["xai_view_label"] == labels[1] and not app.exception
@@ -89,8 +88,8 @@ def test_uploaded_image_gets_predictions(app: AppTest) -> None:
     app.radio(key="xai_image_source").set_value("Upload").run()
     app.file_uploader(key="xai_upload").set_value(("coffee.png", png(data.coffee()), "image/png")).run()
     assert not app.exception
-    assert services.IMAGE_KEY in app.session_state
-    assert app.session_state[services.IMAGE_KEY].name == "coffee.png"
+    assert state.IMAGE_KEY in app.session_state
+    assert app.session_state[state.IMAGE_KEY].name == "coffee.png"
     assert app.selectbox(key="xai_view_label").value == 967  # espresso
 
 
@@ -109,12 +108,12 @@ def test_bad_image_shows_an_error_and_the_session_keeps_working(app: AppTest) ->
 
 def test_bad_model_file_is_rejected_with_a_message(app: AppTest) -> None:
     app.run()
-    app.selectbox(key=services.MODEL_KEY).select("custom").run()
+    app.selectbox(key=state.MODEL_KEY).select("custom").run()
     app.file_uploader(key="xai_model_file").set_value(("evil.keras", b"PK\x03\x04garbage", "application/octet-stream")).run()
     assert not app.exception
     errors = [e.value for e in app.error] + [e.value for e in app.sidebar.error]
     assert errors, "a rejected model must be explained to the user"
-    app.selectbox(key=services.MODEL_KEY).select("efficientnet-lite0").run()
+    app.selectbox(key=state.MODEL_KEY).select("efficientnet-lite0").run()
     assert not app.exception
 
 
@@ -158,7 +157,7 @@ def test_more_samples_refines_the_same_run(app: AppTest) -> None:
     assert len(more) == 1
     more[0].click().run()
     assert not app.exception
-    assert app.session_state[services.RUN_KEY].samples == 128
+    assert app.session_state[state.RUN_KEY].samples == 128
     added = classifier.images_seen - before
     assert 0 < added <= 64, f"refining 64 → 128 samples must only compute the new rows, made {added} calls"
 
@@ -182,12 +181,12 @@ def test_custom_model_with_labels_gets_predictions(app: AppTest, tmp_path) -> No
     path = tmp_path / "tiny.keras"
     keras.Model(inputs, outputs).save(path)
     app.run()
-    app.selectbox(key=services.MODEL_KEY).select("custom").run()
+    app.selectbox(key=state.MODEL_KEY).select("custom").run()
     app.file_uploader(key="xai_labels_file").set_value(("labels.txt", b"red\ngreen\nblue\n", "text/plain")).run()
     app.file_uploader(key="xai_model_file").set_value(("tiny.keras", path.read_bytes(), "application/octet-stream")).run()
     assert not app.exception
-    assert not app.session_state[services.CUSTOM_ERROR_KEY]
-    labels = app.session_state[views.CURRENT_LABELS_KEY]
+    assert not app.session_state[state.CUSTOM_ERROR_KEY]
+    labels = app.session_state[state.CURRENT_LABELS_KEY]
     assert set(labels) <= {0, 1, 2} and len(labels) == 3
     names = " ".join(m.value for m in app.markdown)
     assert "LIME" in names and "Grad-CAM" in names
@@ -215,7 +214,7 @@ def test_sidebar_choices_survive_page_switches(app: AppTest) -> None:
     assert not app.exception
     assert app.slider(key="xai_top_k").value == 2
     assert app.selectbox(key="xai_resize").value == "pad"
-    assert len(app.session_state[views.CURRENT_LABELS_KEY]) == 2
+    assert len(app.session_state[state.CURRENT_LABELS_KEY]) == 2
 
 
 def test_camera_snapshot_is_explained(app: AppTest) -> None:
@@ -227,5 +226,5 @@ def test_camera_snapshot_is_explained(app: AppTest) -> None:
     app.radio(key="xai_image_source").set_value("Camera").run()
     app.camera_input(key="xai_camera").set_value(("snapshot.jpg", buf.getvalue(), "image/jpeg")).run()
     assert not app.exception
-    assert app.session_state[services.IMAGE_KEY].source == "camera"
-    assert app.session_state[views.CURRENT_LABELS_KEY][0] == 967  # espresso
+    assert app.session_state[state.IMAGE_KEY].source == "camera"
+    assert app.session_state[state.CURRENT_LABELS_KEY][0] == 967  # espresso

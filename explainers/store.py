@@ -1,0 +1,179 @@
+"""The run store: a bounded, thread-safe memo of explanation contexts, results and trust reports.
+
+No Streamlit here: the dashboard keeps one instance per process (``ui.services.store``) so all
+sessions share it; scripts and tests can make their own. Keys are built from the request
+(``RunRequest``), never from arrays, and progress callbacks are never part of a key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from explainers.base import Explanation, get_method
+from explainers.context import ExplainContext, SamplingParams
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """The image at the model's input size, plus how to map coordinates back to the file."""
+
+    pixels: np.ndarray
+    fitted: Any
+    key: str  # sha256 of the original bytes + resize policy
+
+
+def _freeze(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything that determines an explanation run (and therefore its cache key)."""
+
+    methods: tuple[tuple[str, Any], ...]  # (name, frozen params)
+    labels: tuple[int, ...]
+    seed: int = 0
+    samples: int = 1000
+    fill: str = "mean"
+    segmentation: str = "quickshift"
+    segmentation_params: Any = ()
+
+    def method_params(self, name: str) -> dict[str, Any]:
+        for n, params in self.methods:
+            if n == name:
+                return dict(params)
+        return {}
+
+
+class ExplanationStore:
+    """Bounded, thread-safe memo of explanation contexts and results shared by all sessions."""
+
+    def __init__(self, max_contexts: int = 6, max_results: int = 400) -> None:
+        self._lock = threading.Lock()
+        self._contexts: OrderedDict[Any, tuple[ExplainContext, threading.Lock]] = OrderedDict()
+        self._results: OrderedDict[Any, list[Explanation]] = OrderedDict()
+        self._probs: OrderedDict[Any, np.ndarray] = OrderedDict()
+        self.max_contexts = max_contexts
+        self.max_results = max_results
+
+    def clear(self) -> None:
+        with self._lock:
+            self._contexts.clear()
+            self._results.clear()
+            self._probs.clear()
+
+    def probabilities(self, classifier: Any, image: PreparedImage) -> np.ndarray:
+        key = (classifier.id, image.key)
+        with self._lock:
+            if key in self._probs:
+                self._probs.move_to_end(key)
+                return self._probs[key]
+        probs = classifier.predict(image.pixels[None])[0]
+        with self._lock:
+            self._probs[key] = probs
+            while len(self._probs) > 64:
+                self._probs.popitem(last=False)
+        return probs
+
+    def _context(self, classifier: Any, image: PreparedImage, req: RunRequest):
+        key = (classifier.id, image.key, req.seed, req.fill, req.segmentation, req.segmentation_params)
+        with self._lock:
+            if key in self._contexts:
+                self._contexts.move_to_end(key)
+                return self._contexts[key]
+            ctx = ExplainContext(
+                classifier, image.pixels, seed=req.seed, segmentation=req.segmentation,
+                segmentation_params=dict(req.segmentation_params) or None,
+                sampling=SamplingParams(samples=req.samples, fill=req.fill),
+            )
+            ctx.cache["probs"] = self._probs.get((classifier.id, image.key))
+            if ctx.cache["probs"] is None:
+                del ctx.cache["probs"]
+            entry = (ctx, threading.Lock())
+            self._contexts[key] = entry
+            while len(self._contexts) > self.max_contexts:
+                self._contexts.popitem(last=False)
+            return entry
+
+    def lookup(self, classifier: Any, image: PreparedImage, req: RunRequest, name: str) -> list[Explanation] | None:
+        key = self._result_key(classifier, image, req, name)
+        with self._lock:
+            found = self._results.get(key)
+            if found is not None:
+                self._results.move_to_end(key)
+            return found
+
+    def _result_key(self, classifier: Any, image: PreparedImage, req: RunRequest, name: str) -> Any:
+        samples = req.samples if get_method(name).family == "perturbation" else None
+        return (classifier.id, image.key, name, _freeze(req.method_params(name)), req.labels,
+                req.seed, req.fill, req.segmentation, req.segmentation_params, samples)
+
+    def compute(
+        self, classifier: Any, image: PreparedImage, req: RunRequest, name: str,
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> list[Explanation]:
+        """Cached result or a fresh run (sharing the context's perturbation pass)."""
+        found = self.lookup(classifier, image, req, name)
+        if found is not None:
+            return found
+        from explainers.runner import run_method
+
+        ctx, ctx_lock = self._context(classifier, image, req)
+        with ctx_lock:
+            ctx.sampling = dataclasses.replace(ctx.sampling, samples=req.samples)
+            ctx.progress = progress
+            try:
+                results = run_method(ctx, name, req.method_params(name), list(req.labels))
+            finally:
+                ctx.progress = None
+        key = self._result_key(classifier, image, req, name)
+        with self._lock:
+            self._results[key] = results
+            while len(self._results) > self.max_results:
+                self._results.popitem(last=False)
+        return results
+
+    def context_for(self, classifier: Any, image: PreparedImage, req: RunRequest) -> ExplainContext:
+        return self._context(classifier, image, req)[0]
+
+    def trust_lookup(self, classifier: Any, image: PreparedImage, req: RunRequest, label: int,
+                     settings: Mapping[str, Any], mask_key: str = "") -> Any | None:
+        key = ("trust", classifier.id, image.key, _freeze(req), int(label), _freeze(settings), mask_key)
+        with self._lock:
+            return self._results.get(key)
+
+    def trust(self, classifier: Any, image: PreparedImage, req: RunRequest, label: int,
+              settings: Mapping[str, Any], mask: np.ndarray | None = None, mask_key: str = "",
+              progress: Callable[[int, int, str], None] | None = None) -> Any:
+        """The trust report of one label for the request's explanations (memoised).
+
+        Reuses the request's context, so the deletion curves, convergence and bootstrap use the
+        perturbation rows already computed; stability reruns are kept in the context for the
+        next label.
+        """
+        found = self.trust_lookup(classifier, image, req, label, settings, mask_key)
+        if found is not None:
+            return found
+        from explainers.trust import trust_report
+
+        results = [r for name, _ in req.methods
+                   for r in self.compute(classifier, image, req, name) if r.label == int(label)]
+        ctx, ctx_lock = self._context(classifier, image, req)
+        with ctx_lock:
+            ctx.sampling = dataclasses.replace(ctx.sampling, samples=req.samples)
+            report = trust_report(ctx, results, int(label), mask=mask, progress=progress, **dict(settings))
+        key = ("trust", classifier.id, image.key, _freeze(req), int(label), _freeze(settings), mask_key)
+        with self._lock:
+            self._results[key] = report
+        return report

@@ -1,0 +1,52 @@
+"""The Export expander: the run's files built by ``explainers.export`` on click."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import streamlit as st
+
+from explainers.base import Explanation
+from explainers.store import PreparedImage, RunRequest
+from ui import state
+from ui.widgets import plain_caption
+
+
+def run_metadata(classifier: Any, image: PreparedImage, req: RunRequest) -> dict[str, Any]:
+    choice = state.current_image_choice()
+    return {
+        "model": classifier.id, "model_name": classifier.name, "image_name": choice.name if choice else "",
+        "image_sha256": choice.sha256 if choice else "", "resize": st.session_state.get("xai_resize", "crop"),
+        "seed": req.seed, "samples": req.samples, "fill": req.fill, "segmentation": req.segmentation,
+        "segmentation_params": dict(req.segmentation_params),
+        "methods": {n: dict(p) for n, p in req.methods}, "labels": list(req.labels),
+    }
+
+
+def export_buttons(classifier: Any, image: PreparedImage, req: RunRequest,
+                   results: Sequence[Explanation], preds: Sequence[tuple[int, str, float]]) -> None:
+    from explainers import export
+
+    meta = run_metadata(classifier, image, req)
+    meta["predictions"] = [{"index": i, "label": n, "probability": p} for i, n, p in preds]
+    view = {"opacity": 0.55, "cmap": "blue-white-red"}
+    pixels, results = image.pixels, list(results)
+
+    def html() -> str:
+        captions = {label: plain_caption(classifier, image, results, label) for label in req.labels}
+        return export.html_report(pixels, results, meta, preds, captions, **view)
+
+    # Callables: the files are built only when a button is pressed, so reruns stay fast.
+    with st.expander("Export"):
+        cols = st.columns(4)
+        cols[0].download_button("PNG grid", lambda: export.comparison_png(pixels, results, **view),
+                                file_name="xai-lens-comparison.png", mime="image/png", key="xai_dl_png",
+                                on_click="ignore")
+        cols[1].download_button("HTML report", html,
+                                file_name="xai-lens-report.html", mime="text/html", key="xai_dl_html",
+                                on_click="ignore")
+        cols[2].download_button("Raw NPZ", lambda: export.results_npz(pixels, results, meta),
+                                file_name="xai-lens-results.npz", mime="application/octet-stream",
+                                key="xai_dl_npz", on_click="ignore")
+        cols[3].download_button("JSON", lambda: export.results_json(meta, results),
+                                file_name="xai-lens-results.json", mime="application/json", key="xai_dl_json",
+                                on_click="ignore")

@@ -1,0 +1,50 @@
+"""What every page calls first: keep the sidebar's choices, draw it, and get a usable model + image."""
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from explainers.store import PreparedImage
+from ui import services, state
+from ui.sidebar import draw_sidebar
+
+
+def page_setup() -> None:
+    """Call first on every page: keeps sidebar choices across page switches and draws the sidebar.
+
+    Streamlit drops the state of widgets that a page does not draw; re-assigning the keys turns
+    them into plain session values that survive the switch (uploads are copied at once by
+    their callbacks). The sidebar is drawn by each page rather than by app.py because AppTest
+    only keeps a file page's own elements on reruns.
+    """
+    session = st.session_state
+    for key in state.PERSISTENT_KEYS:
+        if key in session:
+            session[key] = session[key]
+    for key, value in state.SIDEBAR_DEFAULTS.items():
+        session.setdefault(key, value)
+    draw_sidebar()
+
+
+def require_model_and_image() -> tuple[Any, PreparedImage]:
+    """The chosen classifier and image, or an error message and ``st.stop()``."""
+    try:
+        classifier = state.current_classifier()
+    except services.EXPECTED_ERRORS as exc:
+        st.error(f"The model could not be loaded: {services.user_message(exc)}")
+        st.info("Pick another model in the sidebar; the bundled EfficientNet-Lite0 always works offline.")
+        st.stop()
+    choice = state.current_image_choice()
+    if choice is None:
+        st.info("Choose an image in the sidebar.")
+        st.stop()
+    try:
+        if classifier.input_size is None:
+            raise ValueError("this model accepts any input size; set an input size in the sidebar")
+        image = services.prepare(classifier, choice, st.session_state.get("xai_resize", "crop"))
+    except services.EXPECTED_ERRORS as exc:
+        st.error(f"This image cannot be used: {services.user_message(exc)}")
+        st.info("Upload a PNG, JPEG, GIF, BMP, TIFF or WebP photo, or pick a sample image.")
+        st.stop()
+    return classifier, image

@@ -1,0 +1,212 @@
+"""Cached services between the Streamlit pages and the library: models, images, the run store, progress.
+
+Everything that loads a model, decodes an image or computes an explanation goes through here,
+so caching rules live in one place:
+- models: ``st.cache_resource`` (one instance per process; ``Classifier`` holds the inference lock);
+- images: decoded once per sha256 of their bytes (never hashed from the array: Streamlit samples
+  big arrays when hashing, see DESIGN.md §4);
+- explanations: one ``explainers.store.ExplanationStore`` in ``st.cache_resource``, shared by all
+  sessions; progress callbacks are never part of a cached function (they break on cache hits).
+Functions here take explicit arguments; session state lives in ``ui.state``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import streamlit as st
+
+from explainers.base import ExplainerError, methods
+from explainers.store import ExplanationStore, PreparedImage, _freeze
+
+
+@dataclass(frozen=True)
+class ImageChoice:
+    """The user's image as bytes (kept in session state so page switches never lose it)."""
+
+    data: bytes
+    name: str
+    source: str  # "sample" | "upload" | "camera"
+    sha256: str
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _decode_image(sha256: str, _data: bytes) -> np.ndarray:
+    from model_zoo.images import load_image
+
+    return load_image(_data)
+
+
+def decode_image(choice: ImageChoice) -> np.ndarray:
+    """RGB uint8 pixels of the chosen image (raises ImageError with a user message)."""
+    return _decode_image(choice.sha256, choice.data)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def sample_bytes(name: str) -> bytes:
+    from model_zoo.samples import sample_png_bytes
+
+    return sample_png_bytes(name)
+
+
+def sample_titles() -> dict[str, str]:
+    from model_zoo.samples import SAMPLES
+
+    return dict(SAMPLES)
+
+
+@dataclass(frozen=True)
+class CustomModelChoice:
+    data: bytes
+    filename: str
+    sha256: str
+    labels: tuple[str, ...] | None = None
+    preprocessing: str | None = None
+    input_size: tuple[int, int] | None = None
+
+
+def preprocessing_choices() -> list[str]:
+    from model_zoo.preprocessing import PREPROCESSING
+
+    return ["guess", *PREPROCESSING]
+
+
+def preprocessing_title(name: str) -> str:
+    from model_zoo.preprocessing import PREPROCESSING
+
+    return "guess from the model" if name == "guess" else f"{name}: {PREPROCESSING[name]}"
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def model_choices() -> list[Any]:
+    from model_zoo.registry import available_models
+
+    return available_models()
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def _catalog_classifier(ref: str) -> Any:
+    from model_zoo.registry import load_classifier
+
+    return load_classifier(ref)
+
+
+@st.cache_resource(max_entries=3, show_spinner="Loading your model…")
+def _custom_classifier(
+    sha256: str, filename: str, labels: tuple[str, ...] | None, preprocessing: str | None,
+    input_size: tuple[int, int] | None, _data: bytes,
+) -> Any:
+    from model_zoo.custom import load_custom_model
+
+    return load_custom_model(
+        _data, filename, labels=list(labels) if labels else None,
+        preprocessing=preprocessing, input_size=input_size,
+    )
+
+
+def default_model_ref() -> str:
+    from model_zoo.registry import default_model_id
+
+    return default_model_id()
+
+
+def get_classifier(ref: str, custom: CustomModelChoice | None = None) -> Any:
+    """The classifier ``ref`` (``"custom"``: the uploaded ``custom``); raises ModelError with a user message."""
+    if ref == "custom":
+        if custom is None:
+            from model_zoo.classifier import ModelError
+
+            raise ModelError("upload a .keras or .h5 model in the sidebar first")
+        return _custom_classifier(
+            custom.sha256, custom.filename, custom.labels, custom.preprocessing,
+            custom.input_size, custom.data,
+        )
+    return _catalog_classifier(ref)
+
+
+def prepare(classifier: Any, choice: ImageChoice, policy: str = "crop") -> PreparedImage:
+    fitted = _prepare_cached(classifier.id, choice.sha256, policy, _classifier=classifier, _choice=choice)
+    return PreparedImage(fitted.image, fitted, f"{choice.sha256}:{policy}")
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _prepare_cached(model_id: str, sha256: str, policy: str, *, _classifier: Any, _choice: ImageChoice) -> Any:
+    from model_zoo.registry import prepare_image
+
+    return prepare_image(_classifier, decode_image(_choice), policy=policy)
+
+
+def predictions(classifier: Any, image: PreparedImage, top_k: int) -> list[tuple[int, str, float]]:
+    probs = store().probabilities(classifier, image)
+    order = np.argsort(-probs, kind="stable")[:top_k]
+    return [(int(i), classifier.labels[int(i)], float(probs[i])) for i in order]
+
+
+@st.cache_resource
+def store() -> ExplanationStore:
+    return ExplanationStore()
+
+
+def method_specs(classifier: Any | None = None) -> dict[str, Any]:
+    """Registered methods usable with this classifier (white-box ones need gradients)."""
+    found = methods()
+    if classifier is not None and not getattr(classifier, "supports_gradients", False):
+        found = {k: v for k, v in found.items() if not v.needs_gradients}
+    return found
+
+
+def segment_preview(image: PreparedImage, algorithm: str, params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(segments, picture with boundaries) — cheap, before any model call."""
+    return _segment_cached(image.key, algorithm, _freeze(params), _pixels=image.pixels)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _segment_cached(key: str, algorithm: str, params: Any, *, _pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from explainers.render import draw_boundaries
+    from explainers.segmentation import segment
+
+    segments = segment(_pixels, algorithm, dict(params) or None)
+    return segments, draw_boundaries(_pixels, segments)
+
+
+class ProgressReporter:
+    """Drives an ``st.progress`` bar from the engine's callback, with an ETA."""
+
+    def __init__(self, placeholder: Any, label: str) -> None:
+        self.placeholder = placeholder
+        self.label = label
+        self.start = time.perf_counter()
+        self.bar = placeholder.progress(0.0, text=f"{label}: starting…")
+
+    def __call__(self, done: int, total: int, stage: str) -> None:
+        elapsed = time.perf_counter() - self.start
+        frac = done / total if total else 1.0
+        eta = elapsed / frac - elapsed if frac > 0 else float("nan")
+        text = f"{self.label}: {done}/{total} model calls"
+        if frac > 0 and frac < 1:
+            text += f" · about {eta:.0f} s left"
+        self.bar.progress(min(1.0, frac), text=text)
+
+    def done(self) -> None:
+        self.placeholder.empty()
+
+
+def user_message(exc: BaseException) -> str:
+    """One readable line for an expected error (bad image, model, parameter)."""
+    text = str(exc).strip() or exc.__class__.__name__
+    return text[0].upper() + text[1:] if text else text
+
+
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, ExplainerError, OSError)
+
+
+def download_weights(model_id: str, progress: Callable[[int, int], None] | None = None) -> str:
+    """Fetch a catalog model's ImageNet weights on explicit request (hash-checked, atomic)."""
+    from model_zoo.catalog import get_entry
+    from model_zoo.weights import download_weights as fetch
+
+    path = fetch(get_entry(model_id), progress)
+    model_choices.clear()
+    return str(path)

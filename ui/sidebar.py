@@ -1,0 +1,113 @@
+"""The shared sidebar (model, image, top-k, stakeholder mode) and its upload callbacks."""
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+
+from ui import services, state
+
+
+def _on_upload() -> None:
+    upload = st.session_state.get("xai_upload")
+    if upload is not None:
+        state.remember_image(upload.getvalue(), upload.name, "upload")
+
+
+def _on_camera() -> None:
+    shot = st.session_state.get("xai_camera")
+    if shot is not None:
+        state.remember_image(shot.getvalue(), "camera snapshot", "camera")
+
+
+def _on_sample() -> None:
+    name = st.session_state.get("xai_sample")
+    if name:
+        state.remember_image(services.sample_bytes(name), name, "sample")
+
+
+def remember_custom_model_from_widgets() -> None:
+    """Sidebar callback: copy the uploaded model/labels into session state and validate them.
+
+    Problems are stored as one message under CUSTOM_ERROR_KEY (shown by the sidebar); the
+    previously loaded model, if any, stays usable.
+    """
+    session = st.session_state
+    session[state.CUSTOM_ERROR_KEY] = None
+    model_file = state.get("xai_model_file")
+    if model_file is None:
+        return
+    labels = None
+    labels_file = state.get("xai_labels_file")
+    try:
+        if labels_file is not None:
+            from model_zoo.labels import parse_labels
+
+            labels = tuple(parse_labels(labels_file.getvalue(), labels_file.name))
+        data = model_file.getvalue()
+        pre = state.get("xai_preprocessing") or "guess"
+        size = int(state.get("xai_input_size") or 0)
+        choice = services.CustomModelChoice(
+            data=data, filename=model_file.name, sha256=hashlib.sha256(data).hexdigest(),
+            labels=labels, preprocessing=None if pre == "guess" else pre,
+            input_size=(size, size) if size else None,
+        )
+        services.get_classifier("custom", choice)  # load now so that errors show at once
+    except services.EXPECTED_ERRORS as exc:
+        session[state.CUSTOM_ERROR_KEY] = services.user_message(exc)
+        return
+    state.remember_custom_model(choice)
+
+
+def _on_custom_model() -> None:
+    services.remember_custom_model_from_widgets()
+
+
+def model_sidebar() -> None:
+    st.header("Model")
+    choices = services.model_choices()
+    titles = {c.id: c.name + ("" if c.available else " — weights missing") for c in choices}
+    titles["custom"] = "Your own model (.keras / .h5)…"
+    state.current_model_ref()  # initialises the default choice
+    st.selectbox("Classifier", list(titles), format_func=titles.get, key=state.MODEL_KEY)
+    if st.session_state[state.MODEL_KEY] == "custom":
+        st.file_uploader("Model file", type=["keras", "h5"], key="xai_model_file",
+                         on_change=_on_custom_model,
+                         help="Loaded in Keras safe mode: Lambda layers and custom code are refused.")
+        st.file_uploader("Labels (optional)", type=["txt", "json", "csv"], key="xai_labels_file",
+                         on_change=_on_custom_model)
+        st.selectbox("Preprocessing", services.preprocessing_choices(), key="xai_preprocessing",
+                     format_func=services.preprocessing_title, on_change=_on_custom_model,
+                     help="How pixels are scaled before the model; 'guess' looks at the model's first layers.")
+        st.number_input("Input size (only if the model accepts any size)", 0, 1024, step=1,
+                        key="xai_input_size", on_change=_on_custom_model)
+        problem = st.session_state.get(state.CUSTOM_ERROR_KEY)
+        if problem:
+            st.error(problem)
+
+
+def image_sidebar() -> None:
+    st.header("Image")
+    source = st.radio("Source", ["Sample", "Upload", "Camera"], horizontal=True, key="xai_image_source")
+    if source == "Sample":
+        titles = services.sample_titles()
+        st.selectbox("Sample image", list(titles), format_func=titles.get, key="xai_sample",
+                     on_change=_on_sample)
+    elif source == "Upload":
+        st.file_uploader("Image file", type=["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp"],
+                         key="xai_upload", on_change=_on_upload)
+    else:
+        st.camera_input("Snapshot", key="xai_camera", on_change=_on_camera)
+    st.selectbox("Fit to model input", ["crop", "stretch", "pad"], key="xai_resize",
+                 help="crop: centre crop like the model's evaluation; stretch: ignore aspect; pad: letterbox.")
+
+
+def draw_sidebar() -> None:
+    state.ensure_default_image()
+    with st.sidebar:
+        model_sidebar()
+        image_sidebar()
+        st.header("View")
+        st.slider("Top-k labels", 1, 10, key="xai_top_k")
+        st.toggle("Stakeholder mode", key="xai_stakeholder",
+                  help="Hide the knobs, enlarge pictures and add plain-language captions.")

@@ -1,0 +1,107 @@
+"""Session state of the dashboard: its keys, defaults and the user's current choices.
+
+Streamlit-specific; the one place that knows which ``st.session_state`` key holds what.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+import streamlit as st
+
+from ui import services
+from ui.services import CustomModelChoice, ImageChoice
+
+
+IMAGE_KEY = "xai_image"
+
+
+MODEL_KEY = "xai_model_ref"
+
+
+CUSTOM_KEY = "xai_custom_model"
+
+
+RUN_KEY = "xai_run_request"
+
+
+CUSTOM_ERROR_KEY = "xai_custom_error"
+
+
+CURRENT_LABELS_KEY = "xai_current_labels"
+
+
+TRUST_KEY = "xai_trust_request"
+
+
+DEFAULT_METHODS = ("lime", "gradcam", "kernel_shap")
+
+
+DEFAULT_SAMPLES = int(os.environ.get("XAI_LENS_DEFAULT_SAMPLES", "1000"))  # lowered by the browser tests
+
+
+SAMPLE_CHOICES = sorted({50, 100, 250, 500, 1000, 2000, 5000, DEFAULT_SAMPLES})
+
+
+VIEW_DEFAULTS = {
+    "xai_view_style": "heatmap", "xai_view_opacity": 0.55, "xai_view_cmap": "blue-white-red",
+    "xai_view_boundaries": False, "xai_view_positive": False, "xai_view_top_n": 0,
+    "xai_view_hide_rest": False, "xai_view_upsampling": "bilinear",
+}
+
+
+SIDEBAR_DEFAULTS = {
+    "xai_image_source": "Sample", "xai_resize": "crop", "xai_top_k": 3, "xai_stakeholder": False,
+    "xai_preprocessing": "guess", "xai_input_size": 0,
+}
+
+
+PERSISTENT_KEYS = (*SIDEBAR_DEFAULTS, MODEL_KEY, "xai_sample", *VIEW_DEFAULTS, "xai_view_label")
+
+
+TRUST_DEFAULTS = {"seeds": 3, "noise_sigma": 3.0, "top_n": 5, "steps": 16, "stability_samples": 300}
+
+
+def remember_image(data: bytes, name: str, source: str) -> ImageChoice:
+    choice = ImageChoice(bytes(data), name, source, hashlib.sha256(data).hexdigest())
+    st.session_state[IMAGE_KEY] = choice
+    return choice
+
+
+def current_image_choice() -> ImageChoice | None:
+    return st.session_state.get(IMAGE_KEY)
+
+
+def ensure_default_image() -> None:
+    """Start every new session with the bundled cat photo, so the app shows something at once."""
+    if current_image_choice() is None:
+        st.session_state.setdefault("xai_sample", "chelsea")
+        remember_image(services.sample_bytes(st.session_state["xai_sample"]), st.session_state["xai_sample"], "sample")
+
+
+def remember_custom_model(choice: CustomModelChoice) -> None:
+    st.session_state[CUSTOM_KEY] = choice
+
+
+def current_custom_model() -> CustomModelChoice | None:
+    return st.session_state.get(CUSTOM_KEY)
+
+
+def current_model_ref() -> str:
+    if MODEL_KEY not in st.session_state:
+        st.session_state[MODEL_KEY] = services.default_model_ref()
+    return st.session_state[MODEL_KEY]
+
+
+def stakeholder_mode() -> bool:
+    return bool(st.session_state.get("xai_stakeholder", False))
+
+
+def top_k() -> int:
+    return int(st.session_state.get("xai_top_k", 3))
+
+
+def current_classifier() -> Any:
+    """The classifier chosen in the sidebar (raises ModelError with a user message)."""
+    return services.get_classifier(current_model_ref(), current_custom_model())

@@ -1,0 +1,132 @@
+"""Small drawing helpers shared by several pages: widgets from dataclasses, view controls, result cells."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np
+import streamlit as st
+
+from explainers.base import Explanation
+from explainers.render import COLORMAPS, method_limits, render_explanation
+from explainers.store import PreparedImage
+from ui import state
+
+
+def dataclass_widgets(params_type: type, key_prefix: str, skip: Sequence[str] = (),
+                      choices: dict[str, Sequence[Any]] | None = None) -> dict[str, Any]:
+    """One widget per dataclass field (numbers → number inputs, bools → checkboxes, str → text/select)."""
+    values: dict[str, Any] = {}
+    choices = choices or {}
+    for f in dataclasses.fields(params_type):
+        if f.name in skip:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        label = f.name.replace("_", " ")
+        key = f"{key_prefix}_{f.name}"
+        if f.name in choices:
+            opts = list(choices[f.name])
+            values[f.name] = st.selectbox(label, opts, index=opts.index(default) if default in opts else 0, key=key)
+        elif isinstance(default, bool):
+            values[f.name] = st.checkbox(label, value=default, key=key)
+        elif isinstance(default, int):
+            values[f.name] = int(st.number_input(label, value=default, step=1, key=key))
+        elif isinstance(default, float):
+            values[f.name] = float(st.number_input(label, value=default, format="%.4g", key=key))
+        else:
+            values[f.name] = st.text_input(label, value="" if default is None else str(default), key=key)
+    return values
+
+
+def view_controls(labels: Sequence[tuple[int, str, float]], key: str = "xai_view_label") -> dict[str, Any]:
+    """View-only controls: changing them re-renders from cache, never calls the model."""
+    for k, v in state.VIEW_DEFAULTS.items():
+        st.session_state.setdefault(k, v)
+    options = [idx for idx, _, _ in labels]
+    names = {idx: f"{name} ({p:.1%})" for idx, name, p in labels}
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = options[0]
+    cols = st.columns([2, 1, 1, 1])
+    label = cols[0].selectbox("Label to explain", options, format_func=names.get, key=key)
+    if state.stakeholder_mode():
+        return {"label": label, "view": {"opacity": 0.55, "cmap": "blue-white-red", "upsampling": "bilinear"}}
+    style = cols[1].radio("Style", ["heatmap", "segments"], key="xai_view_style",
+                          format_func={"heatmap": "heatmap", "segments": "pros & cons"}.get)
+    cols[2].slider("Opacity", 0.0, 1.0, key="xai_view_opacity")
+    cols[3].selectbox("Colours", list(COLORMAPS), key="xai_view_cmap")
+    more = st.columns(5)
+    more[0].toggle("Boundaries", key="xai_view_boundaries")
+    more[1].toggle("Positive only", key="xai_view_positive")
+    more[2].number_input("Top-N segments (0 = all)", 0, 200, step=1, key="xai_view_top_n")
+    more[3].toggle("Hide the rest", key="xai_view_hide_rest")
+    more[4].selectbox("Upsampling", ["bilinear", "nearest", "bicubic"], key="xai_view_upsampling")
+    s = st.session_state
+    return {
+        "label": label,
+        "view": {
+            "style": style, "opacity": s.xai_view_opacity, "cmap": s.xai_view_cmap,
+            "boundaries": s.xai_view_boundaries, "positive_only": s.xai_view_positive,
+            "top_n": int(s.xai_view_top_n) or None, "hide_rest": s.xai_view_hide_rest,
+            "upsampling": s.xai_view_upsampling,
+        },
+    }
+
+
+def stats_line(exp: Explanation) -> str:
+    shared = int(exp.extras.get("shared_calls", 0) or 0) if exp.extras else 0
+    if exp.model_calls == 0 and shared:
+        calls = f"reused {shared} model calls"
+    else:
+        calls = f"{exp.model_calls} model calls"
+    parts = [f"{exp.seconds:.2f} s", calls]
+    if exp.r2 is not None:
+        parts.append(f"R² {exp.r2:.2f}")
+    if exp.base_value is not None:
+        parts.append(f"base {exp.base_value:.3f}")
+    return " · ".join(parts)
+
+
+def draw_result(container: Any, image: np.ndarray, exp: Explanation, limit: float, view: dict[str, Any],
+                title: str, caption: str | None = None) -> None:
+    with container:
+        st.markdown(f"**{title}**")
+        st.image(render_explanation(image, exp, limit=limit, **view), width="stretch")
+        st.caption(stats_line(exp))
+        if caption:
+            st.caption(caption)
+
+
+def limits_for(results: Sequence[Explanation]) -> dict[str, float]:
+    """Symmetric colour limits: one per method across its labels (methods have different units).
+
+    LIME and KernelSHAP both attribute the same probability per superpixel, so they share one.
+    """
+    limits = method_limits(results)
+    shared = [m for m in ("lime", "kernel_shap") if m in limits]
+    if len(shared) == 2:
+        both = max(limits["lime"], limits["kernel_shap"])
+        limits["lime"] = limits["kernel_shap"] = both
+    return limits
+
+
+def badge_for(exp: Explanation) -> str | None:
+    """A one-line trust hint under a picture until the Trust page has measured this label."""
+    if exp.r2 is not None and exp.r2 < 0.4:
+        return f"⚠️ low fit: R² {exp.r2:.2f} — the linear surrogate explains little of the model here"
+    return None
+
+
+def trust_badges(label: int) -> dict[str, str]:
+    """Badges from a trust report computed earlier for this label (none if not computed)."""
+    from explainers.trust import badges
+
+    req = st.session_state.get(state.RUN_KEY)
+    reports = st.session_state.get("xai_trust_reports", {})
+    report = reports.get((req.seed if req else 0, label))
+    return badges(report) if report is not None else {}
+
+
+def plain_caption(classifier: Any, image: PreparedImage, results: Sequence[Explanation], label: int) -> str:
+    from explainers.summary import caption
+
+    return caption([r for r in results if r.label == label])
