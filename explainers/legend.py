@@ -98,19 +98,32 @@ def bar(legend: Legend, width: int = 256, height: int = 14) -> np.ndarray:
     return np.repeat(row[None], height, axis=0)
 
 
+def font(size: int, bold: bool = False):
+    """DejaVu Sans where the system has it (full Unicode: −, —, accents), else Pillow's own font."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.truetype("DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf", size)
+    except OSError:
+        return ImageFont.load_default(size=size)
+
+
 def legend_png(legend: Legend, width: int = 320) -> np.ndarray:
     """The legend as a picture: title, bar with a dark frame, end values, end meanings, units."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
-    small = ImageFont.load_default(size=11)
-    font = ImageFont.load_default(size=12)
+    small = font(10)
+    title_font = font(12, bold=True)
     pad = 6
-    height = 86 if legend.title else 70
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    two_lines = (probe.textlength(legend.low_text, font=small) + probe.textlength(legend.high_text, font=small)
+                 + 12 > width - 2 * pad)
+    height = (86 if legend.title else 70) + (14 if two_lines else 0)
     pil = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(pil)
     y = 2
     if legend.title:
-        draw.text((pad, y), legend.title, fill=(20, 20, 20), font=font)
+        draw.text((pad, y), legend.title, fill=(20, 20, 20), font=title_font)
         y += 16
     strip = bar(legend, width - 2 * pad, 14)
     pil.paste(Image.fromarray(strip), (pad, y))
@@ -121,9 +134,17 @@ def legend_png(legend: Legend, width: int = 320) -> np.ndarray:
     if not legend.positive_only:
         draw.text((width // 2, y), "0", fill=(20, 20, 20), font=small, anchor="ma")
     y += 14
-    draw.text((pad, y), _fit(draw, legend.low_text, small, width // 2 - pad), fill=(20, 20, 20), font=small)
-    draw.text((width - pad, y), _fit(draw, legend.high_text, small, width // 2 - pad), fill=(20, 20, 20),
-              font=small, anchor="ra")
+    room = width - 2 * pad
+    side_by_side = (draw.textlength(legend.low_text, font=small) + draw.textlength(legend.high_text, font=small)
+                    + 12 <= room)
+    if side_by_side:
+        draw.text((pad, y), legend.low_text, fill=(20, 20, 20), font=small)
+        draw.text((width - pad, y), legend.high_text, fill=(20, 20, 20), font=small, anchor="ra")
+    else:  # narrow: one meaning per line, the low end's on the left, the high end's on the right
+        draw.text((pad, y), _fit(draw, legend.low_text, small, room), fill=(20, 20, 20), font=small)
+        y += 14
+        draw.text((width - pad, y), _fit(draw, legend.high_text, small, room), fill=(20, 20, 20), font=small,
+                  anchor="ra")
     y += 14
     draw.text((width // 2, y), legend.units, fill=(90, 90, 90), font=small, anchor="ma")
     return np.asarray(pil)

@@ -48,6 +48,9 @@ WEAK = 0.1
 """Below this fraction of the colour limit a pixel keeps the photo untouched."""
 OUTLINE = ((255, 255, 255), (20, 20, 20))
 """Top-region outlines: a white line with a dark line outside it, visible on any photo."""
+OUTLINE_SEGMENTS = 3
+OUTLINE_PERCENT = 10
+"""What "outline the top regions" outlines: 3 superpixels, or the strongest 10 % of a pixel map."""
 
 
 def colormap(values: np.ndarray, name: str = "blue-white-red") -> np.ndarray:
@@ -262,14 +265,14 @@ def render_explanation(
     hide_rest: bool = False,
     boundaries: bool = False,
     upsampling: str = "bilinear",
-    outline_top: int = 0,
+    outline_top: bool = False,
 ) -> np.ndarray:
     """One picture for one explanation; never recomputes the explanation.
 
     ``top_n`` / ``hide_rest`` / ``positive_only`` act on segments for superpixel methods and on
     the top ``top_n`` % of pixels for pixel maps (Grad-CAM, gradients, occlusion).
-    ``outline_top`` > 0 outlines the strongest regions pushing towards the label (that many
-    segments, or that % of pixels).
+    ``outline_top`` outlines the strongest regions pushing towards the label
+    (``OUTLINE_SEGMENTS`` superpixels, or the top ``OUTLINE_PERCENT`` % of a pixel map).
     """
     image = np.asarray(image, dtype=np.uint8)
     segmented = exp.segments is not None and exp.segment_weights is not None
@@ -296,14 +299,18 @@ def render_explanation(
         if boundaries and exp.segments is not None:
             out = draw_boundaries(out, exp.segments)
     if outline_top:
-        out = outline(out, top_mask(exp, outline_top, positive_only=True))
+        n = OUTLINE_SEGMENTS if segmented else OUTLINE_PERCENT
+        out = outline(out, top_mask(exp, n, positive_only=True))
     return out
 
 
 def _font(size: int):
     from PIL import ImageFont
 
-    return ImageFont.load_default(size=size)
+    try:
+        return ImageFont.truetype("DejaVuSans-Bold.ttf", size)
+    except OSError:
+        return ImageFont.load_default(size=size)
 
 
 def numbered_regions(image: np.ndarray, regions: Sequence[np.ndarray], size: int = 0) -> np.ndarray:

@@ -10,7 +10,7 @@ from explainers.base import Explanation
 from explainers.store import PreparedImage, RunRequest, _freeze
 from ui import services, state
 from ui.state import DEFAULT_METHODS, DEFAULT_SAMPLES, SAMPLE_CHOICES, stakeholder_mode
-from ui.widgets import badge_for, dataclass_widgets, draw_result, limits_for, plain_caption, trust_badges
+from ui.widgets import badge_for, dataclass_widgets, draw_result, limits_for, trust_badges
 
 
 def segmentation_panel(image: PreparedImage) -> None:
@@ -127,15 +127,16 @@ def draw_comparison(classifier: Any, image: PreparedImage, req: RunRequest,
                     view: dict[str, Any], preds: Sequence[tuple[int, str, float]]) -> list[Explanation]:
     """One column per method for the selected label, filled progressively."""
     specs = services.method_specs(classifier)
-    names = [n for n, _ in req.methods]
+    names = ordered([n for n, _ in req.methods])
     if not names:
         st.info("Choose methods and press Explain.")
         return []
+    if stakeholder_mode():
+        return draw_story(classifier, image, req, view["label"])
     progress_slot = st.empty()
     columns = st.columns(len(names))
     slots = {name: col.empty() for name, col in zip(names, columns)}
     label = view["label"]
-    captions = st.empty()
 
     trust = trust_badges(label)
 
@@ -149,15 +150,55 @@ def draw_comparison(classifier: Any, image: PreparedImage, req: RunRequest,
                 draw_result(box, image.pixels, found[0], limits[name], view["view"], specs[name].title,
                             trust.get(name) or badge_for(found[0]))
 
-    st.caption("Colours: the warm end pushed the model towards the label, the cool end against it; "
-               "each method has its own symmetric scale (LIME and KernelSHAP share one).")
     for name in names:
         slots[name].info(f"{specs[name].title}: waiting…")
     results = collect_results(classifier, image, req, on_result=redraw, progress_slot=progress_slot)
-    flat = [r for rs in results.values() for r in rs]
-    if stakeholder_mode() and flat:
-        captions.success(plain_caption(classifier, image, flat, label))
+    return [r for name in names for r in results.get(name, [])]
+
+
+def draw_story(classifier: Any, image: PreparedImage, req: RunRequest, label: int) -> list[Explanation]:
+    """Stakeholder mode: one large numbered picture, a plain caption, how far to trust it, the
+    other methods small beside it. No numbers a non-specialist would have to decode."""
+    from explainers.render import render_explanation
+    from explainers.summary import story, story_picture
+    from ui.widgets import escape_markdown, legend_markdown, trust_verdicts
+
+    specs = services.method_specs(classifier)
+    results = collect_results(classifier, image, req, progress_slot=st.empty())
+    flat = [r for name in ordered(list(results)) for r in results[name]]
+    mine = [r for r in flat if r.label == label]
+    told = story(mine, trust_verdicts(label)) if mine else None
+    if told is None:
+        st.info("Nothing to show yet.")
+        return flat
+    view = state.current_view()
+    limits = limits_for(flat)
+    ref = next(r for r in mine if r.method == told.method)
+    main, side = st.columns([1.5, 1])
+    with main:
+        st.image(story_picture(image.pixels, mine, told, limit=limits[told.method], cmap=view["cmap"]),
+                 width="stretch")
+        st.markdown(legend_markdown(ref, limits[told.method], view, title=specs[told.method].title),
+                    unsafe_allow_html=True)
+    with side:
+        st.markdown(f"#### {escape_markdown(told.text)}")
+        st.markdown(escape_markdown(told.trust))
+        others = [r for r in mine if r.method != told.method]
+        if others:
+            st.markdown("**What the other methods see**")
+            cols = st.columns(2)
+            for i, r in enumerate(others):
+                with cols[i % 2]:
+                    st.markdown(f"**{specs[r.method].title}**")
+                    st.image(render_explanation(image.pixels, r, limit=limits[r.method], **view), width="stretch")
+                    st.markdown(legend_markdown(r, limits[r.method], view), unsafe_allow_html=True)
     return flat
+
+
+def ordered(names: Sequence[str]) -> list[str]:
+    """Method names in the registry's order (the same order on every page and in every export)."""
+    order = list(services.method_specs())
+    return sorted(dict.fromkeys(names), key=lambda n: order.index(n) if n in order else len(order))
 
 
 def refine_button(req: RunRequest) -> None:
@@ -184,8 +225,15 @@ def interactive_view(image: PreparedImage, results: Sequence[Explanation], label
         mine = [r for r in results if r.label == label]
         if not mine:
             return
-        names = [r.method for r in mine]
-        chosen = st.selectbox("Method", names, key="xai_interactive_method")
-        exp = mine[names.index(chosen)]
+        specs = services.method_specs()
+        names = ordered([r.method for r in mine])
+        chosen = st.selectbox("Method", names, key="xai_interactive_method",
+                              format_func=lambda n: specs[n].title if n in specs else n)
+        exp = next(r for r in mine if r.method == chosen)
         limit = limits_for(results)[exp.method]
-        st.plotly_chart(figures.interactive_heatmap(image.pixels, exp, limit), key="xai_interactive_chart")
+        view = state.current_view()
+        st.plotly_chart(
+            figures.interactive_heatmap(image.pixels, exp, limit, cmap=view["cmap"], view=view,
+                                        title=specs[chosen].title if chosen in specs else chosen,
+                                        family=specs[chosen].family if chosen in specs else ""),
+            key="xai_interactive_chart")

@@ -22,23 +22,29 @@ def run_metadata(classifier: Any, image: PreparedImage, req: RunRequest) -> dict
     }
 
 
+def trust_reports(req: RunRequest) -> dict[int, Any]:
+    """Trust reports measured on the Trust page for this run's labels (label → report)."""
+    reports = st.session_state.get("xai_trust_reports", {})
+    return {label: reports[(req.seed, label)] for label in req.labels if (req.seed, label) in reports}
+
+
 def export_buttons(classifier: Any, image: PreparedImage, req: RunRequest,
                    results: Sequence[Explanation], preds: Sequence[tuple[int, str, float]]) -> None:
     from explainers import export
 
     meta = run_metadata(classifier, image, req)
     meta["predictions"] = [{"index": i, "label": n, "probability": p} for i, n, p in preds]
-    view = {"opacity": 0.55, "cmap": "blue-white-red"}
+    view = state.current_view()
     pixels, results = image.pixels, list(results)
 
     def html() -> str:
         captions = {label: plain_caption(classifier, image, results, label) for label in req.labels}
-        return export.html_report(pixels, results, meta, preds, captions, **view)
+        return export.html_report(pixels, results, meta, preds, captions, trust_reports(req), **view)
 
     # Callables: the files are built only when a button is pressed, so reruns stay fast.
     with st.expander("Export"):
         cols = st.columns(4)
-        cols[0].download_button("PNG grid", lambda: export.comparison_png(pixels, results, **view),
+        cols[0].download_button("PNG grid", lambda: export.comparison_png(pixels, results, preds, **view),
                                 file_name="xai-lens-comparison.png", mime="image/png", key="xai_dl_png",
                                 on_click="ignore")
         cols[1].download_button("HTML report", html,

@@ -45,10 +45,25 @@ SAMPLE_CHOICES = sorted({50, 100, 250, 500, 1000, 2000, 5000, DEFAULT_SAMPLES})
 
 
 VIEW_DEFAULTS = {
-    "xai_view_style": "heatmap", "xai_view_opacity": 0.55, "xai_view_cmap": "blue-white-red",
+    "xai_view_style": "heatmap", "xai_view_opacity": 0.7, "xai_view_cmap": "blue-white-red",
     "xai_view_boundaries": False, "xai_view_positive": False, "xai_view_top_n": 0,
-    "xai_view_hide_rest": False, "xai_view_upsampling": "bilinear",
+    "xai_view_hide_rest": False, "xai_view_upsampling": "bilinear", "xai_view_outline": True,
 }
+
+
+def current_view() -> dict[str, Any]:
+    """The view options chosen on the Explain page (defaults until then): every page and export
+    draws with these, so colours mean the same everywhere. Stakeholder mode uses the defaults
+    with the chosen colours."""
+    s = {k: st.session_state.get(k, v) for k, v in VIEW_DEFAULTS.items()}
+    if stakeholder_mode():
+        s = {**VIEW_DEFAULTS, "xai_view_cmap": s["xai_view_cmap"]}
+    return {
+        "style": s["xai_view_style"], "opacity": float(s["xai_view_opacity"]), "cmap": s["xai_view_cmap"],
+        "boundaries": bool(s["xai_view_boundaries"]), "positive_only": bool(s["xai_view_positive"]),
+        "top_n": int(s["xai_view_top_n"]) or None, "hide_rest": bool(s["xai_view_hide_rest"]),
+        "upsampling": s["xai_view_upsampling"], "outline_top": bool(s["xai_view_outline"]),
+    }
 
 
 SIDEBAR_DEFAULTS = {

@@ -58,7 +58,8 @@ def test_default_run_fills_three_columns_and_shows_the_cat(app: AppTest) -> None
     for title in ("LIME", "Grad-CAM", "KernelSHAP"):
         assert title in titles, titles
     captions = [c.value for c in app.caption]
-    assert sum("model calls" in c for c in captions) == 3, captions
+    assert sum("model call" in c for c in captions) == 3, captions
+    assert not any("1 model calls" in c for c in captions), "singular for one call"
     label = app.selectbox(key="xai_view_label")
     assert label.value in range(281, 286), "the sample cat should be classified as a cat"
 
@@ -76,6 +77,11 @@ def test_view_changes_and_label_switch_do_not_call_the_model(app: AppTest) -> No
     app.slider(key="xai_view_opacity").set_value(0.9).run()
     app.toggle(key="xai_view_positive").set_value(True).run()
     app.radio(key="xai_view_style").set_value("segments").run()
+    app.selectbox(key="xai_view_cmap").select("blue-orange").run()
+    app.toggle(key="xai_view_outline").set_value(False).run()
+    app.number_input(key="xai_view_top_n").set_value(5).run()
+    app.toggle(key="xai_interactive").set_value(True).run()
+    assert not app.exception
     app.switch_page("pages/compare.py").run()
     assert not app.exception
     assert classifier.images_seen == before, "view-only changes must render from cache"
@@ -139,14 +145,62 @@ def test_trust_page_computes_metrics_and_badges_reach_the_explain_page(app: AppT
     assert "across seeds" in texts or "faithful" in texts, texts
 
 
-def test_stakeholder_mode_hides_knobs_and_writes_a_caption(app: AppTest) -> None:
+JARGON = [
+    (r"\d+(\.\d+)? ?s\b", "seconds"), (r"model calls?", "model calls"), (r"R²|\bR2\b", "R²"),
+    (r"\bbase value|\bbase \d", "base values"), (r"#\d+", "class ids"), (r"\bcalls?\b", "calls"),
+    (r"\b(lime|kernel_shap|gradcam|gradcampp|scorecam|eigencam|occlusion|saliency|smoothgrad|"
+     r"integrated_gradients|gradient_shap|xgradcam|layercam|hirescam)\b", "method ids"),
+    (r"surrogate|intercept|coalition|superpixel|IoU|AUC", "statistics words"),
+]
+
+
+def visible_texts(at: AppTest) -> list[str]:
+    """Every text a person sees in the main area and sidebar (markdown, captions, alerts, titles,
+    widget labels and options, chart labels)."""
+    import json
+    import re
+
+    texts = [e.value for kind in ("markdown", "caption", "success", "info", "warning", "error", "title",
+                                  "header", "subheader") for e in getattr(at, kind)]
+    texts += [e.value for kind in ("caption", "markdown", "header") for e in getattr(at.sidebar, kind)]
+    for box in list(at.selectbox) + list(at.radio):
+        texts.append(box.label)
+        texts += [str(o) for o in box.options]
+    texts += [t.label for t in at.toggle] + [s.label for s in at.slider]
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        texts += [str(v) for trace in spec.get("data", []) for k in ("y", "x", "text") for v in trace.get(k, [])
+                  if isinstance(v, str)]
+    # HTML legends: their visible words only
+    return [re.sub(r"<[^>]+>|data:image/png;base64,[^'\"]+", " ", t) for t in texts]
+
+
+def test_stakeholder_mode_shows_one_numbered_picture_a_plain_caption_and_no_jargon(app: AppTest) -> None:
+    import re
+
     app.session_state["xai_stakeholder"] = True
     app.run()
     assert not app.exception
     assert not app.get("form_submit_button"), "the Explain form is a knob: hidden in stakeholder mode"
-    text = " ".join(s.value for s in app.success)
-    assert "The model says" in text and "confidence" in text, text
-    assert "tiger cat" in text or "cat" in text
+    texts = visible_texts(app)
+    story = [t for t in texts if t.startswith("#### The model says")]
+    assert len(story) == 1, texts
+    plain = story[0].removeprefix("#### ").replace("\\", "")
+    assert re.search(r"“(tiger|tabby|Egyptian) cat” with \d+% confidence", plain), plain
+    assert re.search(r"covering them would lower its confidence from \d+% to about \d+%", plain), plain
+    assert "*" not in plain and "_" not in plain
+    assert any(t.replace("\\", "").startswith("How far to trust it:") for t in texts), texts
+    assert sum("pushes towards" in t for t in texts) == 3, "a legend under the main picture and each small one"
+    assert {"**Grad-CAM**", "**LIME**"} <= set(texts), "the other methods, small, by title"
+    for pattern, what in JARGON:
+        flags = 0 if what == "method ids" else re.IGNORECASE  # ids are lower case; titles ("LIME") are fine
+        found = [t for t in texts if re.search(pattern, t, flags=flags)]
+        assert not found, f"{what} shown in stakeholder mode: {found}"
+    # the jargon check can fail: the same texts in normal mode contain it
+    app.session_state["xai_stakeholder"] = False
+    app.run()
+    normal = visible_texts(app)
+    assert any(re.search(JARGON[1][0], t) for t in normal) and any("R²" in t for t in normal)
 
 
 def test_more_samples_refines_the_same_run(app: AppTest) -> None:

@@ -213,7 +213,7 @@ def test_outline_marks_the_top_regions_in_white_inside_and_dark_outside():
     np.testing.assert_array_equal(out[0, 0], image[0, 0])
     seg = halves(12, 12)
     weights = np.array([0.5, -1.0], np.float32)
-    drawn = render_explanation(image, exp("lime", weights[seg], seg, weights), limit=1.0, outline_top=1)
+    drawn = render_explanation(image, exp("lime", weights[seg], seg, weights), limit=1.0, outline_top=True)
     white = np.all(drawn == OUTLINE[0], axis=-1)
     assert white[:, :6].any() and not white[:, 7:].any()  # only the positive segment is outlined
 
