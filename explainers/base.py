@@ -26,6 +26,40 @@ class ExplainerError(ValueError):
     """A bad parameter or an input a method cannot explain; the message is shown to users."""
 
 
+@dataclass(frozen=True)
+class SamplingInfo:
+    """How many perturbed images a LIME / KernelSHAP estimate used, and how settled it was.
+
+    ``mode`` "auto": the run grew until the split-half top-``top_n`` IoU of every requested
+    superpixel method reached ``threshold`` (``stopped`` "stable"), or hit ``budget``
+    ("budget"), or held every coalition ("exhaustive"); ``history`` lists (samples, stability)
+    at each check. ``mode`` "fixed": the count was given (``stopped`` "fixed" or "exhaustive").
+    """
+
+    mode: str
+    samples: int
+    stability: float | None
+    threshold: float | None
+    budget: int | None
+    top_n: int
+    stopped: str
+    per_method: Mapping[str, float] = field(default_factory=dict)
+    history: tuple[tuple[int, float], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode, "samples": int(self.samples),
+            "stability": None if self.stability is None else float(self.stability),
+            "threshold": self.threshold, "budget": self.budget, "top_n": int(self.top_n),
+            "stopped": self.stopped, "per_method": {k: float(v) for k, v in self.per_method.items()},
+            "history": [[int(n), float(v)] for n, v in self.history],
+        }
+
+
+SIGN_Z = 1.96
+"""A segment's sign is settled when |weight| ≥ SIGN_Z × its standard error (≈ 95 %)."""
+
+
 @dataclass(frozen=True, eq=False)
 class Explanation:
     """One method's explanation of one label.
@@ -51,6 +85,8 @@ class Explanation:
     seconds: float = 0.0
     params: Mapping[str, Any] = field(default_factory=dict)
     extras: Mapping[str, Any] = field(default_factory=dict)
+    segment_std: np.ndarray | None = None  # (M,) standard error of each segment weight
+    sampling: SamplingInfo | None = None  # samples used and their stability (LIME, KernelSHAP)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "heatmap", np.asarray(self.heatmap, dtype=np.float32))
@@ -60,6 +96,19 @@ class Explanation:
             object.__setattr__(
                 self, "segment_weights", np.asarray(self.segment_weights, dtype=np.float32)
             )
+        if self.segment_std is not None:
+            object.__setattr__(self, "segment_std", np.asarray(self.segment_std, dtype=np.float32))
+
+    def unsettled(self, z: float = SIGN_Z) -> np.ndarray:
+        """Segments whose sign the samples do not settle (|weight| < z × standard error), (M,) bool.
+
+        All False when there is no uncertainty estimate (exact or non-sampled methods).
+        """
+        if self.segment_weights is None:
+            return np.zeros(0, dtype=bool)
+        if self.segment_std is None:
+            return np.zeros(len(self.segment_weights), dtype=bool)
+        return np.abs(self.segment_weights) < float(z) * self.segment_std
 
     def ranked_segments(self) -> list[tuple[int, float]]:
         """Segments by decreasing weight (superpixel methods only)."""

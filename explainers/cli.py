@@ -26,6 +26,7 @@ from model_zoo.cli_support import (
     heavy_imports as _heavy_imports,
     positive_int as _positive_int,
     read_image_bytes as _read_image_bytes,
+    resolve_top_k,
     run_cli,
 )
 
@@ -58,15 +59,25 @@ def _add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", default=DEFAULT_METHODS, metavar="M[,M…]",
                    help=f"comma-separated method names (default {DEFAULT_METHODS}; "
                         "see `python -m explainers methods`)")
-    p.add_argument("--samples", type=int, default=1000, metavar="N",
-                   help="perturbed images for LIME/KernelSHAP, shared by both (default 1000)")
+    p.add_argument("--samples", type=_samples, default="auto", metavar="auto|N",
+                   help="perturbed images for LIME/KernelSHAP, shared by both: a number, or auto "
+                        "(default): add batches until the top regions of every requested method "
+                        "are stable, at most --budget")
+    p.add_argument("--threshold", type=float, default=0.8, metavar="IOU",
+                   help="auto: split-half top-N overlap at which sampling stops (default 0.8)")
+    p.add_argument("--budget", type=_positive_int, default=4000, metavar="N",
+                   help="auto: the most perturbed images to use (default 4000)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
-    p.add_argument("--top-k", type=_positive_int, default=1, metavar="K",
-                   help="explain the K most probable classes (default 1)")
+    p.add_argument("--top-k", type=_positive_int, default=None, metavar="K",
+                   help="explain the K most probable classes (default 5, or every class of a "
+                        "model with fewer)")
     p.add_argument("--target", metavar="I[,I…]",
                    help="explain these class indices instead of the top-k")
     p.add_argument("--segmentation", choices=list(ALGORITHMS), default="quickshift",
                    help="superpixel algorithm for LIME/KernelSHAP (default quickshift)")
+    p.add_argument("--regions", metavar="FILE",
+                   help="your own region map (PNG of region ids, or one colour per region, the "
+                   "size of the image); replaces the superpixels")
     p.add_argument("--seg-param", action="append", default=[], metavar="NAME=VALUE",
                    help="segmentation parameter, repeatable (e.g. n_segments=60 for slic, "
                         "rows=8 for grid)")
@@ -117,6 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ground-truth object mask (an image of the same size; white = object)")
     t.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
+
+
+def _samples(text: str) -> int | str:
+    """``--samples``: "auto" or a whole number (its range is checked with the other settings)."""
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a whole number, not {text!r}") from None
 
 
 def _convert(value: str, default: Any, what: str) -> Any:
@@ -228,7 +249,8 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
         args.segmentation,
         parse_assignments(args.seg_param, ALGORITHMS[args.segmentation], args.segmentation),
     )
-    sampling = SamplingParams(samples=args.samples, fill=args.fill, batch_size=args.batch_size)
+    sampling = SamplingParams(samples=args.samples, fill=args.fill, batch_size=args.batch_size,
+                              threshold=args.threshold, budget=args.budget)
     sampling.validate()
     names = _split_names(args.methods, "methods")
     targets = _parse_targets(args.target)
@@ -249,16 +271,30 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
         input_size=args.input_size,
         weights_path=args.weights,
     )
-    if targets is None and args.top_k > clf.num_classes:
-        raise CLIError(f"--top-k must be between 1 and {clf.num_classes} for this model, "
-                       f"got {args.top_k}")
+    top_k = resolve_top_k(args.top_k, clf.num_classes) if targets is None else None
     fitted = prepare_image(clf, original, policy=args.resize)
+    regions = _read_regions(args.regions, fitted) if args.regions else None
     ctx = ExplainContext(
         clf, np.array(fitted.image), seed=args.seed, segmentation=args.segmentation,
         segmentation_params=seg_params, sampling=sampling,
+        regions=None if regions is None else regions.segments,
     )
     return {"data": data, "original": original, "clf": clf, "fitted": fitted, "ctx": ctx,
-            "params": params, "targets": targets, "load_seconds": time.perf_counter() - started}
+            "params": params, "targets": targets, "top_k": top_k, "load_seconds": time.perf_counter() - started}
+
+
+def _read_regions(path: str, fitted: Any) -> Any:
+    """A region map file fitted to the model input exactly like the image (``--regions``)."""
+    from model_zoo.regions import load_region_map
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise CLIError(f"the region map file {path} does not exist") from None
+    except OSError as e:
+        raise CLIError(f"cannot read the region map file {path}: {e.strerror or e}") from None
+    return load_region_map(data, fitted)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -270,7 +306,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     clf, fitted, ctx = prep["clf"], prep["fitted"], prep["ctx"]
     seen = clf.images_seen
     t0 = time.perf_counter()
-    results = explain(ctx, prep["params"], labels=prep["targets"], top_k=args.top_k)
+    results = explain(ctx, prep["params"], labels=prep["targets"], top_k=prep["top_k"] or 1)
     seconds = time.perf_counter() - t0
     calls = clf.images_seen - seen
 
@@ -390,6 +426,8 @@ def _float(value: Any) -> float | None:
 
 def result_dict(exp: Any, fitted: Any) -> dict[str, Any]:
     """One explanation as JSON: peak in the original file's pixels, ranked segments, numbers."""
+    import numpy as np
+
     row, col = exp.peak()
     orow, ocol = fitted.to_original(row, col)
     out: dict[str, Any] = {
@@ -406,6 +444,11 @@ def result_dict(exp: Any, fitted: Any) -> dict[str, Any]:
     }
     if exp.segment_weights is not None:
         out["segments"] = [[i, _float(w)] for i, w in exp.ranked_segments()]
+    if exp.segment_std is not None:  # by segment id; "unsettled": ids whose sign is not settled
+        out["segment_std"] = [_float(v) for v in exp.segment_std]
+        out["unsettled"] = [int(i) for i in np.flatnonzero(exp.unsettled())]
+    if exp.sampling is not None:
+        out["sampling"] = _jsonable(exp.sampling.to_dict())
     for name in ("r2", "base_value", "intercept", "local_prediction"):
         value = getattr(exp, name)
         if value is not None:
@@ -433,8 +476,9 @@ def build_report(
         "seconds": float(seconds),
         "load_seconds": float(load_seconds),
         "seed": int(args.seed),
-        "samples": int(args.samples),
-        "segmentation": args.segmentation,
+        "samples": args.samples if args.samples == "auto" else int(args.samples),
+        "samples_used": max((int(r.sampling.samples) for r in results if r.sampling is not None), default=None),
+        "segmentation": ctx.segmentation if ctx is not None else args.segmentation,
         "num_segments": None if segments is None else int(segments.max()) + 1,
         "labels": list(dict.fromkeys(int(r.label) for r in results)),
         "results": [result_dict(r, fitted) for r in results],
@@ -478,8 +522,8 @@ def format_table(report: Mapping[str, Any]) -> str:
 def write_npz(path: str, fitted: Any, results: Sequence[Any], report: Mapping[str, Any]) -> None:
     """Heatmaps (R, H, W) at the model input, the input image, segments and segment weights.
 
-    ``segment_weights`` is (R, M) with NaN rows for methods without superpixels; ``meta`` is the
-    JSON report. Loadable with ``np.load(path)`` (no pickle).
+    ``segment_weights`` and ``segment_std`` (standard errors) are (R, M) with NaN rows for
+    methods without them; ``meta`` is the JSON report. Loadable with ``np.load(path)`` (no pickle).
     """
     import numpy as np
 
@@ -502,8 +546,13 @@ def write_npz(path: str, fitted: Any, results: Sequence[Any], report: Mapping[st
         for i, r in enumerate(results):
             if r.segment_weights is not None and len(r.segment_weights) == m:
                 weights[i] = r.segment_weights
+        std = np.full((len(results), m), np.nan, dtype=np.float32)
+        for i, r in enumerate(results):
+            if r.segment_std is not None and len(r.segment_std) == m:
+                std[i] = r.segment_std
         arrays["segments"] = seg.astype(np.int32)
         arrays["segment_weights"] = weights
+        arrays["segment_std"] = std
     try:
         with open(path, "wb") as f:
             np.savez_compressed(f, **arrays)

@@ -8,7 +8,7 @@ forward/backward through ``cache``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -17,23 +17,64 @@ from explainers.base import Cancelled, ExplainerError, ProgressFn
 FILLS = ("mean", "blur", "gray", "black")
 
 
+TIE_TOL = 1e-3
+"""Regions within this fraction of the largest weight of the N-th one tie for the top N."""
+
+AUTO = "auto"
+"""``SamplingParams.samples`` value that grows the run until the top regions are stable."""
+
+
 @dataclass(frozen=True)
 class SamplingParams:
-    """Parameters of the shared perturbation pass (LIME, KernelSHAP, trust metrics)."""
+    """Parameters of the shared perturbation pass (LIME, KernelSHAP, trust metrics).
 
-    samples: int = 1000
+    ``samples`` is a fixed number of perturbed images or ``"auto"`` (the default): the run grows
+    in batches and stops as soon as the top-``top_n`` regions of every requested superpixel
+    method are stable (split-half top-N IoU ≥ ``threshold``, see ``ExplainContext``) or at
+    ``budget`` images. Either way the results say how many samples they used and the stability
+    reached (``Explanation.sampling``).
+    """
+
+    samples: int | str = AUTO
     fill: str = "mean"  # mean | blur | gray | black | #rrggbb
     batch_size: int = 32
+    threshold: float = 0.8  # auto: split-half top-N IoU at which the run stops
+    budget: int = 4000  # auto: the most samples it may use
+    top_n: int = 5  # regions whose stability is measured
+
+    @property
+    def auto(self) -> bool:
+        return isinstance(self.samples, str) and self.samples.strip().lower() == AUTO
 
     def validate(self) -> None:
-        if not 8 <= int(self.samples) <= 100_000:
-            raise ExplainerError("samples must be between 8 and 100000")
+        if not self.auto:
+            try:
+                samples = int(self.samples)
+            except (TypeError, ValueError):
+                raise ExplainerError(f"samples must be a number or 'auto', not {self.samples!r}") from None
+            if not 8 <= samples <= 100_000:
+                raise ExplainerError("samples must be between 8 and 100000")
         if self.fill not in FILLS and not _is_hex_colour(self.fill):
             raise ExplainerError(
                 f"fill must be one of {', '.join(FILLS)} or a colour like #808080, not {self.fill!r}"
             )
         if not 1 <= int(self.batch_size) <= 1024:
             raise ExplainerError("batch size must be between 1 and 1024")
+        try:
+            threshold, budget, top_n = float(self.threshold), int(self.budget), int(self.top_n)
+        except (TypeError, ValueError):
+            raise ExplainerError("threshold, budget and top_n must be numbers") from None
+        if not 0.0 < threshold <= 1.0:
+            raise ExplainerError(f"the stability threshold must be in (0, 1], not {self.threshold}")
+        if not 8 <= budget <= 100_000:
+            raise ExplainerError(f"the sample budget must be between 8 and 100000, not {self.budget}")
+        if not 1 <= top_n <= 10_000:
+            raise ExplainerError(f"top_n must be between 1 and 10000, not {self.top_n}")
+
+    @property
+    def target(self) -> int:
+        """The fixed sample count, or the budget under auto (the most rows a request may use)."""
+        return int(self.budget) if self.auto else int(self.samples)
 
 
 def _is_hex_colour(value: str) -> bool:
@@ -60,6 +101,8 @@ class ExplainContext:
         segmentation_params: Any = None,
         sampling: SamplingParams | None = None,
         progress: ProgressFn | None = None,
+        regions: np.ndarray | None = None,
+        kernel_share: float | None = None,
     ) -> None:
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
@@ -74,10 +117,22 @@ class ExplainContext:
         self.seed = int(seed)
         self.segmentation = segmentation
         self.segmentation_params = segmentation_params
+        self.regions: np.ndarray | None = None
+        if regions is not None:  # the user's own regions replace the superpixels
+            from explainers.segmentation import USER_REGIONS, check_regions
+
+            self.regions = check_regions(regions, image.shape[:2])
+            self.segmentation = USER_REGIONS
+            self.segmentation_params = None
         self.sampling = sampling or SamplingParams()
         self.sampling.validate()
         self.progress = progress
         self.cache: dict[Any, Any] = {}
+        # λ of the shared design; None: chosen by ``plan`` from the requested methods (KernelSHAP
+        # alone → 1, LIME alone → 0, both → perturbation.KERNEL_SHARE) when the run is created.
+        self.kernel_share = None if kernel_share is None else float(kernel_share)
+        self._targets: dict[str, Any] = {}  # perturbation methods the "auto" run must settle
+        self._target_labels: set[int] = set()
 
     # -------------------------------------------------------------- shared results
     def probabilities(self) -> np.ndarray:
@@ -96,6 +151,8 @@ class ExplainContext:
 
     def segments(self) -> np.ndarray:
         """Superpixels of the image (H, W) int32, ids 0..M-1."""
+        if "segments" not in self.cache and self.regions is not None:
+            self.cache["segments"] = self.regions
         if "segments" not in self.cache:
             from explainers.segmentation import segment
 
@@ -104,12 +161,34 @@ class ExplainContext:
             )
         return self.cache["segments"]
 
-    def perturbations(self, samples: int | None = None):
-        """The shared ``PerturbationRun``, extended to ``samples`` rows (default: sampling.samples)."""
-        from explainers.perturbation import PerturbationRun
+    def plan(self, methods: Mapping[str, Any], labels: Sequence[int]) -> None:
+        """Announce the superpixel methods and labels of a request before running them.
+
+        Under ``samples="auto"`` the run grows until *every* announced method is stable for
+        every announced label (so LIME and KernelSHAP of one request use the same rows), and
+        while no run exists yet the design follows the methods: KernelSHAP alone puts every row
+        where KernelSHAP needs it (λ = 1), LIME alone where LIME does (λ = 0).
+        """
+        from explainers.metrics import PERTURBATION_METHODS  # the estimators fitted on the shared rows
+
+        chosen = {n: p for n, p in methods.items() if n in PERTURBATION_METHODS}
+        for name, params in chosen.items():
+            self._targets.setdefault(name, params)
+        self._target_labels.update(int(x) for x in labels)
+        if chosen and self.kernel_share is None and "perturbations" not in self.cache:
+            from explainers.perturbation import KERNEL_SHARE
+
+            names = set(chosen)
+            self.kernel_share = 1.0 if names == {"kernel_shap"} else 0.0 if names == {"lime"} else KERNEL_SHARE
+
+    def _run(self):
+        """The shared ``PerturbationRun`` (created empty on first use)."""
+        from explainers.perturbation import KERNEL_SHARE, PerturbationRun
 
         run = self.cache.get("perturbations")
         if run is None:
+            if self.kernel_share is None:
+                self.kernel_share = KERNEL_SHARE
             run = PerturbationRun(
                 self.classifier.predict,
                 self.image,
@@ -117,21 +196,140 @@ class ExplainContext:
                 fill=self.sampling.fill,
                 seed=self.seed,
                 batch_size=self.sampling.batch_size,
+                kernel_share=self.kernel_share,
             )
             self.cache["perturbations"] = run
-        run.extend(int(samples or self.sampling.samples), progress=self.progress)
+        return run
+
+    def perturbations(self, samples: int | None = None):
+        """The shared ``PerturbationRun``, extended to ``samples`` rows (default: the fixed count,
+        or under "auto" the rows the stability rule settled on, at least 2)."""
+        run = self._run()
+        if samples is None:
+            state = self.cache.get("auto")
+            samples = (state.samples if state is not None else 2) if self.sampling.auto else self.sampling.target
+        self._extend(run, int(samples), self.progress)
         if run.n and "probs" not in self.cache:
             self.cache["probs"] = run.Y[0]  # row 0 is the unperturbed image: no extra call
         return run
 
-    def perturbation_rows(self):
-        """(run, rows, new_calls) for LIME / KernelSHAP: the shared run extended to the requested
-        samples, exactly those first rows (a run extended earlier, e.g. by "more samples" or the
-        trust metrics, must not change a result cached under a smaller N; the first N rows of a
-        run are a fresh N-row run), and the model calls this request added."""
+    @staticmethod
+    def _extend(run, samples: int, progress: ProgressFn | None) -> None:
+        run.extend(samples, progress=progress)
+
+    def perturbation_rows(self, method: str | None = None, params: Any = None,
+                          labels: Sequence[int] = ()):
+        """(run, rows, new_calls, sampling) for LIME / KernelSHAP.
+
+        ``rows``: exactly the first N rows of the shared run (a run extended earlier, e.g. by
+        "more samples" or the trust metrics, must not change a result cached under a smaller N;
+        the first N rows of a run are a fresh N-row run). N is the fixed count, or under "auto"
+        the rows at which every planned method (plus ``method``) became stable for every
+        planned label (plus ``labels``), or the budget. ``new_calls``: the model calls this
+        request added. ``sampling``: a ``SamplingInfo`` saying how N was reached.
+        """
+        if method is not None:
+            self._targets.setdefault(method, params)
+        self._target_labels.update(int(x) for x in labels)
         before = self.perturbation_calls()
-        run = self.perturbations()
-        return run, run.rows(int(self.sampling.samples)), int(run.model_calls) - before
+        if self.sampling.auto:
+            info = self._settle()
+            run = self._run()
+        else:
+            run = self.perturbations()
+            info = self._fixed_info(run)
+        n = info.samples
+        return run, run.rows(n), int(run.model_calls) - before, info
+
+    # -------------------------------------------------------------- "auto" samples
+    def split_half_stability(self, run, n: int) -> tuple[float, dict[str, float]]:
+        """Min over the planned methods and labels of the split-half top-N IoU on ``n`` rows.
+
+        The complement pairs of the first ``n`` rows are dealt alternately into two halves (each
+        a stratified design of its own, weighted by its own counts); each method is fitted on
+        both and the IoU of their top-``top_n`` regions measures how much the ranking still
+        depends on which rows were drawn. Two half-size estimates agree less than the full one
+        would with a repeat of itself, so the rule errs towards more samples. 1 when the rows
+        are every coalition (the estimates are exact).
+        """
+        from explainers.metrics import fit_weights, top_n_iou
+
+        if n >= run.max_rows:
+            return 1.0, {name: 1.0 for name in self._targets}
+        first, second = run.halves(n)
+        top = int(self.sampling.top_n)
+        per: dict[str, float] = {}
+        for name, params in self._targets.items():
+            values = []
+            for label in sorted(self._target_labels) or [0]:
+                a = fit_weights(first, name, label, params, self.seed)
+                b = fit_weights(second, name, label, params, self.seed)
+                values.append(top_n_iou(a, b, top, tie_tol=TIE_TOL))
+            per[name] = float(min(values))
+        return (float(min(per.values())) if per else 1.0), per
+
+    def _fixed_info(self, run):
+        from explainers.base import SamplingInfo
+
+        n = min(self.sampling.target, run.n)
+        return SamplingInfo(mode="fixed", samples=int(n), stability=None, threshold=None,
+                            budget=None, top_n=int(self.sampling.top_n),
+                            stopped="exhaustive" if n >= run.max_rows else "fixed")
+
+    def _settle(self):
+        """Grow the shared run until the planned methods are stable (or the budget); memoised."""
+        from explainers.base import SamplingInfo
+
+        sp = self.sampling
+        key = (frozenset(self._targets), frozenset(self._target_labels), float(sp.threshold),
+               int(sp.budget), int(sp.top_n))
+        state = self.cache.get("auto")
+        if state is not None and self.cache.get("auto_key") == key:
+            return state
+        run = self._run()
+        budget = min(int(sp.budget), run.max_rows)
+        step = max(4 * int(sp.batch_size), 4 * run.num_segments)  # a half needs rows per size and segment
+        n = state.samples if state is not None else min(budget, step)
+        history: list[tuple[int, float]] = []
+        outer = self.progress
+
+        while True:
+            start = run.n
+
+            def progress(done: int, total: int, stage: str, _start=start) -> None:
+                if outer is not None:
+                    outer(min(_start + done, budget), budget, "perturbation (auto)")
+
+            self._extend(run, n, progress)
+            n = min(n, run.n)
+            stability, per = self.split_half_stability(run, n)
+            history.append((n, stability))
+            if n >= run.max_rows:
+                stopped = "exhaustive"
+            elif stability >= float(sp.threshold):
+                stopped = "stable"
+            elif n >= budget:
+                stopped = "budget"
+            else:
+                n = min(budget, n + max(step, n // 4))
+                continue
+            break
+        if "probs" not in self.cache:
+            self.cache["probs"] = run.Y[0]
+        info = SamplingInfo(mode="auto", samples=int(n), stability=float(stability),
+                            threshold=float(sp.threshold), budget=int(sp.budget), top_n=int(sp.top_n),
+                            stopped=stopped, per_method=per, history=tuple(history))
+        self.cache["auto"] = info
+        self.cache["auto_key"] = key
+        return info
+
+    def sample_count(self) -> int:
+        """The samples a request uses: the fixed count, or under "auto" the settled count (the
+        budget before anything settled)."""
+        if not self.sampling.auto:
+            return int(self.sampling.samples)
+        state = self.cache.get("auto")
+        return int(state.samples) if state is not None else int(self.sampling.budget)
 
     def perturbation_calls(self) -> int:
         """Images the shared perturbation run has sent to the model so far (0 before it exists)."""
@@ -159,4 +357,4 @@ def resolve_labels(ctx: ExplainContext, labels: Sequence[int] | None, top_k: int
     return out
 
 
-__all__ = ["ExplainContext", "SamplingParams", "resolve_labels", "Cancelled", "FILLS"]
+__all__ = ["ExplainContext", "SamplingParams", "AUTO", "resolve_labels", "Cancelled", "FILLS"]

@@ -56,6 +56,7 @@ class ShapFit:
     prediction: float  # f(x)
     efficiency_gap: float  # |Σφ − (f(x) − f(∅))|
     r2: float  # weighted R² of the additive model f(∅) + z·φ on the weighted rows
+    std: np.ndarray | None = None  # (M,) standard error of each value (``uncertainty=True``)
 
 
 def _min_norm_solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
@@ -81,7 +82,8 @@ def _min_norm_solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     except LinAlgError:
         vals, vecs = eigh(gram, check_finite=False)
         keep = vals > 1e-10 * max(float(vals.max()), 0.0)
-        return vecs[:, keep] @ ((vecs[:, keep].T @ rhs) / vals[keep])
+        inv = (1.0 / vals[keep]).reshape((-1,) + (1,) * (np.ndim(rhs) - 1))
+        return vecs[:, keep] @ ((vecs[:, keep].T @ rhs) * inv)
 
 
 def fit_kernel_shap(
@@ -91,11 +93,14 @@ def fit_kernel_shap(
     f_x: float,
     f_empty: float,
     l2: float = 0.0,
+    uncertainty: bool = False,
 ) -> ShapFit:
     """Weighted least squares with one intercept per coalition size, ``Σφ = f(x) − f(∅)``.
 
     min Σ w (y − a_|z| − zφ)² + l2‖φ‖² over φ and the size intercepts a_s. Rows with zero
     weight (the anchors, the empty and the full coalition) are ignored; the constraint is exact.
+    ``uncertainty``: also the standard error of each value (``explainers.uncertainty``; the
+    rows must be design rows in run order: anchors, then complement pairs).
     """
     Z = np.asarray(Z, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -107,9 +112,15 @@ def fit_kernel_shap(
     m = Z.shape[1]
     delta = float(f_x) - float(f_empty)
     keep = w > 0
+    if uncertainty:
+        from explainers.uncertainty import design_terms
+
+        clusters, fpc = (t[keep] for t in design_terms(len(Z), Z))
     Z, y, w = Z[keep], y[keep] - float(f_empty), w[keep]
+    std = None
     if m == 1:
         values = np.array([delta])
+        std = np.zeros(1) if uncertainty else None
     else:
         if len(w) == 0:
             raise ExplainerError("KernelSHAP needs samples between the empty and the full image")
@@ -127,6 +138,13 @@ def fit_kernel_shap(
         gram[np.diag_indices_from(gram)] += float(l2)
         beta = _min_norm_solve(gram, rhs)
         values = beta + (delta - beta.sum()) / m
+        if uncertainty:
+            from explainers.uncertainty import sandwich_cov, std_from_cov
+
+            resid = (y - y_mean[group]) - Xc @ beta
+            cov = sandwich_cov(Xc, w, resid, lambda b: _min_norm_solve(gram, b), clusters, fpc)
+            proj = np.eye(m) - 1.0 / m  # φ = P β + Δ/M
+            std = std_from_cov(proj @ cov @ proj)
     gap = float(abs(values.sum() - delta))
     if len(y):
         pred = Z @ values
@@ -136,7 +154,8 @@ def fit_kernel_shap(
         r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else 0.0)
     else:
         r2 = 1.0
-    return ShapFit(values=values, base_value=float(f_empty), prediction=float(f_x), efficiency_gap=gap, r2=r2)
+    return ShapFit(values=values, base_value=float(f_empty), prediction=float(f_x), efficiency_gap=gap,
+                   r2=r2, std=std)
 
 
 def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int]) -> list[Explanation]:
@@ -144,12 +163,13 @@ def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int]) -> list[Ex
     from explainers.lime import shared_params
 
     with Timer() as total:
-        run, rows, new_calls = ctx.perturbation_rows()
+        run, rows, new_calls, sampling = ctx.perturbation_rows("kernel_shap", params, labels)
         segments = ctx.segments()
         fits = [
             (label, fit_kernel_shap(
                 rows.Z, rows.Y[:, label], rows.shapley_weight,
                 f_x=rows.Y[0, label], f_empty=rows.Y[1, label], l2=float(params.l2),
+                uncertainty=True,
             ))
             for label in labels
         ]
@@ -167,6 +187,8 @@ def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int]) -> list[Ex
             base_value=fit.base_value,
             model_calls=new_calls if i == 0 else 0,
             seconds=total.seconds,
+            segment_std=fit.std,
+            sampling=sampling,
             params={**params_dict(params), **shared_params(ctx, run, len(rows.Z))},
             extras={
                 "efficiency_gap": fit.efficiency_gap,

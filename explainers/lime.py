@@ -74,6 +74,7 @@ class SurrogateFit:
     r2: float
     local_prediction: float
     weights: np.ndarray  # (n,) the sample weights used (kernel × importance ratio)
+    std: np.ndarray | None = None  # (M,) standard error of each coefficient (ridge, ``uncertainty=True``)
 
 
 def lime_kernel(Z: np.ndarray, kernel_width: float = 0.25) -> np.ndarray:
@@ -86,12 +87,15 @@ def lime_kernel(Z: np.ndarray, kernel_width: float = 0.25) -> np.ndarray:
     return np.sqrt(np.exp(-(d**2) / float(kernel_width) ** 2))
 
 
-def weighted_ridge(Z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
+def weighted_ridge(
+    Z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float, uncertainty: bool = False
+) -> tuple[np.ndarray, float] | tuple[np.ndarray, float, np.ndarray]:
     """sklearn's ``Ridge(alpha, fit_intercept=True).fit(Z, y, sample_weight=w)`` in closed form.
 
     Centre by the weighted means, solve ``(Xᵀ W X + αI) β = Xᵀ W y``, intercept ``ȳ − x̄·β``
     (what sklearn's cholesky solver does), without its per-call validation overhead: LIME fits
-    one surrogate per label on every explanation.
+    one surrogate per label on every explanation. ``uncertainty``: also the coefficients'
+    standard errors (``explainers.uncertainty``; design rows in run order).
     """
     w = np.asarray(w, dtype=np.float64)
     total = w.sum()
@@ -104,9 +108,18 @@ def weighted_ridge(Z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float) ->
     gram[np.diag_indices_from(gram)] += alpha
     try:
         coef = np.linalg.solve(gram, Xw.T @ yc)
+        solve = lambda b: np.linalg.solve(gram, b)  # noqa: E731
     except np.linalg.LinAlgError:  # alpha = 0 on collinear rows: the minimum-norm solution
         coef = np.linalg.lstsq(gram, Xw.T @ yc, rcond=None)[0]
-    return coef, y_mean - float(x_mean @ coef)
+        solve = lambda b: np.linalg.lstsq(gram, b, rcond=None)[0]  # noqa: E731
+    intercept = y_mean - float(x_mean @ coef)
+    if not uncertainty:
+        return coef, intercept
+    from explainers.uncertainty import design_terms, sandwich_cov, std_from_cov
+
+    clusters, fpc = design_terms(len(Z), Z)
+    cov = sandwich_cov(Xc, w, yc - Xc @ coef, solve, clusters, fpc)
+    return coef, intercept, std_from_cov(cov)
 
 
 def weighted_r2(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> float:
@@ -136,6 +149,7 @@ def fit_lime(
     sample_weight: np.ndarray | None = None,
     params: LimeParams | None = None,
     seed: int = 0,
+    uncertainty: bool = False,
 ) -> SurrogateFit:
     """Fit lime's surrogate on coalitions ``Z`` (n, M) and outputs ``y`` (n,).
 
@@ -153,8 +167,12 @@ def fit_lime(
     if sample_weight is not None:
         w = w * np.asarray(sample_weight, dtype=np.float64)
     ones = np.ones((1, Z.shape[1]))
+    std = None
     if params.surrogate == "ridge":
-        coef, intercept = weighted_ridge(Z, y, w, float(params.alpha))
+        if uncertainty:
+            coef, intercept, std = weighted_ridge(Z, y, w, float(params.alpha), uncertainty=True)
+        else:
+            coef, intercept = weighted_ridge(Z, y, w, float(params.alpha))
         pred = intercept + Z @ coef
         r2 = weighted_r2(y, pred, w)
         local = intercept + float(coef.sum())
@@ -176,7 +194,7 @@ def fit_lime(
         local = float(model.predict(ones)[0])
     return SurrogateFit(
         coef=np.asarray(coef, dtype=np.float64), intercept=intercept, r2=r2,
-        local_prediction=local, weights=w,
+        local_prediction=local, weights=w, std=std,
     )
 
 
@@ -187,7 +205,7 @@ def shared_params(ctx, run, n_rows: int | None = None) -> dict:
     return {
         "seed": ctx.seed,
         "samples": int(n_rows if n_rows is not None else run.n),
-        "requested_samples": int(ctx.sampling.samples),
+        "requested_samples": ctx.sampling.samples if ctx.sampling.auto else int(ctx.sampling.samples),
         "exhaustive": bool((run.n if n_rows is None else n_rows) >= run.max_rows),
         "fill": run.fill,
         "segmentation": ctx.segmentation,
@@ -199,11 +217,12 @@ def shared_params(ctx, run, n_rows: int | None = None) -> dict:
 def run_lime(ctx, params: LimeParams, labels: list[int]) -> list[Explanation]:
     """One LIME explanation per label, all from the context's shared perturbation run."""
     with Timer() as total:
-        run, rows, new_calls = ctx.perturbation_rows()
+        run, rows, new_calls, sampling = ctx.perturbation_rows("lime", params, labels)
         segments = ctx.segments()
         out = []
         for label in labels:
-            fit = fit_lime(rows.Z, rows.Y[:, label], rows.lime_ratio, params, seed=ctx.seed)
+            fit = fit_lime(rows.Z, rows.Y[:, label], rows.lime_ratio, params, seed=ctx.seed,
+                           uncertainty=not rows.exhaustive)
             out.append((label, fit))
     results = []
     for i, (label, fit) in enumerate(out):
@@ -221,6 +240,8 @@ def run_lime(ctx, params: LimeParams, labels: list[int]) -> list[Explanation]:
                 r2=fit.r2,
                 model_calls=new_calls if i == 0 else 0,
                 seconds=total.seconds,
+                segment_std=fit.std if fit.std is not None or not rows.exhaustive else np.zeros(len(fit.coef)),
+                sampling=sampling,
                 params={**params_dict(params), **shared_params(ctx, run, len(rows.Z))},
                 extras={
                     "surrogate": params.surrogate,

@@ -102,15 +102,29 @@ def ranking(scores: np.ndarray) -> np.ndarray:
     return np.argsort(-scores, kind="stable")
 
 
-def top_n_iou(a: np.ndarray, b: np.ndarray, top_n: int) -> float:
-    """IoU of the top-``top_n`` segments of two score vectors (1 = same regions, 0 = disjoint)."""
+def top_n_iou(a: np.ndarray, b: np.ndarray, top_n: int, tie_tol: float = 0.0) -> float:
+    """IoU of the top-``top_n`` segments of two score vectors (1 = same regions, 0 = disjoint).
+
+    ``tie_tol`` > 0: a segment within ``tie_tol × max|score|`` of the N-th score is in the top
+    too (regions of equal weight are one answer, whichever of them rounding puts first).
+    """
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
         raise MetricsError(f"score vectors differ in length: {a.shape} vs {b.shape}")
     n = min(int(top_n), len(a))
     if n < 1:
         raise MetricsError(f"top_n must be ≥ 1, not {top_n}")
-    sa, sb = set(ranking(a)[:n].tolist()), set(ranking(b)[:n].tolist())
+
+    def top(v: np.ndarray) -> set:
+        order = ranking(v)
+        chosen = set(order[:n].tolist())
+        if tie_tol > 0:
+            v = np.asarray(v, dtype=np.float64)
+            cut = v[order[n - 1]] - float(tie_tol) * float(np.max(np.abs(v)))
+            chosen |= set(np.flatnonzero(v >= cut).tolist())
+        return chosen
+
+    sa, sb = top(a), top(b)
     return len(sa & sb) / len(sa | sb)
 
 
@@ -475,7 +489,9 @@ def _sub_context(ctx: Any, key: tuple, image: np.ndarray, seed: int, samples: in
         sampling = SamplingParams(samples=int(samples), fill=ctx.sampling.fill,
                                   batch_size=ctx.sampling.batch_size)
         sub = ExplainContext(ctx.classifier, image, seed=seed, segmentation=ctx.segmentation,
-                             segmentation_params=ctx.segmentation_params, sampling=sampling)
+                             segmentation_params=ctx.segmentation_params, sampling=sampling,
+                             regions=getattr(ctx, "regions", None),  # your regions stay fixed
+                             kernel_share=getattr(ctx, "kernel_share", None))
         if share_segments:
             sub.cache["segments"] = ctx.segments()
         if share_run and "perturbations" in ctx.cache:
@@ -485,6 +501,44 @@ def _sub_context(ctx: Any, key: tuple, image: np.ndarray, seed: int, samples: in
         ctx.cache[key] = sub
     sub.progress = progress
     return sub
+
+
+NOISY_SEGMENTATION_COST = 32
+"""Weight of re-segmenting a noisy copy, in model calls (quickshift ≈ a batch's time here)."""
+
+
+def stability_plan(
+    ctx: Any, names: Sequence[str], *, seeds: int, noise_sigma: float, samples: int,
+    resegment: bool = True, method_calls: Mapping[str, int] | None = None,
+) -> list[Any]:
+    """The reruns ``stability`` will do, in order, as progress stages with words and weights.
+
+    Weights are estimated model calls: the perturbation rows a rerun must compute (none for the
+    first seed when the context's run already holds them), plus one run of every other method.
+    """
+    from explainers.base import get_method
+    from explainers.progress import Stage
+
+    k, n = int(seeds), int(samples)
+    perturb = any(get_method(name).family == "perturbation" for name in names)
+    others = sum(max(1, int((method_calls or {}).get(name, 1))) for name in names
+                 if get_method(name).family != "perturbation")
+    run = ctx.cache.get("perturbations")
+    have = int(run.n) if run is not None else 0
+    jobs = k + (k - 1 if float(noise_sigma) > 0 else 0)
+    stages = []
+    for i in range(k):
+        rows = (max(0, n - have) if i == 0 else n) if perturb else 0
+        what = "the original run" if i == 0 else "another random seed"
+        stages.append(Stage(f"Checking stability ({len(stages) + 1} of {jobs}): {what}",
+                            rows + others))
+    if float(noise_sigma) > 0:
+        for i in range(1, k):
+            rows = n if perturb else 0
+            seg = NOISY_SEGMENTATION_COST if resegment and perturb else 0
+            stages.append(Stage(f"Checking stability ({len(stages) + 1} of {jobs}): the photo "
+                                "with faint noise added", rows + others + seg))
+    return stages
 
 
 def stability(
@@ -498,6 +552,7 @@ def stability(
     samples: int | None = None,
     resegment: bool = True,
     progress: ProgressFn | None = None,
+    method_calls: Mapping[str, int] | None = None,
 ) -> dict[str, Stability]:
     """Re-run ``methods`` ({name: params}) under ``seeds`` seeds and on ``seeds − 1`` noisy copies.
 
@@ -509,6 +564,8 @@ def stability(
     ``seeds=1`` or ``noise_sigma=0`` skips that experiment (NaN scores). The extra contexts are
     kept in ``ctx.cache`` (another label reuses their model calls). ``samples`` above the rows of
     the context's run extends that run (LIME / KernelSHAP results keep using their own N rows).
+    ``progress`` sees one fraction over all reruns (``explainers.progress``), each named in
+    words; ``method_calls`` (name → model calls of one run) sharpens the reruns' weights.
     """
     from explainers.runner import run_method
 
@@ -518,7 +575,7 @@ def stability(
     sigma = float(noise_sigma)
     if not (np.isfinite(sigma) and 0 <= sigma <= 64):
         raise MetricsError(f"noise sigma must be between 0 and 64 grey levels, not {noise_sigma}")
-    n = int(samples or ctx.sampling.samples)
+    n = int(samples or ctx.sample_count())
     segments = ctx.segments()
     names = list(methods)
     seed_maps: dict[str, list[np.ndarray]] = {name: [] for name in names}
@@ -527,22 +584,20 @@ def stability(
     if sigma > 0:
         jobs += [("noise", i) for i in range(1, k)]
 
-    def forward(stage: str) -> ProgressFn | None:
-        if progress is None:
-            return None
-        return lambda done, total, inner: progress(done, total, f"{stage}: {inner}")
+    from explainers.progress import StagedProgress
 
+    plan = StagedProgress(stability_plan(ctx, names, seeds=k, noise_sigma=sigma, samples=n,
+                                         resegment=resegment, method_calls=method_calls), progress)
     for j, (kind, i) in enumerate(jobs):
-        stage = f"stability {j + 1}/{len(jobs)} ({'seed ' + str(ctx.seed + i) if kind == 'seed' else 'noisy copy ' + str(i)})"
-        if progress is not None:
-            progress(j, len(jobs), stage)
+        plan.enter(j)
         if kind == "seed":
             sub = _sub_context(ctx, ("trust", "seed", ctx.seed + i, n), ctx.image, ctx.seed + i, n,
-                               share_segments=True, share_run=(i == 0), progress=forward(stage))
+                               share_segments=True, share_run=(i == 0), progress=plan.stage(j))
         else:
             image = noisy_image(ctx.image, sigma, ctx.seed, i)
             sub = _sub_context(ctx, ("trust", "noise", sigma, i, n, bool(resegment)), image, ctx.seed,
-                               n, share_segments=not resegment, share_run=False, progress=forward(stage))
+                               n, share_segments=not resegment, share_run=False,
+                               progress=plan.stage(j))
         for name in names:
             (result,) = run_method(sub, name, methods[name], [label])
             pooled = segment_scores(result, segments)
@@ -554,8 +609,7 @@ def stability(
         s_iou, s_corr = mean_pairwise(seeds_list, top_n)
         n_iou, n_corr = mean_pairwise(noise_list, top_n)
         out[name] = Stability(name, tuple(seeds_list), tuple(noise_list), s_iou, s_corr, n_iou, n_corr)
-    if progress is not None:
-        progress(len(jobs), len(jobs), "stability: done")
+    plan.finish("Stability checked")
     return out
 
 

@@ -401,6 +401,50 @@ class Rows:
         return self.Z.shape[1]
 
 
+def make_rows(Z: np.ndarray, Y: np.ndarray, exhaustive: bool = False) -> Rows:
+    """``Rows`` for design rows ``Z`` (row 0 full, row 1 empty, then complement pairs) and outputs ``Y``.
+
+    ``exhaustive``: the rows are every coalition (exact targets instead of Horvitz–Thompson).
+    """
+    n = len(Z)
+    if exhaustive:  # the exact targets (avoids rounding in the Horvitz–Thompson form)
+        lime_ratio = np.ones(n)
+        shapley = np.exp(log_shapley_kernel(Z))
+        log_q = np.full(n, -np.log(max(n - 2.0, 1.0)))
+        log_q[:2] = np.nan
+    else:
+        lime_ratio, shapley, log_q = design_weights(Z)
+    return Rows(Z=Z, Y=Y, lime_ratio=lime_ratio, shapley_weight=shapley, exhaustive=exhaustive, log_q=log_q)
+
+
+def pair_ids(n: int) -> np.ndarray:
+    """Complement-pair id of each design row (rows 2 + 2p and 3 + 2p are pair p); −1 for the anchors."""
+    idx = np.arange(int(n))
+    return np.where(idx >= 2, (idx - 2) // 2, -1)
+
+
+def unsampled_fraction(Z: np.ndarray) -> np.ndarray:
+    """Per row, 1 − the fraction of its pair stratum's pairs among the rows (0 for the anchors).
+
+    The finite-population correction of a sample without replacement: a stratum enumerated
+    completely contributes no sampling variance.
+    """
+    Z = np.asarray(Z, dtype=bool)
+    n, m = Z.shape
+    out = np.zeros(n)
+    if n <= 2 or m < 2:
+        return out
+    s = Z[2:].sum(axis=1)
+    j = np.minimum(s, m - s)
+    taken = np.bincount(j, minlength=m // 2 + 1) / 2.0  # pairs (two rows each)
+    total = np.array([comb(m, int(k), exact=False) for k in range(m // 2 + 1)], dtype=np.float64)
+    if m % 2 == 0:
+        total[m // 2] /= 2.0
+    total[0] = 1.0
+    out[2:] = np.clip(1.0 - taken[j] / total[j], 0.0, 1.0)
+    return out
+
+
 class PerturbationRun:
     """Coalitions, masked images and model outputs for one image, extendable and cancellable.
 
@@ -496,16 +540,23 @@ class PerturbationRun:
     def rows(self, n: int | None = None) -> Rows:
         """The first ``n`` rows (default all) with their importance weights."""
         n = self._n if n is None else max(0, min(int(n), self._n))
-        Z, Y = self.Z[:n], self.Y[:n]
-        exhaustive = n > 0 and n == self.max_rows
-        if exhaustive:  # the exact targets (avoids rounding in the Horvitz–Thompson form)
-            lime_ratio = np.ones(n)
-            shapley = np.exp(log_shapley_kernel(Z))
-            log_q = np.full(n, -np.log(max(n - 2.0, 1.0)))
-            log_q[:2] = np.nan
-        else:
-            lime_ratio, shapley, log_q = design_weights(Z)
-        return Rows(Z=Z, Y=Y, lime_ratio=lime_ratio, shapley_weight=shapley, exhaustive=exhaustive, log_q=log_q)
+        return make_rows(self.Z[:n], self.Y[:n], exhaustive=n > 0 and n == self.max_rows)
+
+    def halves(self, n: int | None = None) -> tuple[Rows, Rows]:
+        """The first ``n`` rows dealt into two designs: both anchors, and alternate complement pairs.
+
+        Pair p (rows 2 + 2p and 3 + 2p) goes to half p mod 2; as the pairs of every stratum come in
+        a seeded random order, each half is a size-stratified sample without repeats of its own,
+        weighted by its own counts (``make_rows``). Used for split-half stability.
+        """
+        n = self._n if n is None else max(0, min(int(n), self._n))
+        idx = np.arange(2, n)
+        half = ((idx - 2) // 2) % 2
+        out = []
+        for k in (0, 1):
+            sel = np.concatenate([np.arange(min(n, 2)), idx[half == k]])
+            out.append(make_rows(self.Z[sel], self.Y[sel], exhaustive=False))
+        return out[0], out[1]
 
     def lime_weights(self, n: int | None = None) -> np.ndarray:
         """Importance ratio per row (multiplies lime's kernel)."""
@@ -587,7 +638,7 @@ class PerturbationRun:
 
 
 __all__ = [
-    "PerturbationRun", "Rows", "FILLS", "KERNEL_SHARE", "fill_image", "render", "render_index",
+    "PerturbationRun", "Rows", "make_rows", "pair_ids", "unsampled_fraction", "FILLS", "KERNEL_SHARE", "fill_image", "render", "render_index",
     "strata", "pair_schedule", "stratum_pairs", "design", "design_weights", "log_shapley_kernel",
     "lime_size_kernel",
     "parse_hex", "Cancelled",

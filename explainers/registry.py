@@ -12,6 +12,7 @@ BUILTIN_MODULES = (
     "explainers.occlusion",
     "explainers.gradients",
     "explainers.dff",
+    "explainers.feature_ablation",
 )
 
 for _module in BUILTIN_MODULES:

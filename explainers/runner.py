@@ -35,9 +35,13 @@ def explain(
     """Run ``methods`` ({name: params or dict} or names) for ``labels`` and return all results."""
     if not isinstance(methods, Mapping):
         methods = {name: None for name in methods}
-    for name in methods:  # fail fast on unknown names and bad parameters
-        get_method(name)
+    params = {}
+    for name, value in methods.items():  # fail fast on unknown names and bad parameters
+        spec = get_method(name)
+        params[name] = value if isinstance(value, spec.params_type) else make_params(spec.params_type, value)
     resolved = resolve_labels(ctx, labels, top_k)
+    ctx.plan(params, resolved)  # "auto" samples settle every superpixel method of the request together
+    methods = params
     results: list[Explanation] = []
     for name in order_methods(list(methods)):
         results.extend(run_method(ctx, name, methods[name], resolved))

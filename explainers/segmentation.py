@@ -104,6 +104,9 @@ class GridParams:
                 raise ExplainerError(f"{name} must be between 1 and 512, not {getattr(self, name)}")
 
 
+USER_REGIONS = "regions"
+"""The segmentation name of a user's own region map (``ExplainContext(regions=...)``)."""
+
 ALGORITHMS: dict[str, type] = {
     "quickshift": QuickshiftParams,
     "slic": SlicParams,
@@ -124,8 +127,15 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
+@dataclass(frozen=True)
+class UserRegionsParams:
+    """Your own region map: nothing to set here (the map itself is given to the context)."""
+
+
 def resolve_params(algorithm: str, params: Any = None) -> Any:
     """The validated parameter dataclass of ``algorithm`` from a dataclass, a dict or None."""
+    if algorithm == USER_REGIONS:
+        return UserRegionsParams()
     if algorithm not in ALGORITHMS:
         raise ExplainerError(
             f"unknown segmentation {algorithm!r}; choose from {', '.join(ALGORITHMS)}"
@@ -181,6 +191,8 @@ def segment(
     image: np.ndarray, algorithm: str = "quickshift", params: Any = None
 ) -> np.ndarray:
     """Superpixels of ``image`` as an int32 (H, W) map with ids exactly 0..M-1 (deterministic)."""
+    if algorithm == USER_REGIONS:
+        raise ExplainerError("'your regions' needs a region map: upload one (CLI: --regions FILE)")
     image = _check_image(image)
     p = resolve_params(algorithm, params)
     try:
@@ -191,6 +203,29 @@ def segment(
         raise ExplainerError(f"{algorithm} segmentation failed: {exc}") from None
     _, inverse = np.unique(np.asarray(raw), return_inverse=True)
     return inverse.reshape(image.shape[:2]).astype(np.int32)
+
+
+def check_regions(regions: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A user region map as the engine needs it: (H, W) int32 with ids exactly 0..M−1, 2 ≤ M ≤ 512.
+
+    Ids that are not consecutive are renumbered in increasing order.
+    """
+    from model_zoo.regions import MAX_REGIONS, MIN_REGIONS
+
+    regions = np.asarray(regions)
+    if regions.shape != tuple(shape[:2]) or not np.issubdtype(regions.dtype, np.integer):
+        raise ExplainerError(
+            f"the region map must be an integer map of the image size {tuple(shape[:2])}, got "
+            f"{regions.shape} {regions.dtype}; fit it with model_zoo.regions"
+        )
+    _, inverse = np.unique(regions, return_inverse=True)
+    out = inverse.reshape(regions.shape).astype(np.int32)
+    m = int(out.max()) + 1
+    if m < MIN_REGIONS:
+        raise ExplainerError("the region map has only one region; draw at least two")
+    if m > MAX_REGIONS:
+        raise ExplainerError(f"the region map has {m} regions; the limit is {MAX_REGIONS}")
+    return out
 
 
 def boundaries(
@@ -209,5 +244,5 @@ def boundaries(
 
 __all__ = [
     "ALGORITHMS", "QuickshiftParams", "SlicParams", "FelzenszwalbParams", "WatershedParams",
-    "GridParams", "segment", "boundaries", "resolve_params",
+    "GridParams", "segment", "boundaries", "resolve_params", "USER_REGIONS", "check_regions",
 ]

@@ -24,6 +24,7 @@ import numpy as np
 
 from explainers import metrics as M
 from explainers.base import Explanation, ExplainerError, ProgressFn, Timer, get_method, make_params
+from explainers.progress import Stage, StagedProgress
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,21 +83,61 @@ def method_params(result: Explanation) -> Any:
     return make_params(spec.params_type, {k: v for k, v in dict(result.params).items() if k in names})
 
 
+def _as_items(given: Any) -> list[tuple[Any, Any]]:
+    if isinstance(given, (str, Explanation)):
+        given = [given]
+    return list(given.items()) if isinstance(given, Mapping) else [(g, None) for g in given]
+
+
+def _other_calls(results: Sequence[Explanation]) -> dict[str, int]:
+    """Model calls of one run of each method outside the shared perturbation rows."""
+    return {r.method: int(r.model_calls) for r in results if r.method not in M.PERTURBATION_METHODS}
+
+
+def _trust_plan(ctx: Any, given: Any, label: int, *, seeds: int, noise_sigma: float, steps: int,
+                random_orders: int, samples: int, resegment: bool) -> list[Stage]:
+    """The stages of ``trust_report`` in words, weighted by estimated model calls."""
+    items = _as_items(given)
+    names = [i.method if isinstance(i, Explanation) else i for i, _ in items
+             if not isinstance(i, Explanation) or i.label == label]
+    names = [n for n in dict.fromkeys(names) if isinstance(n, str)]
+    named = [i for i, _ in items if isinstance(i, str)]
+    perturb = [n for n in named if get_method(n).family == "perturbation"]
+    explain_cost = (ctx.sample_count() if perturb and "perturbations" not in ctx.cache else 0)
+    explain_cost += len(named) - len(perturb)
+    curves = 2 * (int(steps) + 1) * (len(names) + int(random_orders))
+    calls = _other_calls([i for i, _ in items if isinstance(i, Explanation)])
+    stab = sum(s.weight for s in M.stability_plan(
+        ctx, names, seeds=seeds, noise_sigma=noise_sigma, samples=samples, resegment=resegment,
+        method_calls=calls))
+    total = explain_cost + curves + stab
+    return [
+        Stage("Explaining the label", explain_cost),
+        Stage("Covering the most important regions first (deletion and insertion curves)", curves),
+        Stage("Checking stability", stab),
+        Stage("Checking convergence and the ground truth", max(1.0, 0.02 * total)),
+    ]
+
+
 def _resolve_results(
-    ctx: Any, given: Sequence[Explanation | str] | Mapping[str, Any], label: int
+    ctx: Any, given: Sequence[Explanation | str] | Mapping[str, Any], label: int,
+    progress: ProgressFn | None = None,
 ) -> list[Explanation]:
     from explainers.runner import run_method
 
-    if isinstance(given, (str, Explanation)):
-        given = [given]
-    items = list(given.items()) if isinstance(given, Mapping) else [(g, None) for g in given]
+    items = _as_items(given)
     out: list[Explanation] = []
+    saved = ctx.progress
     for item, params in items:
         if isinstance(item, Explanation):
             if item.label == label:
                 out.append(item)
         elif isinstance(item, str):
-            out.extend(run_method(ctx, item, params, [label]))
+            ctx.progress = progress
+            try:
+                out.extend(run_method(ctx, item, params, [label]))
+            finally:
+                ctx.progress = saved
         else:
             raise ExplainerError(f"expected explanations or method names, got {type(item).__name__}")
     if not out:
@@ -135,7 +176,9 @@ def trust_report(
     noisy copies with σ = ``noise_sigma`` grey levels); ``top_n`` regions for every IoU;
     ``steps`` points per deletion / insertion curve; ``mask`` an optional bool (H, W) object mask
     for the pointing game and mask IoU; ``stability_samples`` the perturbation rows per rerun
-    (default min(context samples, 500)).
+    (default min(context samples, 500)). ``progress(done, total, words)`` sees one fraction of
+    the whole computation (``done`` never decreases, ``total`` is fixed) with the stage in words;
+    feed it to ``explainers.progress.EtaEstimator`` for an ETA that settles.
     """
     label = int(label)
     if not 0 <= label < ctx.classifier.num_classes:
@@ -145,24 +188,29 @@ def trust_report(
     if not 2 <= int(bootstrap) <= 10_000:
         raise ExplainerError(f"bootstrap rounds must be between 2 and 10000, not {bootstrap}")
     gt = M.check_mask(mask, ctx.image.shape[:2]) if mask is not None else None
-    stab_n = int(stability_samples or min(int(ctx.sampling.samples), 500))
+    stab_n = int(stability_samples or min(ctx.sample_count(), 500))
     if not 8 <= stab_n <= 100_000:
         raise ExplainerError(f"stability samples must be between 8 and 100000, not {stability_samples}")
 
-    def report(done: int, total: int, stage: str) -> None:
-        if progress is not None:
-            progress(done, total, stage)
+    plan = StagedProgress(
+        _trust_plan(ctx, results_or_methods, label, seeds=seeds, noise_sigma=noise_sigma,
+                    steps=steps, random_orders=random_orders, samples=stab_n,
+                    resegment=resegment_noisy),
+        progress,
+    )
 
     with Timer() as timer:
         before = _calls(ctx.classifier)
-        report(0, 1, "trust: explanations")
-        results = _resolve_results(ctx, results_or_methods, label)
+        if plan.stages[0].weight > 0:
+            plan.enter(0)
+        results = _resolve_results(ctx, results_or_methods, label, progress=plan.stage(0))
         explain_calls = _calls(ctx.classifier) - before
         start = _calls(ctx.classifier)
         segments = ctx.segments()
         scores = {r.method: M.segment_scores(r, segments) for r in results}
 
         # deletion / insertion, on the context's own run (rows reused) or a render-only one
+        plan.enter(1)
         run = ctx.cache.get("perturbations")
         if run is None:
             from explainers.perturbation import PerturbationRun
@@ -171,15 +219,17 @@ def trust_report(
                                   seed=ctx.seed, batch_size=ctx.sampling.batch_size)
         known = ctx.cache.setdefault(("trust", "rows", run.fill), {})
         faith = M.faithfulness(run, scores, label, steps=steps, random_orders=random_orders,
-                               seed=ctx.seed, known=known, progress=progress)
+                               seed=ctx.seed, known=known, progress=plan.stage(1))
 
         stab = M.stability(ctx, {r.method: method_params(r) for r in results}, label, seeds=seeds,
                            noise_sigma=noise_sigma, top_n=top_n, samples=stab_n,
-                           resegment=resegment_noisy, progress=progress)
+                           resegment=resegment_noisy, progress=plan.stage(2, pass_words=True),
+                           method_calls=_other_calls(results))
 
         rows = []
+        converge = plan.stage(3)
         for i, r in enumerate(results):
-            report(i, len(results), "trust: convergence and ground truth")
+            converge(i, len(results))
             conv = unc = None
             if r.method in M.PERTURBATION_METHODS and "perturbations" in ctx.cache:
                 prun = ctx.cache["perturbations"]
@@ -212,7 +262,7 @@ def trust_report(
             ))
         agree = M.agreement(scores, top_n)
         extra = _calls(ctx.classifier) - start
-        report(1, 1, "trust: done")
+        plan.finish("Trust measured")
     return TrustReport(
         label=label,
         label_name=ctx.label_name(label),
@@ -229,7 +279,7 @@ def trust_report(
             "top_n": int(top_n), "steps": int(steps), "stability_samples": stab_n,
             "random_orders": int(random_orders), "bootstrap": int(bootstrap),
             "pointing_tolerance": int(pointing_tolerance), "resegment_noisy": bool(resegment_noisy),
-            "samples": int(ctx.sampling.samples), "fill": ctx.sampling.fill,
+            "samples": ctx.sample_count(), "sampling": ctx.sampling.samples, "fill": ctx.sampling.fill,
             "segmentation": ctx.segmentation, "num_segments": int(run.num_segments),
         },
     )

@@ -336,6 +336,59 @@ class Classifier:
             self.images_seen += len(images)
         return np.concatenate(out)
 
+    def top_k_gradients(
+        self, images: np.ndarray, k: int, layer: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Each image's own top-k classes and d score / d features for them, batched.
+
+        Returns ``(features (N, ...), scores (N, C), classes (N, k), grads (N, k, ...))``. Unlike
+        ``gradients`` the explained classes differ per image (its own top-k), so a dataset audit
+        gets every image's Grad-CAM inputs from one forward pass and k backward passes per batch
+        instead of one of each per image: images in a batch are independent at inference, so
+        the gradient of Σ_n score[n, class[n]] with respect to image n's features is that
+        image's own gradient. Classes are ranked by score, ties by index (stable).
+        """
+        layer = layer or self.cam_layer
+        if layer is None:
+            raise ModelError("this model has no 4-D feature layer for CAM methods")
+        images = self._check_batch(images, allow_float=True)
+        k = int(k)
+        if not 1 <= k <= self.num_classes:
+            raise ModelError(f"top-k must be between 1 and {self.num_classes}, not {k}")
+        h, w = images.shape[1:3]
+
+        def build() -> Callable:
+            def fn(x):
+                with tf.GradientTape(persistent=True) as tape:
+                    feats, scores = self.scores_tf(x, layer, tape)
+                    # argsort(-scores) stable = highest first, lower index first on ties
+                    classes = tf.argsort(-scores, axis=-1, stable=True)[:, :k]
+                    targets = [
+                        tf.reduce_sum(tf.gather(scores, classes[:, i], axis=1, batch_dims=1))
+                        for i in range(k)
+                    ]
+                grads = [tape.gradient(t, feats) for t in targets]
+                del tape
+                return feats, scores, tf.cast(classes, tf.int32), tf.stack(grads, axis=1)
+
+            return tf.function(
+                fn,
+                input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32)],
+                jit_compile=False,
+                autograph=False,
+            )
+
+        fn = self._compiled(("topk_grad", layer, k, h, w), build)
+        out: list[list[np.ndarray]] = [[], [], [], []]
+        with self._lock:
+            for start in range(0, len(images), self.batch_size):
+                chunk = tf.constant(images[start : start + self.batch_size], dtype=tf.float32)
+                for part, value in zip(out, fn(chunk)):
+                    part.append(value.numpy())
+            self.images_seen += len(images)
+        feats, scores, classes, grads = (np.concatenate(p) for p in out)
+        return feats, scores, classes, grads
+
     def _check_batch(self, images: np.ndarray, allow_float: bool = False) -> np.ndarray:
         images = np.asarray(images)
         if images.ndim == 3:

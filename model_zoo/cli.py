@@ -19,6 +19,7 @@ from model_zoo.cli_support import (
     heavy_imports as _heavy_imports,
     positive_int as _positive_int,
     read_image_bytes as _read_image_bytes,
+    resolve_top_k,
     run_cli,
 )
 
@@ -56,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="input side for your own models declared without a fixed size")
     p_pred.add_argument("--weights", metavar="FILE",
                         help="weights file of a catalog model outside the Keras cache")
-    p_pred.add_argument("--top-k", type=_positive_int, default=5, metavar="K",
-                        help="how many classes to print (default 5)")
+    p_pred.add_argument("--top-k", type=_positive_int, default=None, metavar="K",
+                        help="how many classes to print (default 5, or every class of a "
+                             "model with fewer)")
     p_pred.add_argument("--json", action="store_true", help="machine-readable output")
 
     p_dl = sub.add_parser("download", help="download a catalog model's ImageNet weights")
@@ -123,12 +125,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         input_size=args.input_size,
         weights_path=args.weights,
     )
-    if args.top_k > clf.num_classes:
-        raise CLIError(f"--top-k must be between 1 and {clf.num_classes} for this model, "
-                       f"got {args.top_k}")
+    top_k = resolve_top_k(args.top_k, clf.num_classes)
     fitted = prepare_image(clf, image, policy=args.resize)
     probs = clf.predict(fitted.image[None])[0]
-    order = np.argsort(-probs, kind="stable")[: args.top_k]
+    order = np.argsort(-probs, kind="stable")[:top_k]
     preds = [
         {"index": int(i), "label": clf.labels[int(i)], "probability": float(probs[i])}
         for i in order

@@ -38,6 +38,22 @@ def positive_int(text: str) -> int:
     return value
 
 
+DEFAULT_TOP_K = 5
+
+
+def resolve_top_k(requested: int | None, num_classes: int) -> int:
+    """``--top-k`` checked against the model; unset means 5, or every class of a smaller model.
+
+    Why: a fixed default of 5 made every command fail on a 2-class model without ``--top-k``.
+    """
+    if requested is None:
+        return min(DEFAULT_TOP_K, num_classes)
+    if requested > num_classes:
+        raise CLIError(f"--top-k must be between 1 and {num_classes} for this model, "
+                       f"got {requested}")
+    return requested
+
+
 def import_tensorflow_quietly() -> None:
     """Import TensorFlow and Keras with file descriptor 2 pointed at /dev/null.
 

@@ -34,19 +34,19 @@ def remember_custom_model_from_widgets() -> None:
     """
     session = st.session_state
     session[state.CUSTOM_ERROR_KEY] = None
-    model_file = state.get("xai_model_file")
+    model_file = session.get("xai_model_file")
     if model_file is None:
         return
     labels = None
-    labels_file = state.get("xai_labels_file")
+    labels_file = session.get("xai_labels_file")
     try:
         if labels_file is not None:
             from model_zoo.labels import parse_labels
 
             labels = tuple(parse_labels(labels_file.getvalue(), labels_file.name))
         data = model_file.getvalue()
-        pre = state.get("xai_preprocessing") or "guess"
-        size = int(state.get("xai_input_size") or 0)
+        pre = session.get("xai_preprocessing") or "guess"
+        size = int(session.get("xai_input_size") or 0)
         choice = services.CustomModelChoice(
             data=data, filename=model_file.name, sha256=hashlib.sha256(data).hexdigest(),
             labels=labels, preprocessing=None if pre == "guess" else pre,
@@ -60,7 +60,7 @@ def remember_custom_model_from_widgets() -> None:
 
 
 def _on_custom_model() -> None:
-    services.remember_custom_model_from_widgets()
+    remember_custom_model_from_widgets()
 
 
 def model_sidebar() -> None:

@@ -91,10 +91,36 @@ def test_bundled_model_json_end_to_end(chelsea_png, tmp_path):
         assert npz["heatmaps"].shape == (6, 224, 224) and npz["heatmaps"].dtype == np.float32
         assert list(npz["methods"]) == [r["method"] for r in results]
         assert npz["segments"].shape == (224, 224) and int(npz["segments"].max()) + 1 == m
-        assert npz["segment_weights"].shape == (6, m)
+        assert npz["segment_weights"].shape == (6, m) and npz["segment_std"].shape == (6, m)
+        for i, r in enumerate(results):  # standard errors by segment id, NaN for Grad-CAM
+            if r["method"] == "gradcam":
+                assert np.isnan(npz["segment_std"][i]).all()
+            else:
+                np.testing.assert_allclose(npz["segment_std"][i], r["segment_std"], rtol=1e-6)
         for i, r in enumerate(results):
             peak = np.unravel_index(np.argmax(npz["heatmaps"][i]), (224, 224))
             assert list(peak) == r["peak_input"]
+
+
+def test_auto_samples_report_what_they_used(chelsea_png, capsys):
+    """--samples auto (the default) with a tiny budget: the run stops at the budget and every
+    superpixel result says so, with per-segment standard errors and the unsettled segments."""
+    code = main(["explain", str(chelsea_png), "--model", "efficientnet-lite0", "--methods",
+                 "lime,kernel_shap", "--budget", "96", "--threshold", "1", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["samples"] == "auto" and report["samples_used"] == 96
+    m = report["num_segments"]
+    for r in report["results"]:
+        s = r["sampling"]
+        assert s["mode"] == "auto" and s["samples"] == 96 and s["budget"] == 96
+        assert s["stopped"] == "budget" and 0 <= s["stability"] < 1 and s["threshold"] == 1
+        assert set(s["per_method"]) == {"lime", "kernel_shap"}
+        assert len(r["segment_std"]) == m and all(v > 0 for v in r["segment_std"])
+        weights = dict(r["segments"])
+        for i in range(m):  # unsettled ⇔ |w| < 1.96 σ
+            assert (i in r["unsettled"]) == (abs(weights[i]) < 1.96 * r["segment_std"][i])
+        assert r["params"]["samples"] == 96 and r["params"]["requested_samples"] == "auto"
 
 
 def test_unknown_method_is_one_line_after_tensorflow_import(chelsea_png):
@@ -126,6 +152,7 @@ def test_readable_table(chelsea_png, capsys):
     [
         (["--samples", "3"], "samples must be between"),
         (["--samples", "many"], "--samples"),
+        (["--threshold", "1.5"], "threshold"),
         (["--model", "no-such-model"], "unknown model"),
         (["--seg-param", "ratio=0.5", "--seg-param", "colour=3"], "unknown quickshift parameter 'colour'"),
         (["--seg-param", "ratio=high"], "must be a number"),
@@ -207,3 +234,63 @@ def test_peak_maps_back_to_the_file(blob_files, capsys, policy):
     for r in report["results"]:
         row, col = r["peak"]
         assert abs(row - BLOB[0]) <= scale_r + 1 and abs(col - BLOB[1]) <= scale_c + 1, (r["method"], r["peak"])
+
+
+# ---------------------------------------------------------------------- your own regions
+def _regions_png(folder: Path, single: bool = False) -> Path:
+    rows, cols = np.mgrid[0:H, 0:W]
+    ids = np.zeros((H, W), np.uint8)
+    if not single:
+        ids[(rows - BLOB[0]) ** 2 + (cols - BLOB[1]) ** 2 <= 15**2] = 9  # the blob
+    path = folder / ("one.png" if single else "regions.png")
+    Image.fromarray(ids).save(path)
+    return path
+
+
+@pytest.mark.parametrize("policy", ["crop", "pad"])
+def test_your_regions_replace_the_superpixels(blob_files, tmp_path, capsys, policy):
+    png, model = blob_files
+    regions = _regions_png(tmp_path)
+    code = main(["explain", str(png), "--model", str(model), "--preprocess", "unit",
+                 "--resize", policy, "--methods", "feature_ablation,lime", "--target", "0",
+                 "--regions", str(regions), "--fill", "black", "--samples", "16", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    assert report["segmentation"] == "regions"
+    assert report["num_segments"] == (3 if policy == "pad" else 2)  # + the letterbox bars
+    ablation = next(r for r in report["results"] if r["method"] == "feature_ablation")
+    blob_id, weight = ablation["segments"][0]
+    # reading order: (the letterbox bar,) the background, then the blob
+    assert blob_id == (2 if policy == "pad" else 1) and weight > 0
+    assert all(abs(w) < abs(weight) / 10 for _, w in ablation["segments"][1:])
+
+
+def test_bad_region_map_is_one_line(blob_files, tmp_path, capsys):
+    png, model = blob_files
+    for path, fragment in [(_regions_png(tmp_path, single=True), "only one region"),
+                           (tmp_path / "missing.png", "does not exist")]:
+        code = main(["explain", str(png), "--model", str(model), "--preprocess", "unit",
+                     "--methods", "feature_ablation", "--regions", str(path)])
+        captured = capsys.readouterr()
+        assert code == 2
+        assert fragment in one_error_line(captured.err)
+
+
+# ---------------------------------------------------------------------- default --top-k fits the model
+def test_explain_and_trust_default_top_k_fits_a_two_class_model(blob_files, capsys):
+    """Without --top-k a 2-class model gets both classes (min(5, classes)), not an error."""
+    png, model = blob_files
+    common = [str(png), "--model", str(model), "--preprocess", "unit", "--methods", "gradcam"]
+    assert main(["explain", *common, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert sorted(r["label"] for r in report["results"]) == [0, 1]
+
+    code = main(["trust", *common, "--segmentation", "grid", "--samples", "16", "--seeds", "2",
+                 "--steps", "4", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert json.loads(captured.out)["label"] in (0, 1)
+
+    code = main(["explain", *common, "--top-k", "3"])
+    assert code == 2 and "between 1 and 2" in one_error_line(capsys.readouterr().err)

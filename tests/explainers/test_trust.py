@@ -182,7 +182,7 @@ def test_bad_inputs_and_cancellation(tiny_cnn):
         trust_report(ctx, ["nonsense"], 0)
 
     def stop(done, total, stage):
-        if stage.startswith("stability"):
+        if stage.startswith("Checking stability"):
             raise Cancelled()
 
     with pytest.raises(Cancelled):

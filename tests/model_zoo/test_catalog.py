@@ -356,3 +356,64 @@ def test_prepare_image_uses_the_evaluation_crop_for_catalog_models():
     np.testing.assert_allclose(fitted.source_box, (6.25, 56.25, 93.75, 143.75))
     whole = registry.prepare_image(clf, image, policy="pad")
     assert whole.source_box == (0.0, 0.0, 100.0, 200.0)
+
+
+# ---------------------------------------------------------------------- download over real HTTP
+@pytest.fixture
+def http_folder(tmp_path):
+    """A local HTTP server (a real socket, in a thread) serving ``tmp_path/www``."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # keep pytest's output clean
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_download_over_http_good_file_then_wrong_checksum_refused(http_folder, keras_home):
+    root, base = http_folder
+    good = np.random.default_rng(7).bytes(1_500_000)
+    (root / "good.h5").write_bytes(good)
+    (root / "bad.h5").write_bytes(b"an error page from a captive portal")
+    entry = replace(get_entry("resnet50"), file_hash=md5(good))
+    models = keras_home / "models"
+    models.mkdir()
+    (models / "someone_elses.h5").write_bytes(b"keep me")
+
+    calls = []
+    path = download_weights(entry, lambda d, t: calls.append((d, t)), url=f"{base}/good.h5")
+    assert path.read_bytes() == good and weights_status(entry).present
+    assert calls[0] == (0, len(good)) and calls[-1] == (len(good), len(good))  # Content-Length used
+
+    other = replace(get_entry("densenet121"))  # the real published md5: the served file is wrong
+    with pytest.raises(WeightsError) as info:
+        download_weights(other, url=f"{base}/bad.h5")
+    assert md5(b"an error page from a captive portal") in str(info.value)
+    assert "was not changed" in str(info.value)
+    # refused, and nothing deleted: the good download, the unrelated file and the served files stay
+    assert sorted(p.name for p in models.iterdir()) == sorted([entry.weights_file, "someone_elses.h5"])
+    assert path.read_bytes() == good and (models / "someone_elses.h5").read_bytes() == b"keep me"
+    assert (root / "bad.h5").exists() and (root / "good.h5").exists()
+
+    # a wrong file already in place is refused before any download and left as it is
+    (models / other.weights_file).write_bytes(b"half a file")
+    with pytest.raises(WeightsError, match="left untouched"):
+        download_weights(other, url=f"{base}/bad.h5")
+    assert (models / other.weights_file).read_bytes() == b"half a file"
+
+    with pytest.raises(WeightsError, match="cannot download"):  # HTTP 404
+        download_weights(replace(get_entry("vgg16")), url=f"{base}/missing.h5")
+    assert not default_path(get_entry("vgg16")).exists()

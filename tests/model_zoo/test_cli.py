@@ -208,3 +208,21 @@ def test_more_bad_inputs_in_process(case, tmp_path, color_model, green_png, caps
     captured = capsys.readouterr()
     assert_user_error(subprocess.CompletedProcess(args, code, captured.out, captured.err),
                       *fragments)
+
+
+def test_predict_default_top_k_fits_a_two_class_model(tmp_path, green_png, capsys, monkeypatch):
+    """No --top-k on a 2-class model prints both classes (default min(5, classes))."""
+    from model_zoo.cli import main
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_keras_home"))
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    path = tmp_path / "two.keras"
+    model.save(path)
+    code = main(["predict", str(green_png), "--model", str(path), "--preprocess", "unit",
+                 "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    preds = json.loads(captured.out)["predictions"]
+    assert sorted(p["index"] for p in preds) == [0, 1]

@@ -1,0 +1,128 @@
+"""Where the batches run: in this process (``local``) or on Ray (``ray``).
+
+Both engines get the *same* batches (the driver cuts the stream into batches of
+``config.batch_size``), and every image's seed depends only on its name, so for fixed seeds
+both write identical rows. On Ray, Ray Data's ``from_items`` holds one row per batch and
+``map_batches`` runs a callable class (``_RayAuditActor``) with ``concurrency`` actors: each
+actor loads the model once in ``__init__`` and explains the batches it is given. Only the
+driver writes files, so atomic writes and resume work the same way for both engines.
+
+Ray ships items and results between processes with pickle: these are objects this process
+built (item descriptors, our own ``Outcome``s), never bytes a user supplied.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from explainers.base import ExplainerError
+
+ENGINES = ("local", "ray")
+_REPO_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def load_model(model: Mapping[str, Any]) -> Any:
+    """A Classifier from a model reference (``ref`` + optional labels/preprocessing/size)."""
+    from model_zoo.registry import load_classifier
+
+    return load_classifier(
+        model["ref"],
+        labels_path=model.get("labels_path"),
+        preprocessing=model.get("preprocessing"),
+        input_size=model.get("input_size"),
+        weights_path=model.get("weights_path"),
+    )
+
+
+def local_outcomes(worker: Any, batches: Iterable[tuple[list[Any], list[int]]]) -> Iterator[Any]:
+    """Run each batch in this process."""
+    for items, indices in batches:
+        yield from worker.process(items, indices)
+
+
+def _truth(args: Mapping[str, Any] | None):
+    from explainers.audit.sources import GroundTruth
+
+    args = args or {}
+    return GroundTruth(args.get("masks_dir"), args.get("boxes_csv"))
+
+
+class _RayAuditActor:
+    """One Ray actor: loads the model once, then explains whole batches."""
+
+    def __init__(self, model: Mapping[str, Any], config: Mapping[str, Any], truth: Mapping[str, Any] | None) -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        from explainers.audit.process import AuditConfig, AuditWorker
+
+        self.worker = AuditWorker(load_model(model), AuditConfig.from_dict(config), _truth(truth))
+
+    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = []
+        for payload in batch["payload"]:
+            items, indices = pickle.loads(payload)
+            out.append(pickle.dumps(self.worker.process(items, indices)))
+        return {"payload": np.array(out, dtype=object)}
+
+
+def start_ray(address: str | None, workers: int) -> bool:
+    """Join ``address`` or start a local Ray (no dashboard); True when this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    env = {"env_vars": {"PYTHONPATH": _REPO_ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}}
+    try:
+        if address:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     runtime_env=env, logging_level="ERROR")
+        else:
+            ray.init(num_cpus=max(1, int(workers)), include_dashboard=False, log_to_driver=False,
+                     runtime_env=env, logging_level="ERROR")
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ExplainerError(f"cannot start or join Ray ({' '.join(str(exc).split())[:300]})") from None
+    return True
+
+
+def ray_outcomes(
+    model: Mapping[str, Any],
+    config: Mapping[str, Any],
+    truth: Mapping[str, Any] | None,
+    batches: Iterable[tuple[list[Any], list[int]]],
+    *,
+    address: str | None = None,
+    workers: int = 2,
+) -> Iterator[Any]:
+    """Run the batches on Ray Data with ``workers`` actors; yields outcomes in source order."""
+    import ray
+    import ray.data
+
+    started = start_ray(address, workers)
+    try:
+        rows = [{"payload": pickle.dumps(b)} for b in batches]
+        if not rows:
+            return
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True
+        ctx.enable_progress_bars = False
+        ctx.print_on_execution_start = False
+        ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), 8 * max(1, int(workers))))
+        ds = ds.map_batches(
+            _RayAuditActor,
+            fn_constructor_kwargs={"model": dict(model), "config": dict(config), "truth": dict(truth or {})},
+            batch_size=1,
+            batch_format="numpy",
+            concurrency=max(1, int(workers)),
+            num_cpus=1,
+        )
+        for row in ds.iter_rows():
+            yield from pickle.loads(row["payload"])
+    finally:
+        if started:
+            ray.shutdown()
+
+
+__all__ = ["ENGINES", "local_outcomes", "ray_outcomes", "start_ray", "load_model"]

@@ -1,0 +1,211 @@
+"""Dataset audit: sources, the batched run, results files, resume, bad files, ground truth."""
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from explainers.audit import AuditConfig, open_source, run_audit
+from explainers.audit.process import image_id
+from explainers.audit.sources import GroundTruth, SourceError, read_item, zip_items
+from explainers.base import ExplainerError
+from explainers.context import ExplainContext
+from explainers.runner import explain
+from model_zoo.registry import load_classifier, prepare_image
+from tests.explainers.audit_models import bomb_png, noise_folder, png, save_model, tiny_cnn
+
+FAST = dict(samples=32, batch_size=4, deletion_steps=4, random_orders=1, thumb_size=32)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return save_model(tiny_cnn(), tmp_path_factory.mktemp("model") / "tiny.keras")
+
+
+@pytest.fixture
+def clf(model_path):
+    return load_classifier(model_path)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = noise_folder(tmp_path / "data")
+    (root / "b" / "garbage.png").write_bytes(b"this is not a picture")
+    (root / "b" / "notes.txt").write_text("hello")
+    good = png(np.zeros((20, 20, 3), np.uint8))
+    (root / "a" / "truncated.png").write_bytes(good[: len(good) // 2])
+    (root / "a" / "bomb.png").write_bytes(bomb_png())
+    (root / "top.png").write_bytes(png(np.full((30, 30, 3), 200, np.uint8)))
+    return root
+
+
+# ---------------------------------------------------------------------- sources
+def test_folder_labels_follow_class_subfolders(folder):
+    items = list(open_source(folder).items())
+    names = [i.name for i in items]
+    assert names[0] == "top.png" and names[1:] == sorted(names[1:])  # walked top-down, sorted
+    labels = {i.name: i.true_label for i in items}
+    assert labels["a/0.png"] == "a" and labels["b/3.png"] == "b" and labels["top.png"] is None
+    assert len(items) == 13
+
+
+def test_zip_refuses_traversal_links_and_bombs(tmp_path):
+    path = tmp_path / "set.zip"
+    good = png(np.zeros((8, 8, 3), np.uint8))
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("cats/1.png", good)
+        zf.writestr("../evil.png", good)
+        zf.writestr("/abs.png", good)
+        zf.writestr("dogs/zeros.png", b"\0" * (8 * 2**20))  # 8 MB of zeros: ratio ≫ 200:1
+        zf.writestr("dogs/bomb.png", bomb_png())
+        link = zipfile.ZipInfo("dogs/link.png")
+        link.external_attr = (0o120777 << 16)
+        zf.writestr(link, "/etc/passwd")
+    items = {i.name: i for i in zip_items(path)}
+    assert items["cats/1.png"].kind == "zip" and items["cats/1.png"].true_label == "cats"
+    assert read_item(items["cats/1.png"]).shape == (8, 8, 3)
+    assert "outside the archive" in items["../evil.png"].reason
+    assert "outside the archive" in items["/abs.png"].reason
+    assert "zip bomb" in items["dogs/zeros.png"].reason
+    assert "symbolic link" in items["dogs/link.png"].reason
+    from explainers.audit.sources import BadItem
+
+    with pytest.raises(BadItem, match="too large"):
+        read_item(items["dogs/bomb.png"])
+    assert not (tmp_path / "evil.png").exists()
+
+
+def test_bad_sources_are_one_line_errors(tmp_path):
+    with pytest.raises(SourceError, match="does not exist"):
+        open_source(tmp_path / "missing")
+    (tmp_path / "x.zip").write_bytes(b"nope")
+    with pytest.raises(SourceError, match="not a readable .zip"):
+        list(open_source(tmp_path / "x.zip").items())
+    with pytest.raises(SourceError, match="video source only"):
+        open_source(tmp_path, every=2)
+
+
+# ---------------------------------------------------------------------- the run
+def test_batched_gradcam_matches_the_single_image_api(clf, tmp_path):
+    images = np.random.default_rng(3).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    feats, scores, classes, grads = clf.top_k_gradients(images, 2)
+    for n in range(5):
+        f1, s1, g1 = clf.gradients(images[n : n + 1], [int(c) for c in classes[n]])
+        np.testing.assert_allclose(feats[n], f1[0], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(grads[n], g1[0], rtol=1e-4, atol=1e-6)
+        assert list(classes[n]) == list(np.argsort(-s1[0], kind="stable")[:2])
+    # the audit's Grad-CAM maps equal the single-image API's, for every image of a batch
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for n in range(5):
+        (root / f"{n}.png").write_bytes(png(images[n]))
+    seen = clf.images_seen
+    run_audit(open_source(root), tmp_path / "out", classifier=clf,
+              config=AuditConfig(methods=("gradcam",), top_k=2, **{**FAST, "deletion_steps": 0}))
+    assert clf.images_seen - seen == 5  # one batched forward+backward pass covers every image
+    for n in range(5):
+        ctx = ExplainContext(clf, images[n])
+        for exp in explain(ctx, ["gradcam"], top_k=2):
+            with np.load(tmp_path / "out" / "maps" / f"{image_id(f'{n}.png')}.npz") as z:
+                saved = z[f"gradcam/{exp.label}"].astype(np.float32)
+            np.testing.assert_allclose(saved, exp.heatmap, rtol=2e-3, atol=2e-3 * float(exp.heatmap.max()))
+
+
+def test_run_writes_results_lists_bad_files_and_resumes(clf, folder, tmp_path):
+    out = tmp_path / "out"
+    cfg = AuditConfig(**FAST)
+    summary = run_audit(open_source(folder), out, classifier=clf, config=cfg)
+    assert summary["images"] == 9 and summary["errors"] == 4 and summary["status"] == "complete"
+    frame = pd.read_parquet(out / "results.parquet")
+    for col in ("image", "true_label", "label", "label_name", "probability", "method", "peak_row",
+                "peak_col", "deletion_auc", "random_deletion_auc", "pointing_hit", "cluster"):
+        assert col in frame.columns
+    assert len(frame) == 9 * 2 and set(frame["method"]) == {"gradcam", "kernel_shap"}
+    assert frame["pointing_hit"].isna().all() and frame["deletion_auc"].notna().all()
+    # peaks are in the file's own pixels (40×48 files, 30×30 for top.png)
+    files = frame[frame["image"] != "top.png"]
+    assert files["peak_row"].max() < 40 and files["peak_col"].max() < 48
+    manifest = json.loads((out / "manifest.json").read_text())
+    reasons = {e["image"]: e["reason"] for e in manifest["errors"]}
+    assert set(reasons) == {"a/bomb.png", "a/truncated.png", "b/garbage.png", "b/notes.txt"}
+    assert "too large" in reasons["a/bomb.png"] and ("truncated" in reasons["a/truncated.png"]
+                                                or "damaged" in reasons["a/truncated.png"])
+    assert manifest["params"]["seed"] == 0 and "tensorflow" in "".join(manifest["packages"])
+    assert manifest["model"]["id"] == clf.id
+    html = (out / "summary.html").read_text()
+    assert "a/bomb.png" in html and "data:image/png;base64," in html
+    for image in frame["image_id"].unique():
+        with np.load(out / "maps" / f"{image}.npz") as z:
+            assert z["gradcam/" + str(frame[frame.image_id == image]["label"].iloc[0])].dtype == np.float16
+    # a repeated run skips every finished image: no model call, same rows
+    seen = clf.images_seen
+    again = run_audit(open_source(folder), out, classifier=clf, config=cfg)
+    assert clf.images_seen == seen and again["model_calls"] == 0 and again["new_images"] == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), frame)
+    # other parameters are refused instead of mixing two runs
+    with pytest.raises(ExplainerError, match="other parameters"):
+        run_audit(open_source(folder), out, classifier=clf, config=AuditConfig(**{**FAST, "seed": 1}))
+
+
+def test_interrupted_run_resumes_only_the_rest(clf, tmp_path):
+    import threading
+
+    root = noise_folder(tmp_path / "data", per_class=4)
+    out = tmp_path / "out"
+    cfg = AuditConfig(methods=("gradcam",), **{**FAST, "batch_size": 2, "deletion_steps": 0})
+    stop = threading.Event()
+
+    def progress(p):
+        if p.done >= 3:
+            stop.set()
+
+    first = run_audit(open_source(root), out, classifier=clf, config=cfg, progress=progress, cancel=stop)
+    assert first["status"] == "cancelled" and 3 <= first["images"] < 8
+    seen = clf.images_seen
+    second = run_audit(open_source(root), out, classifier=clf, config=cfg)
+    assert second["images"] == 8 and second["new_images"] == 8 - first["images"]
+    assert clf.images_seen - seen == 8 - first["images"]
+    whole = run_audit(open_source(root), tmp_path / "whole", classifier=clf, config=cfg)
+    assert whole["images"] == 8
+    a = pd.read_parquet(out / "results.parquet").drop(columns=["cluster"])
+    b = pd.read_parquet(tmp_path / "whole" / "results.parquet").drop(columns=["cluster"])
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_masks_and_boxes_give_pointing_metrics(clf, tmp_path):
+    root = tmp_path / "imgs"
+    masks = tmp_path / "masks"
+    root.mkdir(), masks.mkdir()
+    rng = np.random.default_rng(1)
+    for n in range(3):
+        (root / f"im{n}.png").write_bytes(png(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)))
+    m = np.zeros((32, 32, 3), np.uint8)
+    m[:, :16] = 255  # left half is the object
+    for n in range(2):  # im2 has no mask
+        (masks / f"im{n}.png").write_bytes(png(m))
+    cfg = AuditConfig(methods=("gradcam",), **{**FAST, "deletion_steps": 0})
+    run_audit(open_source(root), tmp_path / "out", classifier=clf, config=cfg,
+              truth_args={"masks_dir": str(masks)})
+    frame = pd.read_parquet(tmp_path / "out" / "results.parquet").set_index("image")
+    for n in range(2):
+        row = frame.loc[f"im{n}.png"]
+        assert row["pointing_hit"] == (row["peak_col"] < 16)
+        with np.load(tmp_path / "out" / "maps" / f"{image_id(f'im{n}.png')}.npz") as z:
+            heat = np.maximum(z[f"gradcam/{row['label']}"].astype(np.float64), 0)
+        assert row["mass_in_mask"] == pytest.approx(heat[:, :16].sum() / heat.sum(), rel=1e-3)
+        assert row["outside_mask"] == (row["mass_in_mask"] < 0.5)
+    assert pd.isna(frame.loc["im2.png", "pointing_hit"])
+    # a boxes CSV in file pixels gives the same mask
+    csv = tmp_path / "boxes.csv"
+    csv.write_text("image,x0,y0,x1,y1\nim0.png,0,0,16,32\nim1.png,0,0,16,32\n")
+    run_audit(open_source(root), tmp_path / "out2", classifier=clf, config=cfg,
+              truth_args={"boxes_csv": str(csv)})
+    frame2 = pd.read_parquet(tmp_path / "out2" / "results.parquet").set_index("image")
+    np.testing.assert_allclose(frame2["mass_in_mask"].iloc[:2].astype(float), frame["mass_in_mask"].iloc[:2].astype(float))
+    with pytest.raises(SourceError, match="columns"):
+        bad = tmp_path / "bad.csv"
+        bad.write_text("name,a\nx,1\n")
+        GroundTruth(boxes_csv=str(bad))

@@ -1,0 +1,162 @@
+"""Samples "auto": the shared run grows until the top regions of every requested superpixel
+method are stable (split-half top-N IoU), or stops at the budget; results say how far it got.
+
+Known answers on real tiny Keras models: an additive model (a fixed linear read-out of the
+pixels) is stable at the first check; a model whose output is a chaotic function of the
+image never is, so it spends the budget. Also: every row is kept when a request grows the run,
+per-segment standard errors match the spread over seeds, and an exhaustive run is exact.
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from explainers.base import ExplainerError, SamplingInfo
+from explainers.context import ExplainContext, SamplingParams
+from explainers.metrics import top_n_iou
+from explainers.runner import explain, run_method
+from model_zoo.classifier import Classifier
+
+SIZE = 32
+GRID = {"rows": 4, "cols": 4}
+
+
+def _read_out(weights: np.ndarray, name: str) -> Classifier:
+    """Class 1's probability = a fixed linear read-out of the grey image (additive in segments)."""
+    inp = keras.Input((SIZE, SIZE, 3))
+    gray = keras.layers.Conv2D(1, 1, use_bias=False, name="gray")(inp)
+    out = keras.layers.Dense(2, name="head")(keras.layers.Flatten()(gray))
+    model = keras.Model(inp, out)
+    model.get_layer("gray").set_weights([np.full((1, 1, 3, 1), 1 / (3 * 255), np.float32)])
+    m = weights.ravel() / np.abs(weights).sum()
+    model.get_layer("head").set_weights([np.stack([-m, m], 1).astype(np.float32), np.array([1, 0], np.float32)])
+    return Classifier(model, id=name, name=name, labels=["a", "b"], preprocessing="raw", output="probabilities")
+
+
+@pytest.fixture(scope="module")
+def additive() -> Classifier:
+    ramp = np.add.outer(np.arange(SIZE), 2.0 * np.arange(SIZE)) + 1.0  # every cell a distinct weight
+    return _read_out(ramp, "additive")
+
+
+@pytest.fixture(scope="module")
+def chaotic() -> Classifier:
+    """sin of a large random projection: flipping any segment scrambles the output."""
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Flatten()(inp)
+    x = keras.layers.Dense(8, kernel_initializer=keras.initializers.RandomNormal(stddev=1.0), name="proj")(x)
+    x = keras.layers.Activation(lambda t: keras.ops.sin(t * 3.0))(x)
+    out = keras.layers.Dense(2, activation="softmax", kernel_initializer=keras.initializers.RandomNormal(stddev=3.0))(x)
+    return Classifier(keras.Model(inp, out), id="chaotic", name="chaotic", labels=["a", "b"], preprocessing="raw")
+
+
+def image(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+
+
+def ctx_for(clf, grid=GRID, seed=0, **sampling) -> ExplainContext:
+    return ExplainContext(clf, image(), seed=seed, segmentation="grid", segmentation_params=grid,
+                          sampling=SamplingParams(**sampling))
+
+
+def test_auto_is_the_default_and_validates():
+    assert SamplingParams().auto and SamplingParams().samples == "auto"
+    for bad, msg in (({"threshold": 0}, "threshold"), ({"budget": 3}, "budget"),
+                     ({"samples": "lots"}, "samples"), ({"top_n": 0}, "top_n")):
+        with pytest.raises(ExplainerError, match=msg):
+            SamplingParams(**bad).validate()
+
+
+def test_additive_model_is_stable_at_the_first_check(additive):
+    ctx = ctx_for(additive, budget=2000)
+    results = explain(ctx, ["lime", "kernel_shap"], [1])
+    info = results[0].sampling
+    assert isinstance(info, SamplingInfo) and info.mode == "auto" and info.stopped == "stable"
+    assert info.samples == 128 and len(info.history) == 1  # first check: 4 batches of 32
+    assert info.stability >= 0.8 and set(info.per_method) == {"lime", "kernel_shap"}
+    # both methods of the request use the same rows, and say so
+    assert all(r.sampling == info and r.params["samples"] == 128 for r in results)
+    assert all(r.params["requested_samples"] == "auto" for r in results)
+    assert additive.images_seen >= 128 and ctx.cache["perturbations"].n == 128
+
+
+def test_chaotic_model_hits_the_budget(chaotic):
+    ctx = ctx_for(chaotic, grid={"rows": 5, "cols": 5}, budget=600)
+    (res,) = explain(ctx, ["kernel_shap"], [0])
+    info = res.sampling
+    assert info.stopped == "budget" and info.samples == 600
+    assert info.stability < 0.8
+    assert [n for n, _ in info.history] == sorted(n for n, _ in info.history)
+    assert info.history[-1][0] == 600
+    assert ctx.cache["perturbations"].model_calls == 600  # rows kept between checks: no recomputation
+
+
+def test_growing_keeps_every_row_and_matches_a_fixed_run(chaotic):
+    ctx = ctx_for(chaotic, grid={"rows": 5, "cols": 5}, budget=400)
+    (auto,) = explain(ctx, ["lime"], [0])
+    n = auto.sampling.samples
+    fixed_ctx = ctx_for(chaotic, grid={"rows": 5, "cols": 5}, samples=n, budget=400)
+    fixed_ctx.kernel_share = ctx.kernel_share  # same design
+    (fixed,) = explain(fixed_ctx, ["lime"], [0])
+    np.testing.assert_allclose(auto.segment_weights, fixed.segment_weights, rtol=1e-6, atol=1e-9)
+    assert fixed.sampling.mode == "fixed" and fixed.sampling.samples == n
+    np.testing.assert_array_equal(ctx.cache["perturbations"].Z, fixed_ctx.cache["perturbations"].Z)
+
+
+def test_a_later_method_grows_the_same_run(additive, chaotic):
+    ctx = ctx_for(chaotic, grid={"rows": 5, "cols": 5}, budget=400, threshold=0.3)
+    (first,) = run_method(ctx, "lime", None, [0])
+    calls = ctx.cache["perturbations"].model_calls
+    (second,) = run_method(ctx, "kernel_shap", None, [0])
+    # the second request re-checks with both methods; rows only grow, never recomputed
+    assert second.sampling.samples >= first.sampling.samples
+    assert ctx.cache["perturbations"].model_calls == max(calls, second.sampling.samples)
+    assert set(second.sampling.per_method) == {"lime", "kernel_shap"}
+
+
+def test_design_follows_the_requested_methods(additive):
+    shap_only = ctx_for(additive, samples=64)
+    explain(shap_only, ["kernel_shap"], [1])
+    both = ctx_for(additive, samples=64)
+    explain(both, ["lime", "kernel_shap", "gradcam"], [1])
+    lime_only = ctx_for(additive, samples=64)
+    explain(lime_only, ["lime"], [1])
+    assert shap_only.cache["perturbations"].kernel_share == 1.0
+    assert lime_only.cache["perturbations"].kernel_share == 0.0
+    assert 0 < both.cache["perturbations"].kernel_share < 1
+
+
+def test_standard_errors_match_the_spread_over_seeds(chaotic):
+    """The sandwich standard error (pairs as clusters, finite-population factor) vs the
+    empirical sd of the estimates over 40 seeds: same size within a factor 1.6 on average."""
+    grid = {"rows": 4, "cols": 5}
+    for method in ("kernel_shap", "lime"):
+        weights, stds = [], []
+        for seed in range(40):
+            ctx = ctx_for(chaotic, grid=grid, seed=seed, samples=200)
+            (r,) = explain(ctx, [method], [0])
+            weights.append(r.segment_weights)
+            stds.append(r.segment_std)
+        empirical = np.std(np.asarray(weights), axis=0, ddof=1)
+        estimated = np.mean(np.asarray(stds), axis=0)
+        ratio = float(np.exp(np.mean(np.log(estimated / empirical))))
+        assert 1 / 1.6 < ratio < 1.6, (method, ratio)
+
+
+def test_exhaustive_run_has_zero_uncertainty_and_is_settled(additive):
+    ctx = ctx_for(additive, grid={"rows": 2, "cols": 4}, samples=256)
+    results = explain(ctx, ["lime", "kernel_shap"], [1])
+    for r in results:
+        assert r.sampling.stopped == "exhaustive"
+        np.testing.assert_array_equal(r.segment_std, 0)
+        assert not r.unsettled().any()
+
+
+def test_tied_regions_count_as_one_answer():
+    a = np.array([1.0, 1.0, 1.0, 0.2, 0.1])
+    b = np.array([1.0 - 1e-9, 1.0, 1.0 + 1e-9, 0.2, 0.1])
+    assert top_n_iou(a, b, 2) < 1
+    assert top_n_iou(a, b, 2, tie_tol=1e-3) == 1
+    assert top_n_iou(a, np.array([0.1, 0.2, 1.0, 1.0, 0.9]), 2, tie_tol=1e-3) < 0.5
