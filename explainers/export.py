@@ -180,7 +180,7 @@ h1{margin-bottom:0.2em} h2{margin-top:1.6em;border-bottom:1px solid #ddd} .muted
 table{border-collapse:collapse;margin:0.5em 0} td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}
 .run th{background:#f5f5f5;white-space:nowrap}
 .label{break-inside:avoid;page-break-inside:avoid;margin:1.2em 0}
-.figures{display:grid;grid-template-columns:repeat(auto-fill,minmax(200px,1fr));gap:12px}
+.figures{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:14px}
 figure{margin:0;break-inside:avoid;page-break-inside:avoid}
 figure img.picture{width:100%;max-width:320px;height:auto;display:block}
 figcaption{font-weight:600;margin-bottom:4px} .stats{font-size:0.8em;color:#555}
@@ -234,6 +234,8 @@ def _plain(value: Any) -> str:
         return f"{value:.4g}"
     if isinstance(value, list):
         return ", ".join(_plain(v) for v in value) or "—"
+    if value == "":
+        return "automatic"
     if isinstance(value, dict):
         return ", ".join(f"{k.replace('_', ' ')} {_plain(v)}" for k, v in value.items()) or "—"
     return str(value) if str(value) else "—"
@@ -348,7 +350,7 @@ def html_report(
                 continue
             r = found[0]
             pic = render_explanation(image, r, limit=limits[m], **view)
-            legend = legend_for(label_name, family[m], limits[m], view["cmap"], _positive(view), title[m])
+            legend = legend_for(label_name, family[m], limits[m], view["cmap"], _positive(view))
             stats = f"{r.seconds:.2f} s · {calls_text(r)}"
             if r.r2 is not None:
                 stats += f" · R² {r.r2:.2f}"

@@ -168,18 +168,24 @@ def _png_uri(image: np.ndarray) -> str:
 
 
 def legend_html(legend: Legend) -> str:
-    """The legend as a small self-contained HTML block (the bar is an <img>, so it prints)."""
+    """The legend as a small self-contained HTML block (the bar is an <img>, so it prints).
+
+    Bar, then the end values (and 0) under the bar's ends, then what each end means, then the
+    units; the title only when given (the report's figures already have one).
+    """
     esc = html.escape
+    row = "display:flex;justify-content:space-between;gap:6px"
+    middle = "" if legend.positive_only else "<span>0</span>"
     return (
         f"<div class='xai-legend' role='figure' aria-label='{esc(legend.sentence)}' "
-        "style='font-size:0.8em;line-height:1.3;margin:2px 0 8px 0;break-inside:avoid'>"
+        "style='font-size:0.78em;line-height:1.25;margin:2px 0 8px 0;break-inside:avoid'>"
         + (f"<div class='xai-legend-title'><b>{esc(legend.title)}</b></div>" if legend.title else "")
         + f"<img class='xai-legend-bar' alt='colour bar' src='{_png_uri(bar(legend, 256, 12))}' "
-        "style='width:100%;height:12px;border:1px solid #555;display:block;image-rendering:auto'>"
-        "<div style='display:flex;justify-content:space-between;gap:6px'>"
-        f"<span class='xai-legend-low'>{esc(legend.low_value.replace('-', '−'))} {esc(legend.low_text)}</span>"
-        f"<span class='xai-legend-high' style='text-align:right'>{esc(legend.high_text)} "
-        f"{esc(legend.high_value)}</span></div>"
+        "style='width:100%;height:12px;border:1px solid #555;display:block;object-fit:fill;max-width:none'>"
+        f"<div style='{row}'><span class='xai-legend-low-value'>{esc(legend.low_value.replace('-', '−'))}</span>"
+        f"{middle}<span class='xai-legend-high-value'>{esc(legend.high_value)}</span></div>"
+        f"<div style='{row}'><span class='xai-legend-low'>{esc(legend.low_text)}</span>"
+        f"<span class='xai-legend-high' style='text-align:right'>{esc(legend.high_text)}</span></div>"
         f"<div class='xai-legend-units' style='color:#666;text-align:center'>{esc(legend.units)}</div>"
         "</div>"
     )

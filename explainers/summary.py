@@ -136,7 +136,10 @@ def story(results: Sequence[Explanation], verdicts: Mapping[str, Sequence[str]] 
         if ref.segment_weights is not None and ref.method in REFERENCE_ORDER:
             ids = [i for i in np.argsort(-ref.segment_weights, kind="stable")[: len(found)]]
             after = float(np.clip(score - float(ref.segment_weights[ids].sum()), 0.0, 1.0))
-            look += f"; covering them would lower its confidence from {score:.0%} to about {after:.0%}."
+            if after < 0.01:
+                look += f"; covering them would take away almost all of its {score:.0%} confidence."
+            else:
+                look += f"; covering them would lower its confidence from {score:.0%} to about {after:.0%}."
         else:
             look += "."
         text.append(look)

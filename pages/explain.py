@@ -11,13 +11,12 @@ classifier, image = page.require_model_and_image()
 preds = services.predictions(classifier, image, state.top_k())
 stakeholder = state.stakeholder_mode()
 
-left, right = st.columns([1, 1.4] if not stakeholder else [1, 1])
-with left:
-    st.image(image.pixels, caption=f"{state.current_image_choice().name} · {classifier.name}", width="stretch")
-with right:
-    st.plotly_chart(figures.top_k_bar(preds), key="topk_chart")
-
 if not stakeholder:
+    left, right = st.columns([1, 1.4])
+    with left:
+        st.image(image.pixels, caption=f"{state.current_image_choice().name} · {classifier.name}", width="stretch")
+    with right:
+        st.plotly_chart(figures.top_k_bar(preds), key="topk_chart")
     explain_panel.segmentation_panel(image)
     explain_panel.explain_form(classifier)
 
@@ -25,6 +24,8 @@ request = explain_panel.current_request(classifier, preds)
 view = widgets.view_controls(preds)
 results = explain_panel.draw_comparison(classifier, image, request, view, preds)
 
+if stakeholder:  # the story comes first; what else the model considered, after it
+    st.plotly_chart(figures.top_k_bar(preds, height=200), key="topk_chart")
 if results and not stakeholder:
     explain_panel.refine_button(request)
     explain_panel.interactive_view(image, results, view["label"])

@@ -34,7 +34,7 @@ def segmentation_panel(image: PreparedImage) -> None:
 def explain_form(classifier: Any) -> None:
     """The expensive parameters, applied only when Explain is pressed (sliders never cancel a run)."""
     specs = services.method_specs(classifier)
-    defaults = [m for m in DEFAULT_METHODS if m in specs]
+    defaults = ordered([m for m in DEFAULT_METHODS if m in specs])
     layers = ["auto"] + [layer.path for layer in getattr(classifier, "conv_layers", [])]
     with st.form("explain_form"):
         cols = st.columns([3, 1, 1, 1])
@@ -67,7 +67,7 @@ def build_request(methods: Sequence[str], *, samples: int = DEFAULT_SAMPLES, fil
     """A RunRequest with each method's parameters filled from the form's shared choices."""
     specs = services.method_specs()
     per_method = []
-    for name in methods:
+    for name in ordered(methods):
         fields = {f.name for f in dataclasses.fields(specs[name].params_type)}
         params: dict[str, Any] = {}
         if "surrogate" in fields:

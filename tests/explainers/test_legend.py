@@ -59,8 +59,10 @@ class _Texts(HTMLParser):
 def test_legend_html_parses_with_both_meanings_and_an_image_bar():
     parser = _Texts()
     parser.feed(legend_html(legend_for("tiger <cat>", "perturbation", 0.05, title="LIME")))
-    assert "−5 pushes away from tiger <cat>" in parser.texts  # escaped in HTML, read back as text
-    assert "pushes towards tiger <cat> +5" in parser.texts and "points of probability" in parser.texts
+    texts = parser.texts
+    assert texts[:2] == ["LIME", "−5"] and texts[texts.index("−5") + 1 : texts.index("−5") + 3] == ["0", "+5"]
+    assert "pushes away from tiger <cat>" in texts  # escaped in HTML, read back as text
+    assert "pushes towards tiger <cat>" in texts and "points of probability" in texts
     assert parser.imgs and parser.imgs[0]["src"].startswith("data:image/png;base64,")
 
 
