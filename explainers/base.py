@@ -87,6 +87,7 @@ class Explanation:
     extras: Mapping[str, Any] = field(default_factory=dict)
     segment_std: np.ndarray | None = None  # (M,) standard error of each segment weight
     sampling: SamplingInfo | None = None  # samples used and their stability (LIME, KernelSHAP)
+    contrast: int | None = None  # "why label rather than contrast": the map explains score A − score B
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "heatmap", np.asarray(self.heatmap, dtype=np.float32))
@@ -134,6 +135,7 @@ class MethodSpec:
     run: Callable[..., list[Explanation]]
     needs_gradients: bool = False
     description: str = ""
+    contrast: bool = False  # run(..., contrast=B) explains label − B ("why A rather than B")
 
 
 _REGISTRY: dict[str, MethodSpec] = {}

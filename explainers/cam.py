@@ -221,6 +221,8 @@ def _finish(
     shared_calls: int,
     seconds: float,
     extras: dict[str, Any] | None = None,
+    contrast: int | None = None,
+    scores: np.ndarray | None = None,
 ) -> Explanation:
     low_signed = np.asarray(low, dtype=np.float32)
     low_map = np.maximum(low_signed, 0.0) if relu else low_signed
@@ -234,6 +236,9 @@ def _finish(
         "shared_calls": int(shared_calls),
     }
     more.update(extras or {})
+    if contrast is not None:
+        more.update(contrast_name=ctx.label_name(int(contrast)),
+                    contrast_score=label_probability(ctx, int(contrast), scores))
     return Explanation(
         method=method,
         label=int(label),
@@ -244,24 +249,28 @@ def _finish(
         seconds=seconds,
         params=params_dict(params),
         extras=more,
+        contrast=contrast,
     )
 
 
 def _gradient_cam(name: str) -> Callable[[Any, CamParams, list[int]], list[Explanation]]:
     combine = GRADIENT_CAMS[name][1]
 
-    def run(ctx: Any, params: CamParams, labels: list[int]) -> list[Explanation]:
+    def run(ctx: Any, params: CamParams, labels: list[int], contrast: int | None = None) -> list[Explanation]:
         with Timer() as timer:
             layer = resolve_layer(ctx.classifier, params.layer)
             ctx.report(0, 1, f"{GRADIENT_CAMS[name][0]}: forward and backward pass")
-            entry, calls = layer_pass(ctx, layer, labels)
+            wanted = list(labels) + ([] if contrast is None else [int(contrast)])
+            entry, calls = layer_pass(ctx, layer, wanted)
             a = entry.features.astype(np.float64)
-            maps = [combine(a, entry.grads[int(c)].astype(np.float64)) for c in labels]
+            # d(score A − score B)/dA = gA − gB: the contrast needs no other pass
+            other = 0.0 if contrast is None else entry.grads[int(contrast)].astype(np.float64)
+            maps = [combine(a, entry.grads[int(c)].astype(np.float64) - other) for c in labels]
             ctx.report(1, 1, f"{GRADIENT_CAMS[name][0]}: done")
         return [
             _finish(
                 ctx, name, c, label_probability(ctx, c, entry.scores), m, True, params, layer,
-                calls if i == 0 else 0, entry.calls, timer.seconds,
+                calls if i == 0 else 0, entry.calls, timer.seconds, contrast=contrast, scores=entry.scores,
             )
             for i, (c, m) in enumerate(zip(labels, maps))
         ]
@@ -365,7 +374,7 @@ def _score_cam_predictions(ctx: Any, entry: LayerPass, params: ScoreCamParams) -
     return run, total
 
 
-def run_scorecam(ctx: Any, params: ScoreCamParams, labels: list[int]) -> list[Explanation]:
+def run_scorecam(ctx: Any, params: ScoreCamParams, labels: list[int], contrast: int | None = None) -> list[Explanation]:
     """Score-CAM (Wang et al. 2020): channel weights are the gain in the label's probability
     when the image is masked by that channel's (upsampled, min-max scaled) map, relative to a
     black image. No gradients; one set of masked predictions serves every label."""
@@ -375,7 +384,10 @@ def run_scorecam(ctx: Any, params: ScoreCamParams, labels: list[int]) -> list[Ex
         run, more = _score_cam_predictions(ctx, entry, params)
         calls += more
         a = entry.features[:, :, run.channels].astype(np.float64)
-        maps = [a @ (run.probs[:, c] - run.baseline[c]).astype(np.float64) for c in labels]
+        gain = (run.probs - run.baseline[None, :]).astype(np.float64)
+        if contrast is not None:  # the gain of A − B: linear in the probabilities, no new calls
+            gain = gain - gain[:, [int(contrast)]]
+        maps = [a @ gain[:, c] for c in labels]
     extras = {
         "channels_used": int(len(run.channels)),
         "channels_total": int(entry.features.shape[-1]),
@@ -383,7 +395,7 @@ def run_scorecam(ctx: Any, params: ScoreCamParams, labels: list[int]) -> list[Ex
     return [
         _finish(
             ctx, "scorecam", c, label_probability(ctx, c, entry.scores), m, True, params, layer,
-            calls if i == 0 else 0, entry.calls + run.calls, timer.seconds, extras,
+            calls if i == 0 else 0, entry.calls + run.calls, timer.seconds, extras, contrast, entry.scores,
         )
         for i, (c, m) in enumerate(zip(labels, maps))
     ]
@@ -402,6 +414,7 @@ for _name, (_title, _fn, _description) in GRADIENT_CAMS.items():
             params_type=CamParams,
             run=_gradient_cam(_name),
             needs_gradients=True,
+            contrast=True,
             description=_description,
         )
     )
@@ -413,7 +426,8 @@ METHODS["scorecam"] = register(
         family="cam",
         params_type=ScoreCamParams,
         run=run_scorecam,
-        needs_gradients=True,  # needs feature-map access, which comes with gradient support
+        needs_gradients=True,
+        contrast=True,  # needs feature-map access, which comes with gradient support
         description="Feature maps weighted by how much each one, used as a mask, raises the "
         "class probability. No gradients; one model call per channel.",
     )

@@ -36,6 +36,15 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 # ---------------------------------------------------------------------- arguments
+def _value_range(text: str) -> tuple[float, float]:
+    parts = str(text).split(",")
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH like 0,16, got {text!r}") from None
+    return low, high
+
+
 def _add_common_arguments(p: argparse.ArgumentParser) -> None:
     """Image, model and sampling options shared by ``explain`` and ``trust``."""
     from explainers.context import FILLS
@@ -54,6 +63,11 @@ def _add_common_arguments(p: argparse.ArgumentParser) -> None:
                    help="how to fit the image to the model input (default: crop)")
     p.add_argument("--input-size", type=_positive_int, metavar="N",
                    help="input side for your own models declared without a fixed size")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                   help="scikit-learn (.skops) models: 1 (gray) or 3 (RGB) values per pixel")
+    p.add_argument("--value-range", metavar="LOW,HIGH", default=None, type=_value_range,
+                   help="scikit-learn (.skops) models: the values a black and a white pixel had "
+                   "in training (e.g. 0,16 for sklearn's digits; default 0,1)")
     p.add_argument("--weights", metavar="FILE",
                    help="weights file of a catalog model outside the Keras cache")
     p.add_argument("--methods", default=DEFAULT_METHODS, metavar="M[,M…]",
@@ -107,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="explain the top-k classes of an image")
     _add_common_arguments(p)
+    p.add_argument("--contrast", metavar="B",
+                   help="explain why each class rather than class B (an index or a label name): "
+                        "the maps explain score − score of B (methods that can: see "
+                        "`python -m explainers methods`)")
     p.add_argument("--out", metavar="FILE.npz", help="also write heatmaps and segments to an NPZ")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -126,7 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="perturbation rows per stability rerun (default min(samples, 500))")
     t.add_argument("--mask", metavar="FILE",
                    help="ground-truth object mask (an image of the same size; white = object)")
+    t.add_argument("--sanity", action="store_true",
+                   help="also randomise the model's weights top-down (on a copy) and flag methods "
+                        "whose map barely changes (Adebayo et al. 2018)")
+    t.add_argument("--sanity-steps", type=_positive_int, default=5, metavar="K",
+                   help="points along the cascade of randomised layers (default 5)")
     t.add_argument("--json", action="store_true", help="machine-readable output")
+
+    from explainers.audit.cli import add_parser as _add_audit_parser
+
+    _add_audit_parser(sub)
     return parser
 
 
@@ -220,8 +247,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
         defaults = params_dict(spec.params_type())
         rows.append({
             "name": name, "title": spec.title, "family": spec.family,
-            "needs_gradients": spec.needs_gradients, "params": defaults,
-            "description": spec.description,
+            "needs_gradients": spec.needs_gradients, "contrast": bool(spec.contrast),
+            "params": defaults, "description": spec.description,
         })
     if args.json:
         print(json.dumps({"methods": rows}, indent=2))
@@ -229,7 +256,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         params = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "no parameters"
-        print(f"{r['name']:<{width}}  {r['family']:<12}  {params}")
+        contrast = "A vs B" if r["contrast"] else ""
+        print(f"{r['name']:<{width}}  {r['family']:<12}  {contrast:<6}  {params}")
     return 0
 
 
@@ -270,6 +298,8 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
         preprocessing=args.preprocess,
         input_size=args.input_size,
         weights_path=args.weights,
+        channels=args.channels,
+        value_range=args.value_range,
     )
     top_k = resolve_top_k(args.top_k, clf.num_classes) if targets is None else None
     fitted = prepare_image(clf, original, policy=args.resize)
@@ -304,9 +334,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     prep = _prepare(args)
     clf, fitted, ctx = prep["clf"], prep["fitted"], prep["ctx"]
+    contrast = _parse_contrast(args.contrast, clf)
     seen = clf.images_seen
     t0 = time.perf_counter()
-    results = explain(ctx, prep["params"], labels=prep["targets"], top_k=prep["top_k"] or 1)
+    results = explain(ctx, prep["params"], labels=prep["targets"], top_k=prep["top_k"] or 1,
+                      contrast=contrast)
     seconds = time.perf_counter() - t0
     calls = clf.images_seen - seen
 
@@ -321,6 +353,21 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         print(format_table(report))
     return 0
+
+
+def _parse_contrast(text: str | None, clf: Any) -> int | None:
+    """``--contrast``: a class index, or a label name of the model (case-insensitive)."""
+    if text is None:
+        return None
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    matches = [i for i, name in enumerate(clf.labels) if name.lower() == text.lower()]
+    if not matches:
+        raise CLIError(f"--contrast {text!r} is neither a class index nor a label of this model")
+    return matches[0]
 
 
 def _read_mask(path: str, clf: Any, original: Any, policy: str) -> Any:
@@ -352,6 +399,7 @@ def cmd_trust(args: argparse.Namespace) -> int:
     report = trust_report(
         ctx, results, label, seeds=args.seeds, noise_sigma=args.noise, top_n=args.top_n,
         steps=args.steps, mask=mask, stability_samples=args.stability_samples,
+        sanity=args.sanity, sanity_steps=args.sanity_steps,
     )
     out = to_json(report)
     if args.json:
@@ -364,6 +412,13 @@ def cmd_trust(args: argparse.Namespace) -> int:
     for row in out["methods"]:
         cells = "".join(f"{row[k]:>22.3f}" if isinstance(row[k], float) else f"{str(row[k]):>22}" for k in keys)
         print(f"{row['method']:<22}{cells}")
+    if report.sanity is not None:
+        san = out["sanity"]
+        print(f"sanity check: layers randomised top-down ({len(san['layers'])} points of "
+              f"{san['total_layers']} layers): {', '.join(san['layers'])}")
+        for method, row in san["methods"].items():
+            rho = " ".join("–" if v is None else f"{v:.2f}" for v in row["spearman"])
+            print(f"  {method:<20} Spearman {rho}  {'passes' if row['passes'] else 'FAILS'}")
     for method, text in badges(report).items():
         print(f"  {method}: {text}")
     return 0
@@ -442,6 +497,10 @@ def result_dict(exp: Any, fitted: Any) -> dict[str, Any]:
         "heatmap_max": _float(exp.heatmap.max()),
         "heatmap_min": _float(exp.heatmap.min()),
     }
+    contrast = getattr(exp, "contrast", None)
+    if contrast is not None:
+        out["contrast"] = int(contrast)
+        out["contrast_name"] = exp.extras.get("contrast_name")
     if exp.segment_weights is not None:
         out["segments"] = [[i, _float(w)] for i, w in exp.ranked_segments()]
     if exp.segment_std is not None:  # by segment id; "unsettled": ids whose sign is not settled
@@ -481,6 +540,7 @@ def build_report(
         "segmentation": ctx.segmentation if ctx is not None else args.segmentation,
         "num_segments": None if segments is None else int(segments.max()) + 1,
         "labels": list(dict.fromkeys(int(r.label) for r in results)),
+        "contrast": next((int(r.contrast) for r in results if getattr(r, "contrast", None) is not None), None),
         "results": [result_dict(r, fitted) for r in results],
     }
 
@@ -503,7 +563,8 @@ def format_table(report: Mapping[str, Any]) -> str:
         top = ", ".join(f"{i}:{w:+.3f}" for i, w in r.get("segments", [])[:3])
         rows.append((
             r["method"],
-            f"{r['label']} {r['label_name']}",
+            f"{r['label']} {r['label_name']}"
+            + (f" rather than {r['contrast']} {r['contrast_name']}" if r.get("contrast") is not None else ""),
             f"{100 * r['score']:.1f} %" if r["score"] is not None else "",
             f"({r['peak'][0]}, {r['peak'][1]})",
             f"{r['seconds']:.2f}",
@@ -561,7 +622,14 @@ def write_npz(path: str, fitted: Any, results: Sequence[Any], report: Mapping[st
 
 
 # ---------------------------------------------------------------------- entry point
-_COMMANDS = {"methods": cmd_methods, "explain": cmd_explain, "trust": cmd_trust}
+def cmd_audit(args: argparse.Namespace) -> int:
+    """A dataset audit (explainers/audit/cli.py)."""
+    from explainers.audit.cli import cmd_audit as run
+
+    return run(args)
+
+
+_COMMANDS = {"methods": cmd_methods, "explain": cmd_explain, "trust": cmd_trust, "audit": cmd_audit}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

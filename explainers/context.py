@@ -331,6 +331,26 @@ class ExplainContext:
         state = self.cache.get("auto")
         return int(state.samples) if state is not None else int(self.sampling.budget)
 
+    def coalition_cache(self, fill: str, segments: np.ndarray | None = None, key: Any = "superpixels"):
+        """The shared ``CoalitionCache`` of (``key``, ``fill``): coalitions any method evaluated before
+        cost nothing. ``segments`` default to the superpixels; with those and the shared fill, the
+        rows of the shared perturbation run are looked up too."""
+        from explainers.perturbation import CoalitionCache
+
+        cache_key = ("coalitions", key, fill)
+        cache = self.cache.get(cache_key)
+        if cache is None:
+            superpixels = segments is None
+            segments = self.segments() if superpixels else segments
+            cache = CoalitionCache(
+                self.classifier.predict, self.image, segments, fill,
+                batch_size=self.sampling.batch_size, full=self.cache.get("probs"),
+            )
+            self.cache[cache_key] = cache
+        if key == "superpixels" and fill == self.sampling.fill and cache.shared_run is None:
+            cache.shared_run = self.cache.get("perturbations")  # None until LIME/KernelSHAP ran
+        return cache
+
     def perturbation_calls(self) -> int:
         """Images the shared perturbation run has sent to the model so far (0 before it exists)."""
         run = self.cache.get("perturbations")

@@ -158,21 +158,23 @@ def fit_kernel_shap(
                    r2=r2, std=std)
 
 
-def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int]) -> list[Explanation]:
-    """One KernelSHAP explanation per label from the context's shared perturbation run."""
-    from explainers.lime import shared_params
+def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int], contrast: int | None = None) -> list[Explanation]:
+    """One KernelSHAP explanation per label from the context's shared perturbation run; with
+    ``contrast`` B, Shapley values of output(label) − output(B) from the same rows."""
+    from explainers.lime import contrast_extras, shared_params
 
     with Timer() as total:
         run, rows, new_calls, sampling = ctx.perturbation_rows("kernel_shap", params, labels)
         segments = ctx.segments()
-        fits = [
-            (label, fit_kernel_shap(
-                rows.Z, rows.Y[:, label], rows.shapley_weight,
-                f_x=rows.Y[0, label], f_empty=rows.Y[1, label], l2=float(params.l2),
+        fits = []
+        for label in labels:
+            y = rows.Y[:, label].astype(np.float64)
+            if contrast is not None:
+                y = y - rows.Y[:, int(contrast)]
+            fits.append((label, fit_kernel_shap(
+                rows.Z, y, rows.shapley_weight, f_x=y[0], f_empty=y[1], l2=float(params.l2),
                 uncertainty=True,
-            ))
-            for label in labels
-        ]
+            )))
     return [
         Explanation(
             method="kernel_shap",
@@ -195,7 +197,9 @@ def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int]) -> list[Ex
                 "exact": bool(rows.exhaustive),
                 "shared_run_seconds_in_model": float(run.seconds_in_model),
                 "shared_calls": int(run.model_calls),
+                **contrast_extras(ctx, rows.Y[0], contrast),
             },
+            contrast=contrast,
         )
         for i, (label, fit) in enumerate(fits)
     ]
@@ -208,6 +212,7 @@ SPEC = register(
         family="perturbation",
         params_type=KernelShapParams,
         run=run_kernel_shap,
+        contrast=True,
         description=(
             "Shapley values of the superpixels: each segment's fair share of the difference "
             "between the model's score on the image and on the fully hidden image."

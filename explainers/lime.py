@@ -214,14 +214,23 @@ def shared_params(ctx, run, n_rows: int | None = None) -> dict:
     }
 
 
-def run_lime(ctx, params: LimeParams, labels: list[int]) -> list[Explanation]:
-    """One LIME explanation per label, all from the context's shared perturbation run."""
+def contrast_extras(ctx, scores, contrast: int | None) -> dict:
+    """What a contrast result records besides ``Explanation.contrast``: B's name and score."""
+    if contrast is None:
+        return {}
+    return {"contrast_name": ctx.label_name(int(contrast)), "contrast_score": float(scores[int(contrast)])}
+
+
+def run_lime(ctx, params: LimeParams, labels: list[int], contrast: int | None = None) -> list[Explanation]:
+    """One LIME explanation per label, all from the context's shared perturbation run; with
+    ``contrast`` B the surrogate is fitted to output(label) − output(B) on the same rows."""
     with Timer() as total:
         run, rows, new_calls, sampling = ctx.perturbation_rows("lime", params, labels)
         segments = ctx.segments()
         out = []
         for label in labels:
-            fit = fit_lime(rows.Z, rows.Y[:, label], rows.lime_ratio, params, seed=ctx.seed,
+            y = rows.Y[:, label] if contrast is None else rows.Y[:, label] - rows.Y[:, int(contrast)]
+            fit = fit_lime(rows.Z, y, rows.lime_ratio, params, seed=ctx.seed,
                            uncertainty=not rows.exhaustive)
             out.append((label, fit))
     results = []
@@ -247,7 +256,9 @@ def run_lime(ctx, params: LimeParams, labels: list[int]) -> list[Explanation]:
                     "surrogate": params.surrogate,
                     "shared_run_seconds_in_model": float(run.seconds_in_model),
                     "shared_calls": int(run.model_calls),
+                    **contrast_extras(ctx, rows.Y[0], contrast),
                 },
+                contrast=contrast,
             )
         )
     return results
@@ -260,6 +271,7 @@ SPEC = register(
         family="perturbation",
         params_type=LimeParams,
         run=run_lime,
+        contrast=True,
         description=(
             "Fits a weighted linear model (or lasso / tree) to the model's output on images with "
             "superpixels hidden; a segment's weight is how much showing it raises the score."

@@ -125,7 +125,7 @@ def occlusion_run(ctx: Any, params: OcclusionParams) -> tuple[OcclusionRun, int]
     return run, n
 
 
-def run_occlusion(ctx: Any, params: OcclusionParams, labels: list[int]) -> list[Explanation]:
+def run_occlusion(ctx: Any, params: OcclusionParams, labels: list[int], contrast: int | None = None) -> list[Explanation]:
     """Occlusion sensitivity maps for ``labels`` from one set of occluded predictions."""
     with Timer() as timer:
         had_probs = "probs" in ctx.cache
@@ -136,6 +136,8 @@ def run_occlusion(ctx: Any, params: OcclusionParams, labels: list[int]) -> list[
         labels = [int(c) for c in labels]
         h, w = ctx.image.shape[:2]
         drops = (base[labels][None, :] - run.probs[:, labels]).astype(np.float64)  # (n, L)
+        if contrast is not None:  # the drop of p(A) − p(B): the same occluded predictions
+            drops = drops - (base[int(contrast)] - run.probs[:, [int(contrast)]]).astype(np.float64)
         total = np.zeros((len(labels), h, w), dtype=np.float64)
         count = np.zeros((h, w), dtype=np.float64)
         for i, (r, c) in enumerate(zip(run.rows, run.cols)):
@@ -147,6 +149,8 @@ def run_occlusion(ctx: Any, params: OcclusionParams, labels: list[int]) -> list[
         "window": (run.wh, run.ww),
         "shared_calls": int(run.calls),
     }
+    if contrast is not None:
+        extras.update(contrast_name=ctx.label_name(int(contrast)), contrast_score=float(base[int(contrast)]))
     return [
         Explanation(
             method="occlusion",
@@ -158,6 +162,7 @@ def run_occlusion(ctx: Any, params: OcclusionParams, labels: list[int]) -> list[
             seconds=timer.seconds,
             params=params_dict(params),
             extras=extras,
+            contrast=contrast,
         )
         for i, c in enumerate(labels)
     ]
@@ -172,6 +177,7 @@ METHODS: dict[str, MethodSpec] = {
             params_type=OcclusionParams,
             run=run_occlusion,
             needs_gradients=False,
+            contrast=True,
             description="Slides a patch over the image; a pixel's value is the mean drop in the "
             "class probability when patches covering it are hidden.",
         )

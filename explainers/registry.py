@@ -13,6 +13,8 @@ BUILTIN_MODULES = (
     "explainers.gradients",
     "explainers.dff",
     "explainers.feature_ablation",
+    "explainers.partition_shap",
+    "explainers.rise",
 )
 
 for _module in BUILTIN_MODULES:

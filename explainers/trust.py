@@ -64,6 +64,7 @@ class TrustReport:
     explain_calls: int  # images spent running methods given by name (not in model_calls)
     seconds: float
     settings: Mapping[str, Any] = field(default_factory=dict)
+    sanity: Any = None  # explainers.sanity.SanityReport when asked for
 
     def row(self, method: str) -> MethodTrust:
         for r in self.methods:
@@ -95,7 +96,8 @@ def _other_calls(results: Sequence[Explanation]) -> dict[str, int]:
 
 
 def _trust_plan(ctx: Any, given: Any, label: int, *, seeds: int, noise_sigma: float, steps: int,
-                random_orders: int, samples: int, resegment: bool) -> list[Stage]:
+                random_orders: int, samples: int, resegment: bool,
+                sanity_calls: int = 0) -> list[Stage]:
     """The stages of ``trust_report`` in words, weighted by estimated model calls."""
     items = _as_items(given)
     names = [i.method if isinstance(i, Explanation) else i for i, _ in items
@@ -110,12 +112,13 @@ def _trust_plan(ctx: Any, given: Any, label: int, *, seeds: int, noise_sigma: fl
     stab = sum(s.weight for s in M.stability_plan(
         ctx, names, seeds=seeds, noise_sigma=noise_sigma, samples=samples, resegment=resegment,
         method_calls=calls))
-    total = explain_cost + curves + stab
+    total = explain_cost + curves + stab + sanity_calls
     return [
         Stage("Explaining the label", explain_cost),
         Stage("Covering the most important regions first (deletion and insertion curves)", curves),
         Stage("Checking stability", stab),
         Stage("Checking convergence and the ground truth", max(1.0, 0.02 * total)),
+        Stage("Randomising the model's weights layer by layer (sanity check)", float(sanity_calls)),
     ]
 
 
@@ -168,6 +171,9 @@ def trust_report(
     bootstrap: int = 50,
     pointing_tolerance: int = 0,
     resegment_noisy: bool = True,
+    sanity: bool = False,
+    sanity_steps: int = 5,
+    sanity_samples: int | None = None,
 ) -> TrustReport:
     """Measure how far the explanations of ``label`` on ``ctx`` can be trusted.
 
@@ -178,7 +184,10 @@ def trust_report(
     for the pointing game and mask IoU; ``stability_samples`` the perturbation rows per rerun
     (default min(context samples, 500)). ``progress(done, total, words)`` sees one fraction of
     the whole computation (``done`` never decreases, ``total`` is fixed) with the stage in words;
-    feed it to ``explainers.progress.EtaEstimator`` for an ETA that settles.
+    feed it to ``explainers.progress.EtaEstimator`` for an ETA that settles. ``sanity``: also the
+    cascading weight randomisation of ``explainers.sanity`` (``sanity_steps`` points,
+    ``sanity_samples`` rows per superpixel rerun; its model calls go to a copy of the model and
+    are counted in ``model_calls``).
     """
     label = int(label)
     if not 0 <= label < ctx.classifier.num_classes:
@@ -192,10 +201,13 @@ def trust_report(
     if not 8 <= stab_n <= 100_000:
         raise ExplainerError(f"stability samples must be between 8 and 100000, not {stability_samples}")
 
+    san_n = int(sanity_samples or min(ctx.sample_count(), 300))
+    n_methods = len(results_or_methods) if not isinstance(results_or_methods, (str, Explanation)) else 1
     plan = StagedProgress(
         _trust_plan(ctx, results_or_methods, label, seeds=seeds, noise_sigma=noise_sigma,
                     steps=steps, random_orders=random_orders, samples=stab_n,
-                    resegment=resegment_noisy),
+                    resegment=resegment_noisy,
+                    sanity_calls=int(sanity_steps) * san_n * n_methods if sanity else 0),
         progress,
     )
 
@@ -262,6 +274,15 @@ def trust_report(
             ))
         agree = M.agreement(scores, top_n)
         extra = _calls(ctx.classifier) - start
+        san = None
+        if sanity:
+            from explainers.sanity import cascading_randomization
+
+            plan.enter(4)
+            san = cascading_randomization(ctx, {r.method: method_params(r) for r in results}, label,
+                                          steps=sanity_steps, samples=san_n, originals=results,
+                                          progress=plan.stage(4))
+            extra += san.model_calls
         plan.finish("Trust measured")
     return TrustReport(
         label=label,
@@ -274,6 +295,7 @@ def trust_report(
         model_calls=int(extra),
         explain_calls=int(explain_calls),
         seconds=timer.seconds,
+        sanity=san,
         settings={
             "seed": ctx.seed, "seeds": int(seeds), "noise_sigma": float(noise_sigma),
             "top_n": int(top_n), "steps": int(steps), "stability_samples": stab_n,
@@ -281,6 +303,7 @@ def trust_report(
             "pointing_tolerance": int(pointing_tolerance), "resegment_noisy": bool(resegment_noisy),
             "samples": ctx.sample_count(), "sampling": ctx.sampling.samples, "fill": ctx.sampling.fill,
             "segmentation": ctx.segmentation, "num_segments": int(run.num_segments),
+            "sanity": bool(sanity), "sanity_steps": int(sanity_steps),
         },
     )
 
@@ -345,6 +368,15 @@ def badge_list(report: TrustReport) -> dict[str, list[str]]:
                     b.append("converged in samples")
         if r.pointing_hit is not None:
             b.append("points at the object" if r.pointing_hit else "misses the object")
+        san = report.sanity.methods.get(r.method) if report.sanity is not None else None
+        if san is not None:
+            from explainers.sanity import sanity_badges
+
+            verdict = sanity_badges(report.sanity)[r.method]
+            if san.passes:
+                b.append(verdict)
+            else:  # the most important verdict of all: first
+                b.insert(0, verdict)
         out[r.method] = b
     return out
 
@@ -410,6 +442,7 @@ def to_json(report: TrustReport) -> dict[str, Any]:
             "rank_corr": _nums(report.agreement.rank_corr),
             "top_iou": _nums(report.agreement.top_iou),
         },
+        **({"sanity": report.sanity.to_json()} if report.sanity is not None else {}),
     }
 
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # keep `import model_zoo.registry` free of TensorFlow
     from model_zoo.classifier import Classifier
     from model_zoo.images import FittedImage
 
-CUSTOM_SUFFIXES = (".keras", ".h5", ".hdf5")
+CUSTOM_SUFFIXES = (".keras", ".h5", ".hdf5", ".skops")
 BUNDLED_CROP_FRACTION = 224 / 256  # the evaluation crop of the bundled EfficientNet-Lite0
 
 _cache: dict[tuple, "Classifier"] = {}
@@ -221,8 +221,12 @@ def load_classifier(
     preprocessing: str | None = None,
     input_size: int | Sequence[int] | None = None,
     weights_path: str | os.PathLike | None = None,
+    channels: int | None = None,
+    value_range: Sequence[float] | None = None,
 ) -> "Classifier":
-    """A Classifier for a catalog id, the bundled id or a path to a ``.keras``/``.h5`` file.
+    """A Classifier for a catalog id, the bundled id or a path to a ``.keras``/``.h5`` file
+    or a scikit-learn ``.skops`` file (which needs ``input_size``, ``channels`` and
+    ``value_range``, declared by its user: see ``model_zoo.sklearn_model``).
 
     ``labels_path`` and ``preprocessing`` override the defaults (ImageNet names, the model's own
     preprocessing); ``input_size`` fixes the size of user models declared without one;
@@ -284,6 +288,23 @@ def load_classifier(
             "or give a path to a .keras/.h5 file"
         )
     data = _read_bytes(path, "model file")
+    if path.suffix.lower() == ".skops":
+        from model_zoo.sklearn_model import load_sklearn_model
+
+        if size is None:
+            raise ModelError("a scikit-learn model needs its input size (e.g. --input-size 8)")
+        rng = tuple(float(v) for v in (value_range if value_range is not None else (0.0, 1.0)))
+        key = ("sklearn", hashlib.sha256(data).hexdigest(), labels_key, size, channels, rng)
+        with _cache_lock:
+            return _cached(
+                key,
+                lambda: load_sklearn_model(
+                    data, path.name, input_size=size, channels=int(channels or 1),
+                    value_range=rng, labels=labels,
+                ),
+            )
+    if channels is not None or value_range is not None:
+        raise ModelError("channels and value range are declared for scikit-learn (.skops) models only")
     from model_zoo.custom import load_custom_model
 
     key = ("custom", hashlib.sha256(data).hexdigest(), path.name, labels_key, preprocessing, size)

@@ -166,6 +166,17 @@ def require_weights(entry: CatalogEntry, path: str | os.PathLike | None = None) 
 
 
 # ---------------------------------------------------------------------- download
+MIRROR_ENV = "XAI_LENS_WEIGHTS_MIRROR"
+"""An HTTP(S) folder holding the weights files under their Keras names (a company mirror, or
+a local server in tests); unset means the Keras servers."""
+
+
+def weights_url(entry: CatalogEntry) -> str:
+    """Where ``download_weights`` fetches from: ``$XAI_LENS_WEIGHTS_MIRROR/<file>`` or Keras's URL."""
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    return f"{mirror.rstrip('/')}/{entry.weights_file}" if mirror else entry.weights_url
+
+
 def download_weights(
     entry: CatalogEntry,
     progress: Progress | None = None,
@@ -179,9 +190,9 @@ def download_weights(
     Streams to a temporary file next to the destination, checks the hash, then renames it into
     place atomically, so a half-finished or corrupt download never looks like a valid file. A
     different file already at the destination is not overwritten. ``url`` and ``dest`` override
-    the entry's URL and the Keras cache path (tests use a ``file://`` URL).
+    the entry's URL (or ``$XAI_LENS_WEIGHTS_MIRROR``) and the Keras cache path.
     """
-    url = url or entry.weights_url
+    url = url or weights_url(entry)
     target = Path(dest).expanduser() if dest is not None else default_path(entry)
     if target.exists():
         status = _check_file(entry, target)

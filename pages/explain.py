@@ -7,8 +7,10 @@ from ui import explain_panel, exports, figures, page, services, state, widgets
 
 page.page_setup()
 st.title("Why did the model say that?")
+status = st.empty()  # one line at the top saying what runs (the toolbar's indicator is hidden)
 classifier, image = page.require_model_and_image()
 preds = services.predictions(classifier, image, state.top_k())
+state.reset_labels_on_new_input(classifier.id, image.key, preds[0][0])
 stakeholder = state.stakeholder_mode()
 
 if not stakeholder:
@@ -22,12 +24,12 @@ if not stakeholder:
 
 request = explain_panel.current_request(classifier, preds)
 view = widgets.view_controls(preds)
-results = explain_panel.draw_comparison(classifier, image, request, view, preds)
+results = explain_panel.draw_comparison(classifier, image, request, view, preds, status=status)
 
 if stakeholder:  # the story comes first; what else the model considered, after it
     st.plotly_chart(figures.top_k_bar(preds, height=200), key="topk_chart")
 if results and not stakeholder:
-    explain_panel.refine_button(request)
+    explain_panel.refine_button(request, results)
     explain_panel.interactive_view(image, results, view["label"])
 if results:
     exports.export_buttons(classifier, image, request, results, preds)

@@ -27,11 +27,39 @@ def page_setup() -> None:
     draw_sidebar()
 
 
+def _show_original_image() -> None:
+    """The chosen image as it is (no model needed), so it stays on screen while a model is missing."""
+    choice = state.current_image_choice()
+    if choice is None:
+        return
+    try:
+        pixels = services.decode_image(choice)
+    except services.EXPECTED_ERRORS:
+        return
+    st.image(pixels, caption=choice.name, width=360)
+
+
 def require_model_and_image() -> tuple[Any, PreparedImage]:
     """The chosen classifier and image, or an error message and ``st.stop()``."""
+    ref = state.current_model_ref()
+    if ref == "custom" and state.current_custom_model() is None:
+        # Exactly one message: the rejection (kept from the upload callback) or what to do.
+        problem = st.session_state.get(state.CUSTOM_ERROR_KEY)
+        if problem:
+            st.error(f"Your model file was rejected: {problem}")
+        else:
+            st.info("Upload a .keras or .h5 model file in the sidebar.")
+        st.stop()
     try:
         classifier = state.current_classifier()
     except services.EXPECTED_ERRORS as exc:
+        from ui.downloads import offer_download, weights_facts
+
+        if weights_facts(ref) is not None:
+            _show_original_image()
+            offer_download(ref)
+            st.info("Or pick another model in the sidebar; the bundled EfficientNet-Lite0 works offline.")
+            st.stop()
         st.error(f"The model could not be loaded: {services.user_message(exc)}")
         st.info("Pick another model in the sidebar; the bundled EfficientNet-Lite0 always works offline.")
         st.stop()

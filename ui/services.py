@@ -11,7 +11,6 @@ Functions here take explicit arguments; session state lives in ``ui.state``.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -20,6 +19,7 @@ import streamlit as st
 
 from explainers.base import ExplainerError, methods
 from explainers.store import ExplanationStore, PreparedImage, _freeze
+from ui.progress import ProgressReporter  # noqa: F401  (pages and panels reach it through services)
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,12 @@ def _custom_classifier(
     )
 
 
+def clear_classifier_cache() -> None:
+    """Forget loaded catalog models and the catalog's weight status (after a download)."""
+    _catalog_classifier.clear()
+    model_choices.clear()
+
+
 def default_model_ref() -> str:
     from model_zoo.registry import default_model_id
 
@@ -169,28 +175,6 @@ def _segment_cached(key: str, algorithm: str, params: Any, *, _pixels: np.ndarra
 
     segments = segment(_pixels, algorithm, dict(params) or None)
     return segments, draw_boundaries(_pixels, segments)
-
-
-class ProgressReporter:
-    """Drives an ``st.progress`` bar from the engine's callback, with an ETA."""
-
-    def __init__(self, placeholder: Any, label: str) -> None:
-        self.placeholder = placeholder
-        self.label = label
-        self.start = time.perf_counter()
-        self.bar = placeholder.progress(0.0, text=f"{label}: starting…")
-
-    def __call__(self, done: int, total: int, stage: str) -> None:
-        elapsed = time.perf_counter() - self.start
-        frac = done / total if total else 1.0
-        eta = elapsed / frac - elapsed if frac > 0 else float("nan")
-        text = f"{self.label}: {done}/{total} model calls"
-        if frac > 0 and frac < 1:
-            text += f" · about {eta:.0f} s left"
-        self.bar.progress(min(1.0, frac), text=text)
-
-    def done(self) -> None:
-        self.placeholder.empty()
 
 
 def user_message(exc: BaseException) -> str:

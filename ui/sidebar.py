@@ -29,8 +29,9 @@ def _on_sample() -> None:
 def remember_custom_model_from_widgets() -> None:
     """Sidebar callback: copy the uploaded model/labels into session state and validate them.
 
-    Problems are stored as one message under CUSTOM_ERROR_KEY (shown by the sidebar); the
-    previously loaded model, if any, stays usable.
+    Problems are stored as one message under CUSTOM_ERROR_KEY, shown once by the page (not
+    also in the sidebar); a rejected file replaces the previously loaded model, so the page
+    never explains with a model the user meant to replace.
     """
     session = st.session_state
     session[state.CUSTOM_ERROR_KEY] = None
@@ -55,6 +56,7 @@ def remember_custom_model_from_widgets() -> None:
         services.get_classifier("custom", choice)  # load now so that errors show at once
     except services.EXPECTED_ERRORS as exc:
         session[state.CUSTOM_ERROR_KEY] = services.user_message(exc)
+        session[state.CUSTOM_KEY] = None
         return
     state.remember_custom_model(choice)
 
@@ -83,9 +85,6 @@ def model_sidebar() -> None:
                      help="How pixels are scaled before the model; 'guess' looks at the model's first layers.")
         st.number_input("Input size (only if the model accepts any size)", 0, 1024, step=1,
                         key="xai_input_size", on_change=_on_custom_model)
-        problem = st.session_state.get(state.CUSTOM_ERROR_KEY)
-        if problem:
-            st.error(problem)
 
 
 def image_sidebar() -> None:

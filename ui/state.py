@@ -120,3 +120,19 @@ def top_k() -> int:
 def current_classifier() -> Any:
     """The classifier chosen in the sidebar (raises ModelError with a user message)."""
     return services.get_classifier(current_model_ref(), current_custom_model())
+
+
+LABEL_KEYS = ("xai_view_label", "xai_trust_label")
+
+
+def reset_labels_on_new_input(model_id: str, image_key: str, top1: int) -> None:
+    """A new image or model resets the label pickers to the new top-1.
+
+    Why: the pickers kept the previous image's label whenever it was still among the new top-k
+    (e.g. *tiger cat 7.2 %* while the new top-1 was *Egyptian cat 77.5 %*).
+    """
+    seen = (model_id, image_key)
+    if st.session_state.get("xai_labels_for") != seen:
+        st.session_state["xai_labels_for"] = seen
+        for key in LABEL_KEYS:
+            st.session_state[key] = int(top1)

@@ -10,7 +10,7 @@ import streamlit as st
 from explainers.store import PreparedImage
 from ui import services
 from ui.explain_panel import current_request
-from ui.state import TRUST_DEFAULTS, TRUST_KEY, top_k
+from ui.state import TRUST_DEFAULTS, TRUST_KEY, reset_labels_on_new_input, top_k
 
 
 def trust_settings_form() -> dict[str, Any] | None:
@@ -57,6 +57,7 @@ def trust_panel(classifier: Any, image: PreparedImage) -> None:
     from explainers.trust import badges
 
     preds = services.predictions(classifier, image, top_k())
+    reset_labels_on_new_input(classifier.id, image.key, preds[0][0])
     req = current_request(classifier, preds)
     if not req.methods:
         st.info("Choose methods on the Explain page first.")

@@ -100,6 +100,10 @@ def ray_outcomes(
     import ray
     import ray.data
 
+    import logging
+
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     started = start_ray(address, workers)
     try:
         rows = [{"payload": pickle.dumps(b)} for b in batches]
@@ -115,7 +119,7 @@ def ray_outcomes(
             fn_constructor_kwargs={"model": dict(model), "config": dict(config), "truth": dict(truth or {})},
             batch_size=1,
             batch_format="numpy",
-            concurrency=max(1, int(workers)),
+            compute=ray.data.ActorPoolStrategy(size=max(1, int(workers))),
             num_cpus=1,
         )
         for row in ds.iter_rows():

@@ -120,6 +120,7 @@ class Outcome:
     frame: int | None = None
     time: float | None = None
     shape: tuple[int, int] | None = None
+    geometry: dict[str, Any] | None = None  # how the file was fitted to the model input
 
 
 def _png(pixels: np.ndarray) -> bytes:
@@ -196,6 +197,8 @@ class AuditWorker:
                 out.error = " ".join(str(exc).split()) or type(exc).__name__
                 continue
             out.shape = tuple(int(s) for s in pixels.shape[:2])
+            out.geometry = {"policy": fit.policy, "source_box": list(fit.source_box),
+                            "target_box": list(fit.target_box)}
             del pixels
             fitted.append(fit)
             masks.append(mask)

@@ -130,6 +130,7 @@ class ResultStore:
             "model_calls": outcome.model_calls, "seconds": round(outcome.seconds, 6),
             "frame": outcome.frame, "time": outcome.time,
             "shape": list(outcome.shape) if outcome.shape else None,
+            "geometry": outcome.geometry,
             "rows": [{k: _clean(v) for k, v in r.items()} for r in outcome.rows],
         }
         write_json(self.part_path(outcome.id), part)

@@ -60,3 +60,20 @@ def test_bad_trust_arguments_exit_2_with_one_line(cat, args, words):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_trust_sanity_json(cat):
+    """--sanity: per method the similarity per randomised layer and `passes`, on the bundled model."""
+    proc = run("trust", str(cat), "--methods", "gradcam", "--samples", "16", "--seeds", "1",
+               "--steps", "4", "--segmentation", "grid", "--sanity", "--sanity-steps", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "retracing" not in proc.stderr
+    out = json.loads(proc.stdout)
+    assert list(out) == ["label", "model_calls", "methods", "agreement", "sanity"]
+    san = out["sanity"]
+    assert san["layers"][0] == "predictions" and len(san["layers"]) == 2
+    assert san["randomized_layers"] == [1, san["total_layers"]] and san["total_layers"] > 50
+    grad = san["methods"]["gradcam"]
+    assert len(grad["spearman"]) == len(grad["ssim"]) == 2 and isinstance(grad["passes"], bool)
+    assert grad["passes"]  # Grad-CAM depends on the weights (Adebayo et al.)

@@ -417,3 +417,15 @@ def test_download_over_http_good_file_then_wrong_checksum_refused(http_folder, k
     with pytest.raises(WeightsError, match="cannot download"):  # HTTP 404
         download_weights(replace(get_entry("vgg16")), url=f"{base}/missing.h5")
     assert not default_path(get_entry("vgg16")).exists()
+
+
+def test_download_from_a_mirror_named_by_the_environment(http_folder, keras_home, monkeypatch):
+    root, base = http_folder
+    data = b"mirrored weights"
+    entry = replace(get_entry("resnet50"), file_hash=md5(data))
+    (root / entry.weights_file).write_bytes(data)
+    monkeypatch.setenv(weights.MIRROR_ENV, base + "/")
+    assert weights.weights_url(entry) == f"{base}/{entry.weights_file}"
+    assert download_weights(entry).read_bytes() == data
+    monkeypatch.delenv(weights.MIRROR_ENV)
+    assert weights.weights_url(entry) == entry.weights_url

@@ -1,0 +1,191 @@
+"""RISE (Petsiuk, Das & Saenko 2018): randomised input sampling for explanation.
+
+Black-box: ``N`` random smooth masks, each a coarse grid of cells kept with probability ``p``,
+bilinearly upsampled (cells of ``cell`` pixels) and shifted by a random offset below one cell,
+as in the paper. A masked image is ``image × m + fill × (1 − m)`` (the paper's fill is black).
+The saliency of a pixel is the mean score weighted by how visible the pixel was::
+
+    S_c(x) = 1 / (N p) · Σ_i f_c(image ⊙ m_i) m_i(x)
+
+signed and unnormalised, in the units of the score. One set of N predictions (all C outputs,
+cached in ``ctx.cache``) serves every label and any contrast "A rather than B" (the map is
+linear in the scores); the masks are regenerated from the seed rather than kept (N full-size
+float masks would be hundreds of MB), so a later label costs no model call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from explainers.base import ExplainerError, Explanation, MethodSpec, Timer, params_dict, register
+from explainers.perturbation import fill_image, parse_hex
+
+RISE_FILLS = ("black", "gray", "blur", "mean")
+_MASK_KEY = 0x21_5E
+
+
+@dataclass(frozen=True)
+class RiseParams:
+    """Number of masks, their cell size in pixels, the probability a cell is kept, the fill."""
+
+    masks: int = 1000
+    cell: int = 32  # pixels per grid cell (the paper: 7×7 cells on 224², i.e. 32 px)
+    keep: float = 0.5
+    fill: str = "black"  # black (the paper) | gray | blur | mean | #rrggbb
+    batch_size: int = 32
+
+    def validate(self) -> None:
+        try:
+            n, cell, keep, bs = int(self.masks), int(self.cell), float(self.keep), int(self.batch_size)
+        except (TypeError, ValueError):
+            raise ExplainerError("RISE parameters must be numbers") from None
+        if not 2 <= n <= 100_000:
+            raise ExplainerError(f"the number of masks must be between 2 and 100000, not {self.masks}")
+        if not 1 <= cell <= 4096:
+            raise ExplainerError(f"cell size must be between 1 and 4096 pixels, not {self.cell}")
+        if not 0.0 < keep < 1.0:
+            raise ExplainerError(f"keep probability must be strictly between 0 and 1, not {self.keep}")
+        if not 1 <= bs <= 1024:
+            raise ExplainerError(f"batch size must be between 1 and 1024, not {self.batch_size}")
+        if self.fill not in RISE_FILLS:
+            try:
+                parse_hex(self.fill)
+            except ExplainerError:
+                raise ExplainerError(
+                    f"fill must be one of {', '.join(RISE_FILLS)} or a colour like #808080, not {self.fill!r}"
+                ) from None
+
+
+def _interpolation(points: int, cell: int) -> np.ndarray:
+    """(points × cell, points) bilinear weights from grid points to pixel centres."""
+    size = points * cell
+    pos = np.clip((np.arange(size) + 0.5) / cell - 0.5, 0.0, points - 1.0)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, points - 1)
+    frac = pos - lo
+    out = np.zeros((size, points))
+    out[np.arange(size), lo] += 1.0 - frac
+    out[np.arange(size), hi] += frac
+    return out
+
+
+def mask_batches(shape: tuple[int, int], params: RiseParams, seed: int) -> Iterator[np.ndarray]:
+    """The N masks (k, H, W) float32 in [0, 1], in batches of ``batch_size``, the same for a seed.
+
+    Batch b draws from ``default_rng([seed, key, b])``: its grids (k, gh, gw) (a cell is kept with
+    probability ``keep``; at least two cells a side) and shifts in [0, cell).
+    """
+    h, w = shape
+    cell, n, bs = int(params.cell), int(params.masks), int(params.batch_size)
+    gh, gw = max(2, -(-h // cell)), max(2, -(-w // cell))
+    ch = cw = cell  # gh × cell ≥ h: the shifted crop always lies inside the upsampled grid
+    up_h, up_w = _interpolation(gh + 1, ch), _interpolation(gw + 1, cw)
+    for b, start in enumerate(range(0, n, bs)):
+        k = min(bs, n - start)
+        rng = np.random.default_rng([int(seed), _MASK_KEY, b])
+        grids = (rng.random((k, gh + 1, gw + 1)) < float(params.keep)).astype(np.float64)
+        dy = rng.integers(0, ch, k)
+        dx = rng.integers(0, cw, k)
+        big = np.einsum("hg,kgj,wj->khw", up_h, grids, up_w, optimize=True)
+        rows = dy[:, None] + np.arange(h)[None, :]
+        cols = dx[:, None] + np.arange(w)[None, :]
+        yield big[np.arange(k)[:, None, None], rows[:, :, None], cols[:, None, :]].astype(np.float32)
+
+
+def _fill(image: np.ndarray, fill: str) -> np.ndarray:
+    return fill_image(image, np.zeros(image.shape[:2], dtype=np.int32), fill).astype(np.float32)
+
+
+@dataclass
+class RiseRun:
+    scores: np.ndarray  # (N, C) outputs of the masked images
+    calls: int
+
+
+def rise_run(ctx: Any, params: RiseParams) -> tuple[RiseRun, int]:
+    """The cached predictions of the N masked images; returns (run, new model calls)."""
+    key = ("rise", int(params.masks), int(params.cell), float(params.keep), params.fill,
+           int(params.batch_size), ctx.seed)
+    cached = ctx.cache.get(key)
+    if cached is not None:
+        return cached, 0
+    image = ctx.image.astype(np.float32)
+    filler = _fill(ctx.image, params.fill)
+    n = int(params.masks)
+    scores = np.empty((n, ctx.classifier.num_classes), dtype=np.float32)
+    ctx.report(0, n, "RISE: masked images")
+    at = 0
+    for masks in mask_batches(ctx.image.shape[:2], params, ctx.seed):
+        m = masks[..., None]
+        batch = np.rint(image[None] * m + filler[None] * (1.0 - m)).astype(np.uint8)
+        scores[at : at + len(batch)] = ctx.classifier.predict(batch, batch_size=int(params.batch_size))
+        at += len(batch)
+        ctx.report(at, n, "RISE: masked images")
+    run = RiseRun(scores, n)
+    ctx.cache[key] = run
+    return run, n
+
+
+def rise_maps(ctx: Any, params: RiseParams, weights: np.ndarray) -> np.ndarray:
+    """Σ_i weights[i, l] m_i / (N p) for each column l: (L, H, W) float64."""
+    h, w = ctx.image.shape[:2]
+    out = np.zeros((weights.shape[1], h * w))
+    at = 0
+    for masks in mask_batches((h, w), params, ctx.seed):
+        k = len(masks)
+        out += weights[at : at + k].T.astype(np.float64) @ masks.reshape(k, -1)
+        at += k
+    return (out / (int(params.masks) * float(params.keep))).reshape(-1, h, w)
+
+
+def run_rise(ctx: Any, params: RiseParams, labels: list[int], contrast: int | None = None) -> list[Explanation]:
+    """RISE maps for ``labels`` (or label − contrast) from one set of masked predictions."""
+    with Timer() as timer:
+        had_probs = "probs" in ctx.cache
+        base = ctx.probabilities()
+        calls = 0 if had_probs else 1
+        run, more = rise_run(ctx, params)
+        calls += more
+        labels = [int(c) for c in labels]
+        weights = run.scores[:, labels].astype(np.float64)
+        if contrast is not None:
+            weights = weights - run.scores[:, [int(contrast)]]
+        maps = rise_maps(ctx, params, weights)
+    extras: dict[str, Any] = {"shared_calls": int(run.calls)}
+    if contrast is not None:
+        extras.update(contrast_name=ctx.label_name(int(contrast)), contrast_score=float(base[int(contrast)]))
+    return [
+        Explanation(
+            method="rise",
+            label=c,
+            label_name=ctx.label_name(c),
+            score=float(base[c]),
+            heatmap=maps[i],
+            model_calls=calls if i == 0 else 0,
+            seconds=timer.seconds,
+            params={**params_dict(params), "seed": ctx.seed},
+            extras=extras,
+            contrast=contrast,
+        )
+        for i, c in enumerate(labels)
+    ]
+
+
+SPEC = register(
+    MethodSpec(
+        name="rise",
+        title="RISE",
+        family="occlusion",
+        params_type=RiseParams,
+        run=run_rise,
+        contrast=True,
+        description=(
+            "Averages the score over many randomly, smoothly masked copies of the image, "
+            "weighting each pixel by how visible it was."
+        ),
+    )
+)
+
+__all__ = ["RiseParams", "mask_batches", "rise_run", "rise_maps", "run_rise", "RISE_FILLS", "SPEC"]
