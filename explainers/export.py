@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from explainers.base import Explanation
+from explainers.base import Explanation, ExplainerError
 from explainers.render import method_limits, render_explanation
 
 
@@ -177,7 +177,8 @@ _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#222;
      padding:0 1em}
 h1{margin-bottom:0.2em} h2{margin-top:1.6em;border-bottom:1px solid #ddd} .muted{color:#666}
-table{border-collapse:collapse;margin:0.5em 0} td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}
+table{border-collapse:collapse;margin:0.5em 0;max-width:100%}
+td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left;overflow-wrap:anywhere;word-break:break-word}
 .run th{background:#f5f5f5;white-space:nowrap}
 .label{break-inside:avoid;page-break-inside:avoid;margin:1.2em 0}
 .figures{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:14px}
@@ -195,7 +196,7 @@ details pre{white-space:pre-wrap;word-break:break-all;font-size:0.75em}
   img{max-width:100% !important;break-inside:avoid;page-break-inside:avoid}
   h2,h3{break-after:avoid;page-break-after:avoid}
   tr{break-inside:avoid;page-break-inside:avoid}
-  details{display:none}
+  details,h2.data{display:none}
 }
 """
 
@@ -301,6 +302,40 @@ def _trust_table(report: Any, title: Mapping[str, str]) -> list[str]:
     return out
 
 
+def pdf_problem() -> str | None:
+    """Why PDF export cannot work here (None when it can): WeasyPrint or Pango missing.
+
+    Looks without importing WeasyPrint (that takes seconds), so a page can ask on every run.
+    """
+    import ctypes.util
+    import importlib.util
+
+    missing = [what for what, ok in (
+        ("the Python package weasyprint", importlib.util.find_spec("weasyprint") is not None),
+        ("the system library Pango", ctypes.util.find_library("pangoft2-1.0") is not None),
+    ) if not ok]
+    if missing:
+        return (f"PDF export needs {' and '.join(missing)} (pip install weasyprint; "
+                "apt-get install libpango-1.0-0 libpangoft2-1.0-0).")
+    return None
+
+
+def pdf_report(html_text: str) -> bytes:
+    """The HTML report as an A4 PDF, rendered by WeasyPrint (no browser).
+
+    WeasyPrint is pure Python but draws text with the system's Pango library; where Pango is
+    missing the message says which packages to install.
+    """
+    problem = pdf_problem()
+    if problem is not None:
+        raise ExplainerError(problem)
+    try:
+        import weasyprint
+    except (ImportError, OSError) as exc:  # OSError: Pango found but could not be loaded
+        raise ExplainerError(f"PDF export failed to load WeasyPrint: {str(exc).splitlines()[0]}") from None
+    return weasyprint.HTML(string=html_text).write_pdf()
+
+
 def html_report(
     image: np.ndarray,
     results: Sequence[Explanation],
@@ -365,7 +400,7 @@ def html_report(
         if trust and trust.get(idx) is not None:
             parts.extend(_trust_table(trust[idx], title))
         parts.append("</section>")
-    parts.append("<h2>Machine-readable data</h2><details><summary>Parameters, timings and weights (JSON)</summary><pre>")
+    parts.append("<h2 class='data'>Machine-readable data</h2><details><summary>Parameters, timings and weights (JSON)</summary><pre>")
     parts.append(esc(results_json(meta, results)))
     parts.append("</pre></details></body></html>")
     return "".join(parts)

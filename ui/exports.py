@@ -22,6 +22,14 @@ def run_metadata(classifier: Any, image: PreparedImage, req: RunRequest) -> dict
     }
 
 
+@st.cache_resource
+def _pdf_problem() -> str | None:
+    """Checked once per server (a quick look, WeasyPrint is only imported on click)."""
+    from explainers.export import pdf_problem
+
+    return pdf_problem()
+
+
 def trust_reports(req: RunRequest) -> dict[int, Any]:
     """Trust reports measured on the Trust page for this run's labels (label → report)."""
     reports = st.session_state.get("xai_trust_reports", {})
@@ -43,13 +51,18 @@ def export_buttons(classifier: Any, image: PreparedImage, req: RunRequest,
 
     # Callables: the files are built only when a button is pressed, so reruns stay fast.
     with st.expander("Export"):
-        cols = st.columns(4)
+        cols = st.columns(5)
         cols[0].download_button("PNG grid", lambda: export.comparison_png(pixels, results, preds, **view),
                                 file_name="xai-lens-comparison.png", mime="image/png", key="xai_dl_png",
                                 on_click="ignore")
         cols[1].download_button("HTML report", html,
                                 file_name="xai-lens-report.html", mime="text/html", key="xai_dl_html",
                                 on_click="ignore")
+        problem = _pdf_problem()
+        cols[4].download_button("PDF report", lambda: export.pdf_report(html()),
+                                file_name="xai-lens-report.pdf", mime="application/pdf", key="xai_dl_pdf",
+                                on_click="ignore", disabled=problem is not None,
+                                help=problem or "The HTML report as an A4 PDF (rendered without a browser).")
         cols[2].download_button("Raw NPZ", lambda: export.results_npz(pixels, results, meta),
                                 file_name="xai-lens-results.npz", mime="application/octet-stream",
                                 key="xai_dl_npz", on_click="ignore")

@@ -181,3 +181,31 @@ def test_npz_round_trip(run):
     for r in results:
         np.testing.assert_array_equal(arrays[f"{r.method}__{r.label}__heatmap"], r.heatmap)
     assert json.loads(str(arrays["meta_json"]))["seed"] == 3
+
+
+def test_pdf_report_is_a4_with_the_report_text_and_every_picture(run):
+    """WeasyPrint renders the HTML report without a browser; read it back with pdfium."""
+    import pypdfium2 as pdfium
+
+    image, results, meta, preds, trust = run
+    captions = {p[0]: caption([r for r in results if r.label == p[0]]) for p in preds}
+    html = export.html_report(image, results, meta, preds, captions, {preds[0][0]: trust})
+    assert export.pdf_problem() is None, export.pdf_problem()
+    pdf = pdfium.PdfDocument(export.pdf_report(html))
+    assert 1 <= len(pdf) <= 6
+    for page in pdf:
+        w, h = page.get_size()
+        assert abs(w - 595.3) < 1 and abs(h - 841.9) < 1  # A4 in points
+    text = " ".join(" ".join(page.get_textpage().get_text_range() for page in pdf).split())
+    for words in ("XAI Lens report", "KernelSHAP", "Grad-CAM", "pushes towards espresso", "The model says"):
+        assert words in text, words
+    assert "**" not in text
+    # every photo and overlay is an image on a page, none wider than the page
+    images = [obj for page in pdf for obj in page.get_objects() if obj.type == pdfium.raw.FPDF_PAGEOBJ_IMAGE]
+    assert len(images) >= 2 * 4
+    for page in pdf:
+        w, _ = page.get_size()
+        for obj in page.get_objects():
+            if obj.type == pdfium.raw.FPDF_PAGEOBJ_IMAGE:
+                left, _, right, _ = obj.get_pos()
+                assert left >= 0 and right <= w + 0.5
