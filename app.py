@@ -19,6 +19,7 @@ PAGES = [
     st.Page("pages/explain.py", title="Explain", icon="🔍", default=True),
     st.Page("pages/compare.py", title="Compare labels", icon="🏷️", url_path="compare"),
     st.Page("pages/trust.py", title="Trust", icon="🛡️", url_path="trust"),
+    st.Page("pages/audit.py", title="Audit", icon="🗂️", url_path="audit"),
     st.Page("pages/models.py", title="Models", icon="🧠", url_path="models"),
     st.Page("pages/guide.py", title="Guide", icon="📖", url_path="guide"),
 ]

@@ -18,6 +18,10 @@ c. ``lime``: ``LimeImageExplainer.explain_instance(top_labels=k, num_samples=N,
    segmentation_fn=<our segments>, batch_size=32)`` (mean fill, lime's default).
 d. ``shap-partition``: ``shap.Explainer(f, shap.maskers.Image("blur(128,128)"))`` with
    ``max_evals=N``, ``batch_size=32`` and the top-k outputs.
+d'. ``xai-lens-partition``: our Partition SHAP on shap's hierarchy (``hierarchy="balanced"``:
+   the same axis-aligned pixel-block tree), ``max_evals=N``, ``batch_size=32``, the top-k labels
+   ordering the queue as shap's ``outputs`` do; our blur fill is a Gaussian (σ = side / 20)
+   where shap's is a 128×128 box blur — same number of images, same traversal rules.
 e. ``shap-kernel``: ``shap.KernelExplainer`` on the same superpixels (background: all hidden,
    mean fill), ``nsamples=N``, ``l1_reg=False`` (the plain estimator; the default
    ``num_features(10)`` adds a LARS fit per output), outputs restricted to the top-k labels.
@@ -63,6 +67,8 @@ TARGETS = {
     "ours_overhead_pct": ("≤", 3.0, "XAI Lens time outside the model, % of its wall"),
     "ours_vs_shap_partition_memory": ("<", 1.0, "XAI Lens peak memory / shap Partition's"),
     "ours_vs_shap_kernel_memory": ("<", 1.0, "XAI Lens peak memory / shap Kernel's (fed by our renderer)"),
+    "ours_partition_vs_shap_partition": ("≤", 1.0, "our Partition SHAP wall / shap Partition's, same budget"),
+    "ours_partition_vs_shap_partition_memory": ("<", 1.0, "our Partition SHAP peak memory / shap Partition's"),
 }
 
 
@@ -203,6 +209,7 @@ def warm_up(clf: Any, image: np.ndarray, top: list[int], shap_partition: bool) -
     trace = time.perf_counter() - t0
     if shap_partition:  # its first call JIT-compiles the partition tree code
         run_shap_partition(TimedClassifier(clf), image, 16, 1)
+        run_ours_partition(TimedClassifier(clf), image, 16, 1, 0)  # builds the pixel tree once per size
     return trace
 
 
@@ -215,6 +222,15 @@ def run_ours(timer: TimedClassifier, image: np.ndarray, segments: np.ndarray, n:
     ctx = ExplainContext(timer, image, seed=seed, sampling=SamplingParams(samples=n, fill="mean", batch_size=32))
     ctx.cache["segments"] = segments  # the shared quickshift segments (as given to the peers)
     return explain(ctx, list(methods), top_k=k)
+
+
+def run_ours_partition(timer: TimedClassifier, image: np.ndarray, n: int, k: int, seed: int):
+    from explainers.context import ExplainContext, SamplingParams
+    from explainers.runner import run_method
+
+    ctx = ExplainContext(timer, image, seed=seed, sampling=SamplingParams(batch_size=32))
+    params = {"max_evals": n, "hierarchy": "balanced", "fill": "blur", "batch_size": 32}
+    return run_method(ctx, "partition_shap", params, top_k=k)
 
 
 def run_lime(timer: TimedClassifier, image: np.ndarray, segments: np.ndarray, n: int, k: int, seed: int):
@@ -276,7 +292,7 @@ def run(model_id: str, samples: int, top_k: int, seed: int, memory: bool,
     m = int(segments.max()) + 1
     top = [int(i) for i in np.argsort(-clf.predict(image[None])[0], kind="stable")[:top_k]]
     want = (lambda name: only is None or name in only)
-    trace_s = warm_up(clf, image, top, want("shap-partition"))
+    trace_s = warm_up(clf, image, top, want("shap-partition") or want("xai-lens-partition"))
 
     contestants: list[tuple[str, Callable[[], Any], str]] = []
     if want("forward"):
@@ -297,6 +313,9 @@ def run(model_id: str, samples: int, top_k: int, seed: int, memory: bool,
     if want("shap-partition"):
         contestants.append(("shap-partition", lambda: run_shap_partition(timer, image, samples, top_k),
                             f"Partition, blur(128,128), max_evals={samples}, top-{top_k}"))
+    if want("xai-lens-partition"):
+        contestants.append(("xai-lens-partition", lambda: run_ours_partition(timer, image, samples, top_k, seed),
+                            f"our Partition SHAP, shap's pixel-block tree, blur, max_evals={samples}, top-{top_k}"))
     if want("shap-kernel"):
         contestants.append(("shap-kernel", lambda: run_shap_kernel(timer, image, segments, samples, top_k, seed),
                             f"KernelExplainer on {m} superpixels, nsamples={samples}, l1_reg=False"))
@@ -317,6 +336,12 @@ def run(model_id: str, samples: int, top_k: int, seed: int, memory: bool,
                 ratios[key] = ours.peak_mb / by[peer].peak_mb
         if "gradients_s" in ours.extra:
             ratios["ours_gradcam_pct"] = 100.0 * ours.extra["gradients_s"] / ours.wall_s
+    if "xai-lens-partition" in by and "shap-partition" in by:
+        ours_p, theirs_p = by["xai-lens-partition"], by["shap-partition"]
+        ratios["ours_partition_vs_shap_partition"] = ours_p.wall_s / theirs_p.wall_s
+        ratios["ours_partition_overhead_pct"] = ours_p.overhead_pct
+        if ours_p.peak_mb and theirs_p.peak_mb:
+            ratios["ours_partition_vs_shap_partition_memory"] = ours_p.peak_mb / theirs_p.peak_mb
     if "xai-lens-lime+shap" in by and "shap-kernel" in by and by["shap-kernel"].peak_mb:
         if by["xai-lens-lime+shap"].peak_mb:
             ratios["ours_lime_shap_vs_shap_kernel_memory"] = (
@@ -384,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed rounds (round-robin); each contestant's fastest is reported")
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc runs")
     parser.add_argument("--only", help="comma-separated contestants: forward,xai-lens,xai-lens-lime+shap,lime,"
-                                        "shap-partition,shap-kernel")
+                                        "shap-partition,xai-lens-partition,shap-kernel")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.samples < 8 or args.top_k < 1:

@@ -1,9 +1,22 @@
-"""The one result type every explainer returns, and the registry the UI and CLI read.
+"""The one result type every explainer returns, and the registry: the one source of method facts.
 
-A method is a plain function ``run(ctx, params, labels) -> list[Explanation]`` registered with
-a parameter dataclass. The UI builds its controls from the dataclass fields, the CLI its flags,
-and the contract test (tests/explainers/test_contract.py) runs every registered method, so a
-new explainer is one file plus one ``register(...)`` call.
+How to add an explainer (the one registration style; copy any method module, e.g. occlusion.py):
+
+1. Write ``explainers/<name>.py`` with a frozen parameter dataclass whose fields are declared
+   with ``param(default, low=…, high=…, choices=…, help=…)``. The bounds live in the field
+   metadata and are read by ``make_params`` (validation), the Explain form's widgets and the
+   CLI's ``--param`` parsing alike; an optional ``validate()`` method adds cross-field checks.
+2. Write ``run(ctx, params, labels) -> list[Explanation]`` returning signed, unnormalised maps.
+3. End the module with one ``register(MethodSpec(...))`` call per method, keyword arguments,
+   every fact in that call: ``name``, ``title``, ``family``, ``order`` (display order),
+   ``scale_group`` (methods in one group share a colour scale), ``needs_gradients`` /
+   ``needs_feature_maps``, ``default`` (selected in a new session / CLI run), ``test_params``
+   (small parameters for the contract test) and, for methods fitted on the shared perturbation
+   rows, ``refit`` (used by the trust metrics' convergence and bootstrap) and ``design_share``.
+4. Add the module name to ``explainers/registry.py``'s ``BUILTIN_MODULES``.
+
+The UI, the CLI, the Guide, exports, trust metrics and the contract test
+(tests/explainers/test_contract.py) read the registry; no method name is written anywhere else.
 """
 from __future__ import annotations
 
@@ -124,36 +137,125 @@ class Explanation:
         return int(r), int(c)
 
 
+def param(default: Any, *, low: float | None = None, high: float | None = None, above: float | None = None,
+          choices: Sequence[Any] | None = None, help: str = "") -> Any:
+    """A parameter field whose bounds live in its metadata (``low``/``high`` inclusive, ``above``
+    exclusive, ``choices`` for text), read by validation, the UI widgets and the CLI alike."""
+    meta = {"low": low, "high": high, "above": above, "choices": tuple(choices) if choices else None, "help": help}
+    return field(default=default, metadata=meta)
+
+
+def bounds(f: dataclasses.Field) -> dict[str, Any]:
+    """The bounds of a parameter field (empty values when it was declared without ``param``)."""
+    meta = dict(f.metadata or {})
+    return {k: meta.get(k) for k in ("low", "high", "above", "choices", "help")}
+
+
+def check_bounds(params: Any) -> None:
+    """Check every field of a parameter dataclass against its metadata bounds (clear messages)."""
+    for f in dataclasses.fields(params):
+        b = bounds(f)
+        value = getattr(params, f.name)
+        label = f.name.replace("_", " ")
+        if b["choices"] is not None:
+            if value not in b["choices"]:
+                raise ExplainerError(f"{label} must be one of {', '.join(map(str, b['choices']))}, not {value!r}")
+            continue
+        if b["low"] is None and b["high"] is None and b["above"] is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ExplainerError(f"{label} must be a number, not {value!r}")
+        if not np.isfinite(float(value)):
+            raise ExplainerError(f"{label} must be a finite number, not {value}")
+        if b["above"] is not None and not value > b["above"]:
+            raise ExplainerError(f"{label} must be > {b['above']}, not {value}")
+        if b["low"] is not None and b["high"] is not None and not b["low"] <= value <= b["high"]:
+            raise ExplainerError(f"{label} must be between {b['low']} and {b['high']}, not {value}")
+        if b["low"] is not None and value < b["low"]:
+            raise ExplainerError(f"{label} must be ≥ {b['low']}, not {value}")
+        if b["high"] is not None and value > b["high"]:
+            raise ExplainerError(f"{label} must be ≤ {b['high']}, not {value}")
+
+
+RefitFn = Callable[[Any, int, Any, int], np.ndarray]
+"""``refit(rows, label, params, seed) -> segment weights``: a perturbation method fitted on rows."""
+
+
 @dataclass(frozen=True)
 class MethodSpec:
-    """A registered explainer: its name, how to show it, its parameters and what it needs."""
+    """A registered explainer and every fact about it (the only place these facts live)."""
 
     name: str
     title: str
-    family: str  # "perturbation" | "cam" | "gradient" | "occlusion"
+    family: str  # "perturbation" | "cam" | "gradient" | "occlusion" | …
     params_type: type
     run: Callable[..., list[Explanation]]
+    order: int = 1000  # display order everywhere (pages, exports, CLI listing)
+    scale_group: str = ""  # methods sharing a group share one colour scale ("" = own scale)
     needs_gradients: bool = False
+    needs_feature_maps: bool = False  # reads a conv layer's activations (no gradients needed)
+    default: bool = False  # chosen in a new session and by the CLI without --methods
+    additive: bool = False  # segment weights add up to the score change (used by captions)
+    refit: RefitFn | None = None  # fitted on the shared perturbation rows (convergence, bootstrap)
+    design_share: float | None = None  # rows' Shapley-kernel share this method wants when alone (0..1)
+    test_params: Mapping[str, Any] = field(default_factory=dict)  # small values for the contract test
     description: str = ""
     contrast: bool = False  # run(..., contrast=B) explains label − B ("why A rather than B")
+
+    def usable_with(self, classifier: Any) -> bool:
+        """Whether this classifier offers what the method needs (gradients, feature maps)."""
+        if self.needs_gradients and not getattr(classifier, "supports_gradients", False):
+            return False
+        if self.needs_feature_maps and not getattr(
+            classifier, "supports_feature_maps", getattr(classifier, "supports_gradients", False)
+        ):
+            return False
+        return True
+
+    @property
+    def scale_key(self) -> str:
+        """Methods with the same key are drawn on one colour scale."""
+        return self.scale_group or self.name
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
 
 
 def register(spec: MethodSpec) -> MethodSpec:
-    """Add a method to the registry (idempotent for the same name)."""
+    """Add a method to the registry (idempotent for the same name); returns the spec."""
     if not dataclasses.is_dataclass(spec.params_type):
         raise TypeError(f"{spec.name}: params_type must be a dataclass")
     _REGISTRY[spec.name] = spec
     return spec
 
 
+def unregister(name: str) -> None:
+    """Remove a method (tests that register a method of their own clean up with this)."""
+    _REGISTRY.pop(name, None)
+
+
 def methods() -> dict[str, MethodSpec]:
     """All registered methods, importing the built-in ones on first use."""
     import explainers.registry  # noqa: F401  (registers the built-in methods)
 
-    return dict(_REGISTRY)
+    return dict(sorted(_REGISTRY.items(), key=lambda kv: (kv[1].order, kv[0])))
+
+
+def display_order(names: Sequence[str]) -> list[str]:
+    """``names`` in the registry's display order (unknown names last, as given)."""
+    found = methods()
+    rank = {n: i for i, n in enumerate(found)}
+    return sorted(dict.fromkeys(names), key=lambda n: rank.get(n, len(rank)))
+
+
+def default_methods(classifier: Any | None = None) -> list[str]:
+    """The methods a new session (or a CLI run without --methods) explains with."""
+    return [n for n, s in methods().items() if s.default and (classifier is None or s.usable_with(classifier))]
+
+
+def methods_for(classifier: Any | None) -> dict[str, MethodSpec]:
+    """Registered methods usable with this classifier (all of them for ``None``)."""
+    return {n: s for n, s in methods().items() if classifier is None or s.usable_with(classifier)}
 
 
 def get_method(name: str) -> MethodSpec:
@@ -177,10 +279,16 @@ def make_params(params_type: type, values: Mapping[str, Any] | None = None) -> A
         params = params_type(**values)
     except (TypeError, ValueError) as exc:
         raise ExplainerError(str(exc)) from None
+    check_params(params)
+    return params
+
+
+def check_params(params: Any) -> None:
+    """A parameter dataclass's metadata bounds, then its own ``validate()`` (cross-field checks)."""
+    check_bounds(params)
     validate = getattr(params, "validate", None)
     if callable(validate):
         validate()
-    return params
 
 
 def params_dict(params: Any) -> dict[str, Any]:

@@ -36,6 +36,8 @@ from explainers.base import (
     ExplainerError,
     MethodSpec,
     Timer,
+    get_method,
+    param,
     params_dict,
     register,
     upsample,
@@ -49,14 +51,10 @@ UPSAMPLING = ("nearest", "bilinear", "bicubic")
 class CamParams:
     """Parameters shared by every CAM method."""
 
-    layer: str = ""  # "" = the classifier's default CAM layer; nested layers as "base/conv2"
-    upsampling: str = "bilinear"  # nearest | bilinear | bicubic
+    layer: str = param("", help='the conv layer ("" = the classifier\'s default CAM layer; nested as "base/conv2")')
+    upsampling: str = param("bilinear", choices=UPSAMPLING, help="how the coarse map is resized to the image")
 
     def validate(self) -> None:
-        if self.upsampling not in UPSAMPLING:
-            raise ExplainerError(
-                f"upsampling must be one of {', '.join(UPSAMPLING)}, not {self.upsampling!r}"
-            )
         if not isinstance(self.layer, str):
             raise ExplainerError("layer must be a layer name (text), e.g. 'conv5_block3_out'")
 
@@ -65,15 +63,8 @@ class CamParams:
 class ScoreCamParams(CamParams):
     """Score-CAM: one masked image per channel, so the number of channels bounds the cost."""
 
-    max_channels: int = 256  # the channels with the highest mean activation are used
-    batch_size: int = 32
-
-    def validate(self) -> None:
-        super().validate()
-        if not 1 <= int(self.max_channels) <= 4096:
-            raise ExplainerError("max_channels must be between 1 and 4096")
-        if not 1 <= int(self.batch_size) <= 1024:
-            raise ExplainerError("batch size must be between 1 and 1024")
+    max_channels: int = param(256, low=1, high=4096, help="the channels with the highest mean activation are used")
+    batch_size: int = param(32, low=1, high=1024, help="masked images per model call")
 
 
 # ---------------------------------------------------------------------- shared helpers
@@ -199,13 +190,14 @@ def _hirescam_map(a: np.ndarray, g: np.ndarray) -> np.ndarray:
     return (g * a).sum(axis=-1)
 
 
-GRADIENT_CAMS: dict[str, tuple[str, Callable[[np.ndarray, np.ndarray], np.ndarray], str]] = {
-    "gradcam": ("Grad-CAM", _gradcam_map, "Feature maps weighted by the mean gradient of the class score."),
-    "gradcam_pp": ("Grad-CAM++", _gradcam_pp_map, "Grad-CAM with pixel-wise gradient weights; better for several instances."),
-    "xgradcam": ("XGrad-CAM", _xgradcam_map, "Feature maps weighted by activation-normalised gradients (axiom-based)."),
-    "layercam": ("LayerCAM", _layercam_map, "Positive gradients times activations, pixel by pixel; works on early layers."),
-    "hirescam": ("HiResCAM", _hirescam_map, "Gradients times activations summed over channels, without averaging."),
+GRADIENT_CAMS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "gradcam": _gradcam_map,
+    "gradcam_pp": _gradcam_pp_map,
+    "xgradcam": _xgradcam_map,
+    "layercam": _layercam_map,
+    "hirescam": _hirescam_map,
 }
+"""How each gradient CAM combines activations and gradients (its facts are in its registration)."""
 
 
 def _finish(
@@ -254,19 +246,19 @@ def _finish(
 
 
 def _gradient_cam(name: str) -> Callable[[Any, CamParams, list[int]], list[Explanation]]:
-    combine = GRADIENT_CAMS[name][1]
+    combine = GRADIENT_CAMS[name]
 
     def run(ctx: Any, params: CamParams, labels: list[int], contrast: int | None = None) -> list[Explanation]:
         with Timer() as timer:
             layer = resolve_layer(ctx.classifier, params.layer)
-            ctx.report(0, 1, f"{GRADIENT_CAMS[name][0]}: forward and backward pass")
+            ctx.report(0, 1, f"{get_method(name).title}: forward and backward pass")
             wanted = list(labels) + ([] if contrast is None else [int(contrast)])
             entry, calls = layer_pass(ctx, layer, wanted)
             a = entry.features.astype(np.float64)
             # d(score A − score B)/dA = gA − gB: the contrast needs no other pass
             other = 0.0 if contrast is None else entry.grads[int(contrast)].astype(np.float64)
             maps = [combine(a, entry.grads[int(c)].astype(np.float64) - other) for c in labels]
-            ctx.report(1, 1, f"{GRADIENT_CAMS[name][0]}: done")
+            ctx.report(1, 1, f"{get_method(name).title}: done")
         return [
             _finish(
                 ctx, name, c, label_probability(ctx, c, entry.scores), m, True, params, layer,
@@ -276,7 +268,7 @@ def _gradient_cam(name: str) -> Callable[[Any, CamParams, list[int]], list[Expla
         ]
 
     run.__name__ = f"run_{name}"
-    run.__doc__ = f"{GRADIENT_CAMS[name][0]} for each label, from the shared layer pass."
+    run.__doc__ = f"{name} for each label, from the shared layer pass."
     return run
 
 
@@ -402,52 +394,46 @@ def run_scorecam(ctx: Any, params: ScoreCamParams, labels: list[int], contrast: 
 
 
 # ---------------------------------------------------------------------- registration
-METHODS: dict[str, MethodSpec] = {}
-"""The specs this module registers, by name (also reachable through ``explainers.base``)."""
-
-for _name, (_title, _fn, _description) in GRADIENT_CAMS.items():
-    METHODS[_name] = register(
-        MethodSpec(
-            name=_name,
-            title=_title,
-            family="cam",
-            params_type=CamParams,
-            run=_gradient_cam(_name),
-            needs_gradients=True,
-            contrast=True,
-            description=_description,
-        )
-    )
-
-METHODS["scorecam"] = register(
-    MethodSpec(
-        name="scorecam",
-        title="Score-CAM",
-        family="cam",
-        params_type=ScoreCamParams,
-        run=run_scorecam,
-        needs_gradients=True,
-        contrast=True,  # needs feature-map access, which comes with gradient support
-        description="Feature maps weighted by how much each one, used as a mask, raises the "
-        "class probability. No gradients; one model call per channel.",
-    )
-)
-
-METHODS["eigencam"] = register(
-    MethodSpec(
-        name="eigencam",
-        title="Eigen-CAM",
-        family="cam",
-        params_type=CamParams,
-        run=run_eigencam,
-        needs_gradients=True,  # needs feature-map access, which comes with gradient support
-        description="First principal component of the feature maps. Class-agnostic: the same "
-        "map for every label.",
-    )
-)
+register(MethodSpec(
+    name="gradcam", title="Grad-CAM", family="cam", order=30, default=True,
+    params_type=CamParams, run=_gradient_cam("gradcam"), needs_gradients=True, contrast=True,
+    description="Feature maps weighted by the mean gradient of the class score.",
+))
+register(MethodSpec(
+    name="gradcam_pp", title="Grad-CAM++", family="cam", order=31,
+    params_type=CamParams, run=_gradient_cam("gradcam_pp"), needs_gradients=True, contrast=True,
+    description="Grad-CAM with pixel-wise gradient weights; better for several instances.",
+))
+register(MethodSpec(
+    name="xgradcam", title="XGrad-CAM", family="cam", order=32,
+    params_type=CamParams, run=_gradient_cam("xgradcam"), needs_gradients=True, contrast=True,
+    description="Feature maps weighted by activation-normalised gradients (axiom-based).",
+))
+register(MethodSpec(
+    name="layercam", title="LayerCAM", family="cam", order=33,
+    params_type=CamParams, run=_gradient_cam("layercam"), needs_gradients=True, contrast=True,
+    description="Positive gradients times activations, pixel by pixel; works on early layers.",
+))
+register(MethodSpec(
+    name="hirescam", title="HiResCAM", family="cam", order=34,
+    params_type=CamParams, run=_gradient_cam("hirescam"), needs_gradients=True, contrast=True,
+    description="Gradients times activations summed over channels, without averaging.",
+))
+register(MethodSpec(
+    name="scorecam", title="Score-CAM", family="cam", order=35,
+    params_type=ScoreCamParams, run=run_scorecam, needs_feature_maps=True, contrast=True,
+    test_params={"max_channels": 8},
+    description="Feature maps weighted by how much each one, used as a mask, raises the "
+    "class probability. No gradients; one model call per channel.",
+))
+register(MethodSpec(
+    name="eigencam", title="Eigen-CAM", family="cam", order=36,
+    params_type=CamParams, run=run_eigencam, needs_feature_maps=True,
+    description="First principal component of the feature maps. No gradients; class-agnostic: "
+    "the same map for every label.",
+))
 
 __all__ = [
-    "METHODS",
     "CamParams",
     "ScoreCamParams",
     "LayerPass",

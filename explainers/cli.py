@@ -30,7 +30,6 @@ from model_zoo.cli_support import (
     run_cli,
 )
 
-DEFAULT_METHODS = "gradcam,lime,kernel_shap"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -70,8 +69,8 @@ def _add_common_arguments(p: argparse.ArgumentParser) -> None:
                    "in training (e.g. 0,16 for sklearn's digits; default 0,1)")
     p.add_argument("--weights", metavar="FILE",
                    help="weights file of a catalog model outside the Keras cache")
-    p.add_argument("--methods", default=DEFAULT_METHODS, metavar="M[,M…]",
-                   help=f"comma-separated method names (default {DEFAULT_METHODS}; "
+    p.add_argument("--methods", default=None, metavar="M[,M…]",
+                   help="comma-separated method names (default: the registry's default methods; "
                         "see `python -m explainers methods`)")
     p.add_argument("--samples", type=_samples, default="auto", metavar="auto|N",
                    help="perturbed images for LIME/KernelSHAP, shared by both: a number, or auto "
@@ -239,16 +238,20 @@ def _parse_targets(text: str | None) -> list[int] | None:
 def cmd_methods(args: argparse.Namespace) -> int:
     """List the registered methods with their parameters and defaults."""
     _heavy_imports(args)
-    from explainers.base import methods, params_dict
+    from explainers.base import bounds, methods, params_dict
 
     specs = methods()
     rows = []
     for name, spec in specs.items():
         defaults = params_dict(spec.params_type())
+        limits = {f.name: {k: v for k, v in bounds(f).items() if v not in (None, "")}
+                  for f in dataclasses.fields(spec.params_type)}
         rows.append({
-            "name": name, "title": spec.title, "family": spec.family,
-            "needs_gradients": spec.needs_gradients, "contrast": bool(spec.contrast),
-            "params": defaults, "description": spec.description,
+            "name": name, "title": spec.title, "family": spec.family, "order": spec.order,
+            "scale_group": spec.scale_group or name, "default": spec.default,
+            "needs_gradients": spec.needs_gradients, "needs_feature_maps": spec.needs_feature_maps,
+            "contrast": bool(spec.contrast),
+            "params": defaults, "bounds": limits, "description": spec.description,
         })
     if args.json:
         print(json.dumps({"methods": rows}, indent=2))
@@ -280,6 +283,10 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
     sampling = SamplingParams(samples=args.samples, fill=args.fill, batch_size=args.batch_size,
                               threshold=args.threshold, budget=args.budget)
     sampling.validate()
+    if args.methods is None:
+        from explainers.base import default_methods
+
+        args.methods = ",".join(default_methods())
     names = _split_names(args.methods, "methods")
     targets = _parse_targets(args.target)
 

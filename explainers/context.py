@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from explainers.base import Cancelled, ExplainerError, ProgressFn
+from explainers.base import Cancelled, ExplainerError, ProgressFn, params_dict
 
 FILLS = ("mean", "blur", "gray", "black")
 
@@ -169,17 +169,18 @@ class ExplainContext:
         while no run exists yet the design follows the methods: KernelSHAP alone puts every row
         where KernelSHAP needs it (λ = 1), LIME alone where LIME does (λ = 0).
         """
-        from explainers.metrics import PERTURBATION_METHODS  # the estimators fitted on the shared rows
+        from explainers.base import methods as registered
 
-        chosen = {n: p for n, p in methods.items() if n in PERTURBATION_METHODS}
+        specs = registered()  # the estimators fitted on the shared rows are registered with ``refit``
+        chosen = {n: p for n, p in methods.items() if n in specs and specs[n].refit is not None}
         for name, params in chosen.items():
             self._targets.setdefault(name, params)
         self._target_labels.update(int(x) for x in labels)
         if chosen and self.kernel_share is None and "perturbations" not in self.cache:
             from explainers.perturbation import KERNEL_SHARE
 
-            names = set(chosen)
-            self.kernel_share = 1.0 if names == {"kernel_shap"} else 0.0 if names == {"lime"} else KERNEL_SHARE
+            shares = {specs[n].design_share for n in chosen}
+            self.kernel_share = shares.pop() if len(shares) == 1 and None not in shares else KERNEL_SHARE
 
     def _run(self):
         """The shared ``PerturbationRun`` (created empty on first use)."""
@@ -377,4 +378,28 @@ def resolve_labels(ctx: ExplainContext, labels: Sequence[int] | None, top_k: int
     return out
 
 
-__all__ = ["ExplainContext", "SamplingParams", "AUTO", "resolve_labels", "Cancelled", "FILLS"]
+__all__ = ["ExplainContext", "SamplingParams", "AUTO", "resolve_labels", "shared_params", "contrast_extras",
+           "Cancelled", "FILLS"]
+
+
+def shared_params(ctx, run, n_rows: int | None = None) -> dict:
+    """The settings of the shared perturbation pass, recorded with every explanation."""
+    from explainers.segmentation import resolve_params
+
+    return {
+        "seed": ctx.seed,
+        "samples": int(n_rows if n_rows is not None else run.n),
+        "requested_samples": ctx.sampling.samples if ctx.sampling.auto else int(ctx.sampling.samples),
+        "exhaustive": bool((run.n if n_rows is None else n_rows) >= run.max_rows),
+        "fill": run.fill,
+        "segmentation": ctx.segmentation,
+        "segmentation_params": params_dict(resolve_params(ctx.segmentation, ctx.segmentation_params)),
+        "num_segments": int(run.num_segments),
+    }
+
+
+def contrast_extras(ctx, scores, contrast: int | None) -> dict:
+    """What a contrast result records besides ``Explanation.contrast``: B's name and score."""
+    if contrast is None:
+        return {}
+    return {"contrast_name": ctx.label_name(int(contrast)), "contrast_score": float(scores[int(contrast)])}

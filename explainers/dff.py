@@ -35,6 +35,7 @@ from explainers.base import (
     ExplainerError,
     MethodSpec,
     Timer,
+    param,
     params_dict,
     register,
     upsample,
@@ -48,18 +49,9 @@ MAX_CONCEPTS = 16
 class DffParams(CamParams):
     """How many concepts to find and how many categories to name per concept."""
 
-    concepts: int = 4
-    top_categories: int = 3
-    max_iter: int = 400  # NMF iterations
-
-    def validate(self) -> None:
-        super().validate()
-        if not 2 <= int(self.concepts) <= MAX_CONCEPTS:
-            raise ExplainerError(f"concepts must be between 2 and {MAX_CONCEPTS}, not {self.concepts}")
-        if not 1 <= int(self.top_categories) <= 20:
-            raise ExplainerError(f"top categories must be between 1 and 20, not {self.top_categories}")
-        if not 10 <= int(self.max_iter) <= 10_000:
-            raise ExplainerError(f"max_iter must be between 10 and 10000, not {self.max_iter}")
+    concepts: int = param(4, low=2, high=MAX_CONCEPTS, help="concepts found by the factorisation")
+    top_categories: int = param(3, low=1, high=20, help="categories named per concept")
+    max_iter: int = param(400, low=10, high=10_000, help="NMF iterations")
 
 
 @dataclass(frozen=True)
@@ -190,18 +182,13 @@ def run_dff(ctx: Any, params: DffParams, labels: list[int]) -> list[Explanation]
     return results
 
 
-SPEC = register(
-    MethodSpec(
-        name="dff",
-        title="Concepts (DFF)",
-        family="cam",
-        params_type=DffParams,
-        run=run_dff,
-        needs_gradients=True,  # needs feature-map access, which comes with gradient support
-        description="Deep Feature Factorization: splits a layer's activations into K concepts "
-        "(non-negative matrix factorisation), each a coloured region with the categories the "
-        "network gives it; the map is the concept most associated with the label.",
-    )
-)
+# ---------------------------------------------------------------------- registration
+register(MethodSpec(
+    name="dff", title="Concepts (DFF)", family="cam", order=37,
+    params_type=DffParams, run=run_dff, needs_feature_maps=True,
+    description="Deep Feature Factorization: splits a layer's activations into K concepts "
+    "(non-negative matrix factorisation), each a coloured region with the categories the "
+    "network gives it; the map is the concept most associated with the label.",
+))
 
-__all__ = ["DffParams", "Factorization", "factorize", "concept_regions", "run_dff", "SPEC"]
+__all__ = ["DffParams", "Factorization", "factorize", "concept_regions", "run_dff"]

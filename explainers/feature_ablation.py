@@ -135,19 +135,14 @@ def run_feature_ablation(ctx: Any, params: FeatureAblationParams, labels: list[i
     return results
 
 
-SPEC = register(
-    MethodSpec(
-        name="feature_ablation",
-        title="Feature ablation",
-        family="perturbation",
-        params_type=FeatureAblationParams,
-        run=run_feature_ablation,
-        description="Removes each region (your own regions or the superpixels) alone and all "
-        "together, M + 1 model calls, and reports how much the score drops.",
-    )
-)
+# ---------------------------------------------------------------------- registration
+register(MethodSpec(
+    name="feature_ablation", title="Feature ablation", family="perturbation", order=27,
+    params_type=FeatureAblationParams, run=run_feature_ablation,
+    description="Removes each region (your own regions or the superpixels) alone and all "
+    "together, M + 1 model calls, and reports how much the score drops.",
+))
 
 __all__ = [
     "FeatureAblationParams", "ablation_coalitions", "evaluate_coalitions", "run_feature_ablation",
-    "SPEC",
 ]

@@ -32,9 +32,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from explainers.base import Explanation, ExplainerError, MethodSpec, Timer, params_dict, register
+from explainers.base import Explanation, ExplainerError, MethodSpec, Timer, param, params_dict, register
 from explainers.cam import label_probability, probabilities_from_scores
-from model_zoo.classifier import INPUT_LAYER
+from explainers.protocol import INPUT_LAYER
 
 IG_BASELINES = ("black", "blur")
 SHAP_BASELINES = ("mixed", "black", "blur", "noise")
@@ -52,51 +52,22 @@ class SaliencyParams:
 
 @dataclass(frozen=True)
 class SmoothGradParams:
-    samples: int = 16
-    noise: float = 0.15  # noise sigma as a fraction of the image's value range
-
-    def validate(self) -> None:
-        if not 1 <= int(self.samples) <= 1024:
-            raise ExplainerError("samples must be between 1 and 1024")
-        if not 0.0 <= float(self.noise) <= 1.0:
-            raise ExplainerError("noise must be between 0 and 1 (a fraction of the value range)")
+    samples: int = param(16, low=1, high=1024, help="noisy copies averaged")
+    noise: float = param(0.15, low=0.0, high=1.0, help="noise sigma as a fraction of the image's value range")
 
 
 @dataclass(frozen=True)
 class IntegratedGradientsParams:
-    steps: int = 32
-    baseline: str = "black"  # black | blur
-    blur_sigma: float = 16.0  # pixels, for the blurred baseline
-
-    def validate(self) -> None:
-        if not 1 <= int(self.steps) <= 2048:
-            raise ExplainerError("steps must be between 1 and 2048")
-        if self.baseline not in IG_BASELINES:
-            raise ExplainerError(
-                f"baseline must be one of {', '.join(IG_BASELINES)}, not {self.baseline!r}"
-            )
-        _check_sigma(self.blur_sigma)
+    steps: int = param(32, low=1, high=2048, help="points on the path from the baseline to the image")
+    baseline: str = param("black", choices=IG_BASELINES, help="where the path starts")
+    blur_sigma: float = param(16.0, above=0.0, high=1000.0, help="pixels, for the blurred baseline")
 
 
 @dataclass(frozen=True)
 class GradientShapParams:
-    samples: int = 16
-    baseline: str = "mixed"  # mixed (each sample draws black, blur or noise) | black | blur | noise
-    blur_sigma: float = 16.0  # pixels, for blurred baselines
-
-    def validate(self) -> None:
-        if not 1 <= int(self.samples) <= 1024:
-            raise ExplainerError("samples must be between 1 and 1024")
-        if self.baseline not in SHAP_BASELINES:
-            raise ExplainerError(
-                f"baseline must be one of {', '.join(SHAP_BASELINES)}, not {self.baseline!r}"
-            )
-        _check_sigma(self.blur_sigma)
-
-
-def _check_sigma(sigma: float) -> None:
-    if not 0.0 < float(sigma) <= 1000.0:
-        raise ExplainerError("blur sigma must be between 0 and 1000 pixels")
+    samples: int = param(16, low=1, high=1024, help="random baselines and points")
+    baseline: str = param("mixed", choices=SHAP_BASELINES, help="mixed: each sample draws black, blur or noise")
+    blur_sigma: float = param(16.0, above=0.0, high=1000.0, help="pixels, for blurred baselines")
 
 
 # ---------------------------------------------------------------------- shared machinery
@@ -314,49 +285,30 @@ def run_gradient_shap(ctx: Any, params: GradientShapParams, labels: list[int]) -
 
 
 # ---------------------------------------------------------------------- registration
-METHODS: dict[str, MethodSpec] = {
-    spec.name: register(spec)
-    for spec in (
-        MethodSpec(
-            name="saliency",
-            title="Saliency",
-            family="gradient",
-            params_type=SaliencyParams,
-            run=run_saliency,
-            needs_gradients=True,
-            description="Largest absolute gradient of the class score over the colour channels.",
-        ),
-        MethodSpec(
-            name="smoothgrad",
-            title="SmoothGrad",
-            family="gradient",
-            params_type=SmoothGradParams,
-            run=run_smoothgrad,
-            needs_gradients=True,
-            description="Saliency of the gradient averaged over noisy copies of the image.",
-        ),
-        MethodSpec(
-            name="integrated_gradients",
-            title="Integrated Gradients",
-            family="gradient",
-            params_type=IntegratedGradientsParams,
-            run=run_integrated_gradients,
-            needs_gradients=True,
-            description="Gradients integrated from a black or blurred baseline to the image; the "
-            "attributions add up to the score difference.",
-        ),
-        MethodSpec(
-            name="gradient_shap",
-            title="GradientSHAP",
-            family="gradient",
-            params_type=GradientShapParams,
-            run=run_gradient_shap,
-            needs_gradients=True,
-            description="Expected gradients over random baselines and points between them and "
-            "the image.",
-        ),
-    )
-}
+register(MethodSpec(
+    name="saliency", title="Saliency", family="gradient", order=60,
+    params_type=SaliencyParams, run=run_saliency, needs_gradients=True,
+    description="Largest absolute gradient of the class score over the colour channels.",
+))
+register(MethodSpec(
+    name="smoothgrad", title="SmoothGrad", family="gradient", order=61,
+    params_type=SmoothGradParams, run=run_smoothgrad, needs_gradients=True,
+    test_params={"samples": 4},
+    description="Saliency of the gradient averaged over noisy copies of the image.",
+))
+register(MethodSpec(
+    name="integrated_gradients", title="Integrated Gradients", family="gradient", order=62,
+    params_type=IntegratedGradientsParams, run=run_integrated_gradients, needs_gradients=True,
+    test_params={"steps": 8},
+    description="Gradients integrated from a black or blurred baseline to the image; the "
+    "attributions add up to the score difference.",
+))
+register(MethodSpec(
+    name="gradient_shap", title="GradientSHAP", family="gradient", order=63,
+    params_type=GradientShapParams, run=run_gradient_shap, needs_gradients=True,
+    test_params={"samples": 4},
+    description="Expected gradients over random baselines and points between them and the image.",
+))
 
 __all__ = [
     "SaliencyParams",
@@ -369,5 +321,4 @@ __all__ = [
     "run_smoothgrad",
     "run_integrated_gradients",
     "run_gradient_shap",
-    "METHODS",
 ]

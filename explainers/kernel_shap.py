@@ -29,24 +29,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Any
+
 import numpy as np
 
-from explainers.base import ExplainerError, Explanation, MethodSpec, Timer, params_dict, register
+from explainers.base import ExplainerError, Explanation, MethodSpec, Timer, param, params_dict, register
+from explainers.context import contrast_extras, shared_params
 
 
 @dataclass(frozen=True)
 class KernelShapParams:
     """Ridge penalty on the Shapley values (0 = plain KernelSHAP); samples come from the context."""
 
-    l2: float = 0.0
-
-    def validate(self) -> None:
-        try:
-            l2 = float(self.l2)
-        except (TypeError, ValueError):
-            raise ExplainerError(f"l2 must be a number, not {self.l2!r}") from None
-        if not (np.isfinite(l2) and l2 >= 0):
-            raise ExplainerError(f"l2 must be ≥ 0, not {self.l2}")
+    l2: float = param(0.0, low=0.0, high=1e6, help="ridge penalty on the Shapley values (0 = plain KernelSHAP)")
 
 
 @dataclass(frozen=True)
@@ -161,8 +156,6 @@ def fit_kernel_shap(
 def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int], contrast: int | None = None) -> list[Explanation]:
     """One KernelSHAP explanation per label from the context's shared perturbation run; with
     ``contrast`` B, Shapley values of output(label) − output(B) from the same rows."""
-    from explainers.lime import contrast_extras, shared_params
-
     with Timer() as total:
         run, rows, new_calls, sampling = ctx.perturbation_rows("kernel_shap", params, labels)
         segments = ctx.segments()
@@ -205,19 +198,20 @@ def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int], contrast: 
     ]
 
 
-SPEC = register(
-    MethodSpec(
-        name="kernel_shap",
-        title="KernelSHAP",
-        family="perturbation",
-        params_type=KernelShapParams,
-        run=run_kernel_shap,
-        contrast=True,
-        description=(
-            "Shapley values of the superpixels: each segment's fair share of the difference "
-            "between the model's score on the image and on the fully hidden image."
-        ),
-    )
-)
+def refit_kernel_shap(rows: Any, label: int, params: KernelShapParams, seed: int = 0) -> np.ndarray:
+    """Shapley values fitted on perturbation ``rows`` (trust: convergence, bootstrap)."""
+    y = rows.Y[:, int(label)]
+    return fit_kernel_shap(rows.Z, y, rows.shapley_weight, y[0], y[1], l2=float(params.l2)).values
 
-__all__ = ["KernelShapParams", "ShapFit", "fit_kernel_shap", "run_kernel_shap", "SPEC"]
+
+# ---------------------------------------------------------------------- registration
+register(MethodSpec(
+    name="kernel_shap", title="KernelSHAP", family="perturbation", order=20, default=True,
+    scale_group="probability per superpixel", additive=True,
+    params_type=KernelShapParams, run=run_kernel_shap, refit=refit_kernel_shap, design_share=1.0,
+    contrast=True,
+    description="Shapley values of the superpixels: each segment's fair share of the difference "
+    "between the model's score on the image and on the fully hidden image.",
+))
+
+__all__ = ["KernelShapParams", "ShapFit", "fit_kernel_shap", "run_kernel_shap", "refit_kernel_shap"]

@@ -20,6 +20,7 @@ weighted mean effect of each segment (mean output with it present minus absent).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -28,9 +29,12 @@ from explainers.base import (
     Explanation,
     MethodSpec,
     Timer,
+    check_params,
+    param,
     params_dict,
     register,
 )
+from explainers.context import contrast_extras, shared_params
 
 SURROGATES = ("ridge", "lasso", "tree")
 
@@ -39,30 +43,11 @@ SURROGATES = ("ridge", "lasso", "tree")
 class LimeParams:
     """LIME's surrogate; samples, fill and segmentation are shared settings of the context."""
 
-    kernel_width: float = 0.25
-    surrogate: str = "ridge"  # ridge | lasso | tree
-    alpha: float = 1.0  # ridge penalty (lime's default 1.0)
-    lasso_alpha: float = 0.001  # lasso penalty (sklearn's scale: mean squared error / 2)
-    max_depth: int = 4  # regression tree depth
-
-    def validate(self) -> None:
-        try:
-            width, alpha, lasso = float(self.kernel_width), float(self.alpha), float(self.lasso_alpha)
-            depth = int(self.max_depth)
-        except (TypeError, ValueError):
-            raise ExplainerError("LIME parameters must be numbers") from None
-        if not (np.isfinite(width) and width > 0):
-            raise ExplainerError(f"kernel width must be > 0, not {self.kernel_width}")
-        if self.surrogate not in SURROGATES:
-            raise ExplainerError(
-                f"surrogate must be one of {', '.join(SURROGATES)}, not {self.surrogate!r}"
-            )
-        if not (np.isfinite(alpha) and alpha >= 0):
-            raise ExplainerError(f"alpha must be ≥ 0, not {self.alpha}")
-        if not (np.isfinite(lasso) and lasso > 0):
-            raise ExplainerError(f"lasso alpha must be > 0, not {self.lasso_alpha}")
-        if not 1 <= depth <= 64:
-            raise ExplainerError(f"max depth must be between 1 and 64, not {self.max_depth}")
+    kernel_width: float = param(0.25, above=0.0, high=100.0, help="width of lime's exponential kernel on the cosine distance")
+    surrogate: str = param("ridge", choices=SURROGATES, help="the local model fitted to the perturbed scores")
+    alpha: float = param(1.0, low=0.0, high=1e6, help="ridge penalty (lime's default 1.0)")
+    lasso_alpha: float = param(0.001, above=0.0, high=1e3, help="lasso penalty (sklearn's scale: mean squared error / 2)")
+    max_depth: int = param(4, low=1, high=64, help="regression tree depth")
 
 
 @dataclass(frozen=True)
@@ -158,7 +143,7 @@ def fit_lime(
     surrogate's prediction at the all-ones row.
     """
     params = params or LimeParams()
-    params.validate()
+    check_params(params)
     Z = np.asarray(Z, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if Z.ndim != 2 or y.shape != (len(Z),) or len(Z) < 2:
@@ -196,29 +181,6 @@ def fit_lime(
         coef=np.asarray(coef, dtype=np.float64), intercept=intercept, r2=r2,
         local_prediction=local, weights=w, std=std,
     )
-
-
-def shared_params(ctx, run, n_rows: int | None = None) -> dict:
-    """The settings of the shared perturbation pass, recorded with every explanation."""
-    from explainers.segmentation import resolve_params
-
-    return {
-        "seed": ctx.seed,
-        "samples": int(n_rows if n_rows is not None else run.n),
-        "requested_samples": ctx.sampling.samples if ctx.sampling.auto else int(ctx.sampling.samples),
-        "exhaustive": bool((run.n if n_rows is None else n_rows) >= run.max_rows),
-        "fill": run.fill,
-        "segmentation": ctx.segmentation,
-        "segmentation_params": params_dict(resolve_params(ctx.segmentation, ctx.segmentation_params)),
-        "num_segments": int(run.num_segments),
-    }
-
-
-def contrast_extras(ctx, scores, contrast: int | None) -> dict:
-    """What a contrast result records besides ``Explanation.contrast``: B's name and score."""
-    if contrast is None:
-        return {}
-    return {"contrast_name": ctx.label_name(int(contrast)), "contrast_score": float(scores[int(contrast)])}
 
 
 def run_lime(ctx, params: LimeParams, labels: list[int], contrast: int | None = None) -> list[Explanation]:
@@ -264,19 +226,18 @@ def run_lime(ctx, params: LimeParams, labels: list[int], contrast: int | None = 
     return results
 
 
-SPEC = register(
-    MethodSpec(
-        name="lime",
-        title="LIME",
-        family="perturbation",
-        params_type=LimeParams,
-        run=run_lime,
-        contrast=True,
-        description=(
-            "Fits a weighted linear model (or lasso / tree) to the model's output on images with "
-            "superpixels hidden; a segment's weight is how much showing it raises the score."
-        ),
-    )
-)
+def refit_lime(rows: Any, label: int, params: LimeParams, seed: int = 0) -> np.ndarray:
+    """LIME's segment weights fitted on perturbation ``rows`` (trust: convergence, bootstrap)."""
+    return fit_lime(rows.Z, rows.Y[:, int(label)], rows.lime_ratio, params, seed=seed).coef
 
-__all__ = ["LimeParams", "SurrogateFit", "fit_lime", "lime_kernel", "run_lime", "weighted_ridge", "weighted_r2", "SPEC"]
+
+# ---------------------------------------------------------------------- registration
+register(MethodSpec(
+    name="lime", title="LIME", family="perturbation", order=10, default=True,
+    scale_group="probability per superpixel",
+    params_type=LimeParams, run=run_lime, refit=refit_lime, design_share=0.0, contrast=True,
+    description="Fits a weighted linear model (or lasso / tree) to the model's output on images with "
+    "superpixels hidden; a segment's weight is how much showing it raises the score.",
+))
+
+__all__ = ["LimeParams", "SurrogateFit", "fit_lime", "lime_kernel", "run_lime", "weighted_ridge", "weighted_r2", "refit_lime"]

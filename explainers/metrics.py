@@ -32,8 +32,14 @@ import numpy as np
 
 from explainers.base import Explanation, ExplainerError, ProgressFn
 
-PERTURBATION_METHODS = ("lime", "kernel_shap")
-"""Methods fitted on the shared perturbation rows: they have convergence and bootstrap metrics."""
+
+def refits_on_rows(method: str) -> bool:
+    """Whether ``method`` is fitted on the shared perturbation rows (registered with ``refit``):
+    those have convergence and bootstrap metrics."""
+    from explainers.base import methods
+
+    spec = methods().get(method)
+    return spec is not None and spec.refit is not None
 
 _RANDOM_ORDER_KEY = 0x0DE1
 _BOOTSTRAP_KEY = 0xB007
@@ -352,13 +358,12 @@ def faithfulness(
 
 # ----------------------------------------------------------------------------- convergence
 def _fit_params(method: str, params: Any) -> Any:
-    from explainers.base import make_params
-    from explainers.kernel_shap import KernelShapParams
-    from explainers.lime import LimeParams
+    from explainers.base import make_params, methods
 
-    params_type = {"lime": LimeParams, "kernel_shap": KernelShapParams}.get(method)
-    if params_type is None:
-        raise MetricsError(f"convergence is defined for {', '.join(PERTURBATION_METHODS)}, not {method!r}")
+    refits = [n for n, s in methods().items() if s.refit is not None]
+    if method not in refits:
+        raise MetricsError(f"convergence is defined for {', '.join(refits)}, not {method!r}")
+    params_type = methods()[method].params_type
     if isinstance(params, params_type):
         return params
     if dataclasses.is_dataclass(params):
@@ -368,15 +373,11 @@ def _fit_params(method: str, params: Any) -> Any:
 
 
 def fit_weights(rows: Any, method: str, label: int, params: Any = None, seed: int = 0) -> np.ndarray:
-    """Segment weights of ``method`` ("lime" | "kernel_shap") fitted on ``rows`` (a ``Rows``)."""
-    from explainers.kernel_shap import fit_kernel_shap
-    from explainers.lime import fit_lime
+    """Segment weights of ``method`` (one registered with ``refit``) fitted on ``rows`` (a ``Rows``)."""
+    from explainers.base import get_method
 
     p = _fit_params(method, params)
-    y = rows.Y[:, int(label)]
-    if method == "lime":
-        return fit_lime(rows.Z, y, rows.lime_ratio, p, seed=seed).coef
-    return fit_kernel_shap(rows.Z, y, rows.shapley_weight, y[0], y[1], l2=float(p.l2)).values
+    return np.asarray(get_method(method).refit(rows, int(label), p, seed))
 
 
 @dataclass(frozen=True, eq=False)
@@ -692,7 +693,7 @@ def segments_mask_iou(scores: np.ndarray, segments: np.ndarray, mask: Any, top_n
 
 
 __all__ = [
-    "MetricsError", "PERTURBATION_METHODS", "pool_to_segments", "segment_scores", "ranking",
+    "MetricsError", "refits_on_rows", "pool_to_segments", "segment_scores", "ranking",
     "top_n_iou", "rank_correlation", "mean_pairwise", "Agreement", "agreement", "Curve",
     "step_counts", "curve_coalitions", "auc", "predict_coalitions", "Faithfulness", "faithfulness",
     "fit_weights", "Convergence", "default_sizes", "convergence", "bootstrap_std", "Stability",

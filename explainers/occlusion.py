@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from explainers.base import Explanation, ExplainerError, MethodSpec, Timer, params_dict, register
+from explainers.base import Explanation, ExplainerError, MethodSpec, Timer, param, params_dict, register
 
 OCCLUSION_FILLS = ("gray", "black", "mean", "blur")
 
@@ -31,24 +31,16 @@ OCCLUSION_FILLS = ("gray", "black", "mean", "blur")
 class OcclusionParams:
     """Patch size and stride in pixels of the explained image, and what fills the patch."""
 
-    window: int = 32
-    stride: int = 16
-    fill: str = "gray"  # gray | black | mean | blur
-    batch_size: int = 32
+    window: int = param(32, low=1, high=4096, help="patch side in pixels")
+    stride: int = param(16, low=1, high=4096, help="step between patches in pixels (at most the window)")
+    fill: str = param("gray", choices=OCCLUSION_FILLS, help="what replaces the hidden patch")
+    batch_size: int = param(32, low=1, high=1024, help="patches per model call")
 
     def validate(self) -> None:
-        if not 1 <= int(self.window) <= 4096:
-            raise ExplainerError("window must be between 1 and 4096 pixels")
         if not 1 <= int(self.stride) <= int(self.window):
             raise ExplainerError(
                 "stride must be between 1 and the window size, so that every pixel is covered"
             )
-        if self.fill not in OCCLUSION_FILLS:
-            raise ExplainerError(
-                f"fill must be one of {', '.join(OCCLUSION_FILLS)}, not {self.fill!r}"
-            )
-        if not 1 <= int(self.batch_size) <= 1024:
-            raise ExplainerError("batch size must be between 1 and 1024")
 
 
 def fill_image(image: np.ndarray, fill: str, window: int) -> np.ndarray:
@@ -168,20 +160,13 @@ def run_occlusion(ctx: Any, params: OcclusionParams, labels: list[int], contrast
     ]
 
 
-METHODS: dict[str, MethodSpec] = {
-    "occlusion": register(
-        MethodSpec(
-            name="occlusion",
-            title="Occlusion",
-            family="occlusion",
-            params_type=OcclusionParams,
-            run=run_occlusion,
-            needs_gradients=False,
-            contrast=True,
-            description="Slides a patch over the image; a pixel's value is the mean drop in the "
-            "class probability when patches covering it are hidden.",
-        )
-    )
-}
+# ---------------------------------------------------------------------- registration
+register(MethodSpec(
+    name="occlusion", title="Occlusion", family="occlusion", order=50,
+    params_type=OcclusionParams, run=run_occlusion, contrast=True,
+    test_params={"window": 8, "stride": 4},
+    description="Slides a patch over the image; a pixel's value is the mean drop in the "
+    "class probability when patches covering it are hidden.",
+))
 
-__all__ = ["OcclusionParams", "fill_image", "window_starts", "occlusion_run", "run_occlusion", "METHODS"]
+__all__ = ["OcclusionParams", "fill_image", "window_starts", "occlusion_run", "run_occlusion"]

@@ -43,7 +43,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from explainers.base import ExplainerError, Explanation, MethodSpec, Timer, params_dict, register
+from explainers.base import ExplainerError, Explanation, MethodSpec, Timer, param, params_dict, register
 from explainers.perturbation import FILLS, parse_hex
 
 HIERARCHIES = ("colour", "balanced")
@@ -54,24 +54,15 @@ PARTITION_FILLS = ("blur", "mean", "inpaint") + tuple(f for f in FILLS if f not 
 class PartitionShapParams:
     """Budget, hierarchy and fill of Partition SHAP (shap's defaults: 500 evaluations, blur)."""
 
-    max_evals: int = 500  # model evaluations, v(∅) and v(all) included (shap's count)
-    hierarchy: str = "colour"  # colour (adjacent superpixels by mean colour) | balanced (shap's pixel blocks)
-    fill: str = "blur"  # blur | mean | inpaint | gray | black | #rrggbb
-    batch_size: int = 10  # evaluations taken from the queue at a time (shap's default: 10)
+    max_evals: int = param(500, low=4, high=100_000,
+                           help="model evaluations, v(∅) and v(all) included (shap's count)")
+    hierarchy: str = param("colour", choices=HIERARCHIES,
+                           help="colour: adjacent superpixels merged by mean colour; balanced: shap's pixel blocks")
+    fill: str = param("blur", help=f"what hidden regions show: {', '.join(PARTITION_FILLS)} or #rrggbb")
+    batch_size: int = param(10, low=2, high=1024,
+                            help="evaluations taken from the queue at a time (shap's default: 10)")
 
     def validate(self) -> None:
-        try:
-            evals, bs = int(self.max_evals), int(self.batch_size)
-        except (TypeError, ValueError):
-            raise ExplainerError("max evals and batch size must be whole numbers") from None
-        if not 4 <= evals <= 100_000:
-            raise ExplainerError(f"max evals must be between 4 and 100000, not {self.max_evals}")
-        if not 2 <= bs <= 1024:
-            raise ExplainerError(f"batch size must be between 2 and 1024, not {self.batch_size}")
-        if self.hierarchy not in HIERARCHIES:
-            raise ExplainerError(
-                f"hierarchy must be one of {', '.join(HIERARCHIES)}, not {self.hierarchy!r}"
-            )
         if self.fill not in PARTITION_FILLS:
             try:
                 parse_hex(self.fill)
@@ -225,6 +216,7 @@ def balanced_linkage(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
             linkage[parent, 0 if is_left else 1] = ind + m
         xw, yw = x1 - x0, y1 - y0
         if xw > 1 or yw > 1:
+            linkage[ind, 3] = xw * yw
             if xw >= yw:
                 mid = x0 + xw // 2
                 left, right = (x0, mid, y0, y1), (mid, x1, y0, y1)
@@ -235,40 +227,63 @@ def balanced_linkage(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
                 size = (box[1] - box[0]) * (box[3] - box[2])
                 heapq.heappush(queue, (-size, *box, ind, flag))
         ind -= 1
-    for r in range(m - 1):
-        sizes = [1 if c < m else linkage[c - m, 3] for c in linkage[r, :2].astype(int)]
-        linkage[r, 3] = sum(sizes)
     pixel_of_leaf = m - 1 - np.arange(m)
     return linkage, pixel_of_leaf
+
+
+@lru_cache(maxsize=8)
+def balanced_tree(h: int, w: int) -> tuple[Tree, np.ndarray]:
+    """``balanced_linkage`` indexed as a ``Tree`` (built once per image size)."""
+    linkage, pixel_of_leaf = balanced_linkage(h, w)
+    return make_tree(linkage), pixel_of_leaf
 
 
 # ---------------------------------------------------------------------- the Owen recursion
 @dataclass(frozen=True)
 class OwenResult:
-    """Owen values of every output: ``values`` (M, C) per leaf, ``node_values`` (2M−1, C) before
-    they are lowered to the leaves, the nodes the budget expanded, and the evaluation counts."""
+    """Owen values of every output, kept sparse: the (few) nodes that hold value and their
+    values per output, before they are lowered to the leaves — (2M − 1) × C would be 800 MB for
+    a 224² pixel tree and 1000 classes. ``leaf_values(w)`` lowers one output or any linear
+    combination of outputs (a contrast) to the M leaves."""
 
-    values: np.ndarray
-    node_values: np.ndarray
+    tree: Tree
+    held: np.ndarray  # (K,) node ids that hold value
+    held_values: np.ndarray  # (K, C) their values per output
     expanded: np.ndarray  # (2M−1,) bool: node split at least once
     f_empty: np.ndarray  # (C,)
     f_full: np.ndarray  # (C,)
     evals: int  # evaluations counted against the budget (cached ones included)
     complete: bool  # every node was split in every context (the values are the exact Owen values)
 
+    def leaf_values(self, weights: Any) -> np.ndarray:
+        """(M,) values of the output ``weights`` (a column index or a (C,) vector of weights)."""
+        if np.ndim(weights) == 0:
+            column = self.held_values[:, int(weights)]
+        else:
+            column = self.held_values @ np.asarray(weights, dtype=np.float64)
+        return lower_credit(self.tree, self.held, column)
 
-def lower_credit(tree: Tree, node_values: np.ndarray) -> np.ndarray:
-    """Share each internal node's value among its children in proportion to their leaf counts
-    (shap's ``lower_credit``), down to the leaves."""
-    m = tree.m
-    v = np.array(node_values, dtype=np.float64, copy=True)
-    for node in range(2 * m - 2, m - 1, -1):  # children have smaller ids than their parent
-        left, right = tree.children(node)
-        total = tree.linkage[node - m, 3]
-        for child in (left, right):
-            size = 1.0 if child < m else tree.linkage[child - m, 3]
-            v[child] += v[node] * (size / total)
-    return v[:m]
+    @property
+    def values(self) -> np.ndarray:
+        """(M, C) values of every output (small games only: it is dense)."""
+        return np.stack([self.leaf_values(c) for c in range(self.held_values.shape[1])], axis=1)
+
+
+def lower_credit(tree: Tree, held: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Share each node's value among its children in proportion to their leaf counts (shap's
+    ``lower_credit``), down to the leaves: (M,) from the values of the nodes ``held``.
+
+    Shared that way, a node's value reaches each of its leaves in equal parts, so a leaf gets
+    ``Σ value(a) / leaves(a)`` over its ancestors a: one slice addition per node that holds
+    value (few: at most the sub-problems the budget left waiting), not a walk over the tree.
+    """
+    ordered = np.zeros(tree.m)  # leaves in depth-first order: every node is a slice
+    for node, value in zip(np.asarray(held, dtype=np.int64), np.asarray(values, dtype=np.float64)):
+        a, b = tree.start[node], tree.stop[node]
+        ordered[a:b] += value / (b - a)
+    out = np.empty(tree.m)
+    out[tree.order] = ordered
+    return out
 
 
 def owen_values(
@@ -288,7 +303,14 @@ def owen_values(
     empty = np.zeros(m, dtype=bool)
     ends = np.asarray(evaluate(np.stack([empty, ~empty])), dtype=np.float64)  # shap averages in float64
     f00, f11 = ends[0], ends[1]
-    dvalues = np.zeros((2 * m - 1, ends.shape[1]))
+    dvalues: dict[int, np.ndarray] = {}  # sparse: only the nodes that end up holding value
+
+    def hold(node: int, value: np.ndarray) -> None:
+        if node in dvalues:
+            dvalues[node] += value
+        else:
+            dvalues[node] = np.array(value, dtype=np.float64)
+
     expanded = np.zeros(2 * m - 1, dtype=bool)
     tiebreak = np.random.RandomState(int(seed) % (2**32))  # shap draws np.random.randn()
     queue: list[tuple[Any, float, int]] = []
@@ -313,13 +335,13 @@ def owen_values(
             complete = False
             while queue:
                 _, a, b, node, weight = get()
-                dvalues[node] += (b - a) * weight
+                hold(node, (b - a) * weight)
             break
         batch, masks = [], []
         while queue and len(masks) < batch_size and evals + len(masks) < budget:
             m00, a, b, node, weight = get()
             if node < m:
-                dvalues[node] += (b - a) * weight
+                hold(node, (b - a) * weight)
                 continue
             left, right = tree.children(node)
             m10 = m00.copy()
@@ -340,8 +362,9 @@ def owen_values(
             put(-np.max(np.abs(f01[outputs] - a[outputs])) * w, (m00, a, f01, right, w))
             put(-np.max(np.abs(b[outputs] - f01[outputs])) * w, (m01, f01, b, left, w))
             put(-np.max(np.abs(b[outputs] - f10[outputs])) * w, (m10, f10, b, right, w))
-    values = lower_credit(tree, dvalues)
-    return OwenResult(values, dvalues, expanded, np.asarray(f00), np.asarray(f11), evals + 2, complete)
+    held = np.fromiter(dvalues, dtype=np.int64, count=len(dvalues))
+    held_values = np.stack([dvalues[n] for n in held]) if len(held) else np.zeros((0, ends.shape[1]))
+    return OwenResult(tree, held, held_values, expanded, np.asarray(f00), np.asarray(f11), evals + 2, complete)
 
 
 def blocks_of(tree: Tree, expanded: np.ndarray) -> np.ndarray:
@@ -374,13 +397,20 @@ class PartitionRun:
     tree_leaves: int
 
 
-def partition_run(ctx: Any, params: PartitionShapParams, labels: Sequence[int]) -> tuple[PartitionRun, int]:
-    """The cached traversal for (params, labels); returns (run, new model calls)."""
-    key = ("partition_shap", int(params.max_evals), params.hierarchy, params.fill,
-           int(params.batch_size), tuple(int(c) for c in labels))
+def partition_run(ctx: Any, params: PartitionShapParams, labels: Sequence[int],
+                  reuse: bool = False) -> tuple[PartitionRun, int]:
+    """The cached traversal for (params, labels); returns (run, new model calls). With ``reuse``
+    a cached traversal whose labels include these serves too (contrasts: the rows already there)."""
+    prefix = ("partition_shap", int(params.max_evals), params.hierarchy, params.fill, int(params.batch_size))
+    key = prefix + (tuple(int(c) for c in labels),)
     cached = ctx.cache.get(key)
     if cached is not None:
         return cached, 0
+    if reuse:  # a traversal for more labels holds these labels' values (and any contrast) too
+        wanted = {int(c) for c in labels}
+        for k, v in list(ctx.cache.items()):
+            if isinstance(k, tuple) and k[:5] == prefix and len(k) == 6 and wanted <= set(k[5]):
+                return v, 0
     h, w = ctx.image.shape[:2]
     if params.hierarchy == "colour":
         segments = ctx.segments()
@@ -388,8 +418,7 @@ def partition_run(ctx: Any, params: PartitionShapParams, labels: Sequence[int]) 
         cache = ctx.coalition_cache(params.fill)
         leaf_map = None
     else:
-        linkage, pixel_of_leaf = balanced_linkage(h, w)
-        tree = make_tree(linkage)
+        tree, pixel_of_leaf = balanced_tree(h, w)
         leaf_map = np.empty(h * w, dtype=np.int32)
         leaf_map[pixel_of_leaf] = np.arange(h * w, dtype=np.int32)
         leaf_map = leaf_map.reshape(h, w)  # leaf id of every pixel
@@ -428,19 +457,20 @@ def run_partition_shap(ctx: Any, params: PartitionShapParams, labels: list[int],
                        contrast: int | None = None) -> list[Explanation]:
     """Owen values for each label from one budgeted traversal (ordered by the labels' changes)."""
     with Timer() as timer:
-        run, calls = partition_run(ctx, params, labels)
+        run, calls = partition_run(ctx, params, labels, reuse=contrast is not None)
         res = run.result
     out = []
     for i, label in enumerate(labels):
-        column = res.values[:, label]
+        weights_c = np.zeros(len(res.f_full))
+        weights_c[label] = 1.0
         base, full = float(res.f_empty[label]), float(res.f_full[label])
         extras: dict[str, Any] = {}
         if contrast is not None:
-            column = column - res.values[:, contrast]
+            weights_c[int(contrast)] = -1.0
             base -= float(res.f_empty[contrast])
             full -= float(res.f_full[contrast])
             extras.update(contrast_name=ctx.label_name(contrast), contrast_score=float(res.f_full[contrast]))
-        weights = segment_values(run, column)
+        weights = segment_values(run, res.leaf_values(weights_c))
         out.append(Explanation(
             method="partition_shap",
             label=int(label),
@@ -469,24 +499,19 @@ def run_partition_shap(ctx: Any, params: PartitionShapParams, labels: list[int],
     return out
 
 
-SPEC = register(
-    MethodSpec(
-        name="partition_shap",
-        title="Partition SHAP",
-        family="perturbation",
-        params_type=PartitionShapParams,
-        run=run_partition_shap,
-        contrast=True,
-        description=(
-            "Owen values over a hierarchy of regions (shap's PartitionExplainer): the score is "
-            "split between the two halves of the image, then within each half, as far as the "
-            "evaluation budget reaches."
-        ),
-    )
-)
+# ---------------------------------------------------------------------- registration
+register(MethodSpec(
+    name="partition_shap", title="Partition SHAP", family="perturbation", order=25,
+    scale_group="probability per superpixel", additive=True,
+    params_type=PartitionShapParams, run=run_partition_shap, contrast=True,
+    test_params={"max_evals": 64},
+    description="Owen values over a hierarchy of regions (shap's PartitionExplainer): the score is "
+    "split between the two halves of the image, then within each half, as far as the "
+    "evaluation budget reaches.",
+))
 
 __all__ = [
     "PartitionShapParams", "Tree", "make_tree", "colour_linkage", "balanced_linkage", "owen_values",
-    "OwenResult", "lower_credit", "blocks_of", "partition_run", "run_partition_shap", "SPEC",
+    "OwenResult", "lower_credit", "blocks_of", "partition_run", "run_partition_shap",
     "HIERARCHIES", "PARTITION_FILLS",
 ]

@@ -75,21 +75,23 @@ class StagedProgress:
 class EtaEstimator:
     """Seconds left from the fraction of the whole work done; the estimate never goes up.
 
-    The raw estimate uses the average rate over everything done so far (``elapsed × (1 − f) /
-    f``), which smooths per-batch noise. It is withheld (None) until ``warmup_s`` have passed
-    and ``min_fraction`` is done (the first batches carry start-up costs). After that the shown
-    ETA follows the raw one down at once, but when the raw one is higher (a stage slower than
-    its weight said) the shown ETA does not rise: it keeps counting down, at ``slowdown`` of the
-    wall clock's speed, until the raw estimate meets it. A person watching sees it settle.
+    The rate is measured from the *first* report on (``(f − f₀) / (t − t₀)``), so start-up costs
+    paid before it (tracing the model, the first batch) do not inflate the estimate, and it is
+    the average over everything since, which smooths per-batch noise. It is withheld (None) until
+    ``warmup_s`` have passed since the first report and ``min_fraction`` more is done. After that
+    the shown ETA follows the raw one down at once, but when the raw one is higher (a stage
+    slower than its weight said) the shown ETA does not rise: it keeps counting down, at
+    ``slowdown`` of the wall clock's speed, until the raw estimate meets it.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.perf_counter, *, warmup_s: float = 2.0,
+    def __init__(self, clock: Callable[[], float] = time.perf_counter, *, warmup_s: float = 1.0,
                  min_fraction: float = 0.02, slowdown: float = 0.5) -> None:
         self.clock = clock
         self.start = clock()
         self.warmup_s = warmup_s
         self.min_fraction = min_fraction
         self.slowdown = slowdown
+        self._first: tuple[float, float] | None = None  # (time, fraction) of the first report
         self._last: tuple[float, float] | None = None  # (time, shown eta)
 
     @property
@@ -99,14 +101,17 @@ class EtaEstimator:
     def update(self, fraction: float) -> float | None:
         """The ETA in seconds after ``fraction`` (0..1) of the work, or None while unknown."""
         now = self.clock()
-        elapsed = now - self.start
         f = min(1.0, max(0.0, float(fraction)))
         if f >= 1.0:
             self._last = (now, 0.0)
             return 0.0
-        if self._last is None and (f < self.min_fraction or elapsed < self.warmup_s):
+        if self._first is None:
+            self._first = (now, f)
             return None
-        eta = elapsed * (1.0 - f) / max(f, 1e-9)
+        t0, f0 = self._first
+        if self._last is None and (f - f0 < self.min_fraction or now - t0 < self.warmup_s):
+            return None
+        eta = (now - t0) * (1.0 - f) / max(f - f0, 1e-9)
         if self._last is not None:
             then, shown = self._last
             eta = min(eta, max(0.0, shown - self.slowdown * (now - then)))

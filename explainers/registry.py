@@ -1,7 +1,9 @@
-"""Imports the built-in method modules; each registers itself with ``explainers.base.register``.
+"""Imports the built-in method modules; each registers its methods with ``explainers.base.register``.
 
-Adding an explainer: write ``explainers/<name>.py`` ending with a ``register(MethodSpec(...))``
-call and add its module name here. The contract test picks it up automatically.
+Adding an explainer: write ``explainers/<name>.py`` ending with one ``register(MethodSpec(...))``
+call per method (see the module docstring of ``explainers/base.py``) and add its module name
+here. The contract test, the CLI, the Explain form and the Guide pick it up from the registry.
+Importing this module imports neither TensorFlow nor Streamlit (tested).
 """
 import importlib
 

@@ -89,15 +89,26 @@ def shared_limit(maps: Iterable[np.ndarray], percentile: float = 99.5) -> float:
 
 
 def method_limits(explanations: Sequence[Explanation], percentile: float = 99.5) -> dict[str, float]:
-    """A symmetric limit per method, shared across the labels of that method.
+    """A symmetric limit per method, shared across the labels of that method — the one colour
+    rule of the screen and of every export.
 
     Methods have different units (probability change, gradient × activation, …), so one limit
-    across methods would blank some of them; within a method the labels share a scale.
+    across methods would blank some of them; within a method the labels share a scale, and
+    methods registered with the same ``scale_group`` (LIME and KernelSHAP: probability per
+    superpixel) share one.
     """
-    by_method: dict[str, list[np.ndarray]] = {}
+    from explainers.base import methods
+
+    specs = methods()
+
+    def group(method: str) -> str:
+        return specs[method].scale_key if method in specs else method
+
+    by_group: dict[str, list[np.ndarray]] = {}
     for exp in explanations:
-        by_method.setdefault(exp.method, []).append(exp.heatmap)
-    return {m: shared_limit(maps, percentile) for m, maps in by_method.items()}
+        by_group.setdefault(group(exp.method), []).append(exp.heatmap)
+    limits = {g: shared_limit(maps, percentile) for g, maps in by_group.items()}
+    return {exp.method: limits[group(exp.method)] for exp in explanations}
 
 
 def normalise(heatmap: np.ndarray, limit: float | None = None, positive_only: bool = False) -> np.ndarray:
@@ -341,6 +352,40 @@ def numbered_regions(image: np.ndarray, regions: Sequence[np.ndarray], size: int
         draw.ellipse((c - rad, r - rad, c + rad, r + rad), fill=(255, 255, 255), outline=(20, 20, 20), width=2)
         draw.text((c, r), str(number), fill=(20, 20, 20), font=font, anchor="mm")
     return np.asarray(pil)
+
+
+CONCEPT_COLOURS: tuple[tuple[int, int, int], ...] = (
+    (230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25), (145, 30, 180), (70, 240, 240),
+    (245, 130, 48), (240, 50, 230), (210, 245, 60), (0, 128, 128), (170, 110, 40), (128, 0, 0),
+    (170, 255, 195), (128, 128, 0), (0, 0, 128), (128, 128, 128),
+)
+"""One distinct colour per concept (Sasha Trubetskoy's 16 colours), concept k → colour k."""
+
+
+def render_concepts(image: np.ndarray, maps: np.ndarray, opacity: float = 0.6) -> np.ndarray:
+    """Concepts as coloured regions: each pixel takes the colour of its strongest concept,
+    blended in proportion to that concept's strength there (maps (K, H, W) ≥ 0, each peaking
+    at 1 as ``explainers.dff`` scales them); pixels without any concept keep the photo."""
+    image = np.asarray(image)
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim != 3 or maps.shape[1:] != image.shape[:2]:
+        raise ExplainerError(f"concept maps {maps.shape} do not match the image {image.shape[:2]}")
+    if len(maps) > len(CONCEPT_COLOURS):
+        raise ExplainerError(f"at most {len(CONCEPT_COLOURS)} concepts can be coloured")
+    strongest = np.argmax(maps, axis=0)
+    strength = np.clip(np.take_along_axis(maps, strongest[None], axis=0)[0], 0.0, 1.0)
+    colours = np.asarray(CONCEPT_COLOURS, dtype=np.float32)[strongest]
+    alpha = (float(opacity) * strength)[..., None]
+    out = image.astype(np.float32) * (1.0 - alpha) + colours * alpha
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def concept_legend(top: Sequence[Sequence[tuple[int, str, float]]]) -> list[tuple[tuple[int, int, int], str]]:
+    """(colour, "name 87% · name 5%") per concept, from ``extras["concept_top"]``."""
+    return [
+        (CONCEPT_COLOURS[k], " · ".join(f"{name} {p:.0%}" for _, name, p in cats))
+        for k, cats in enumerate(top)
+    ]
 
 
 def grid(images: Sequence[Sequence[np.ndarray]], pad: int = 6, background: int = 255) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from explainers.base import ExplainerError, Explanation, MethodSpec, Timer, params_dict, register
+from explainers.base import ExplainerError, Explanation, MethodSpec, Timer, param, params_dict, register
 from explainers.perturbation import fill_image, parse_hex
 
 RISE_FILLS = ("black", "gray", "blur", "mean")
@@ -30,25 +30,14 @@ _MASK_KEY = 0x21_5E
 class RiseParams:
     """Number of masks, their cell size in pixels, the probability a cell is kept, the fill."""
 
-    masks: int = 1000
-    cell: int = 32  # pixels per grid cell (the paper: 7×7 cells on 224², i.e. 32 px)
-    keep: float = 0.5
-    fill: str = "black"  # black (the paper) | gray | blur | mean | #rrggbb
-    batch_size: int = 32
+    masks: int = param(1000, low=2, high=100_000, help="random masks, one model call each")
+    cell: int = param(32, low=1, high=4096,
+                      help="pixels per grid cell (the paper: 7×7 cells on 224², i.e. 32 px)")
+    keep: float = param(0.5, above=0.0, high=0.99, help="probability that a cell is kept visible")
+    fill: str = param("black", help=f"what hidden parts show: {', '.join(RISE_FILLS)} (black: the paper) or #rrggbb")
+    batch_size: int = param(32, low=1, high=1024, help="masked images per model call")
 
     def validate(self) -> None:
-        try:
-            n, cell, keep, bs = int(self.masks), int(self.cell), float(self.keep), int(self.batch_size)
-        except (TypeError, ValueError):
-            raise ExplainerError("RISE parameters must be numbers") from None
-        if not 2 <= n <= 100_000:
-            raise ExplainerError(f"the number of masks must be between 2 and 100000, not {self.masks}")
-        if not 1 <= cell <= 4096:
-            raise ExplainerError(f"cell size must be between 1 and 4096 pixels, not {self.cell}")
-        if not 0.0 < keep < 1.0:
-            raise ExplainerError(f"keep probability must be strictly between 0 and 1, not {self.keep}")
-        if not 1 <= bs <= 1024:
-            raise ExplainerError(f"batch size must be between 1 and 1024, not {self.batch_size}")
         if self.fill not in RISE_FILLS:
             try:
                 parse_hex(self.fill)
@@ -173,19 +162,13 @@ def run_rise(ctx: Any, params: RiseParams, labels: list[int], contrast: int | No
     ]
 
 
-SPEC = register(
-    MethodSpec(
-        name="rise",
-        title="RISE",
-        family="occlusion",
-        params_type=RiseParams,
-        run=run_rise,
-        contrast=True,
-        description=(
-            "Averages the score over many randomly, smoothly masked copies of the image, "
-            "weighting each pixel by how visible it was."
-        ),
-    )
-)
+# ---------------------------------------------------------------------- registration
+register(MethodSpec(
+    name="rise", title="RISE", family="occlusion", order=55,
+    params_type=RiseParams, run=run_rise, contrast=True,
+    test_params={"masks": 64},
+    description="Averages the score over many randomly, smoothly masked copies of the image, "
+    "weighting each pixel by how visible it was.",
+))
 
-__all__ = ["RiseParams", "mask_batches", "rise_run", "rise_maps", "run_rise", "RISE_FILLS", "SPEC"]
+__all__ = ["RiseParams", "mask_batches", "rise_run", "rise_maps", "run_rise", "RISE_FILLS"]

@@ -64,6 +64,7 @@ class ExplanationStore:
         self._contexts: OrderedDict[Any, tuple[ExplainContext, threading.Lock]] = OrderedDict()
         self._results: OrderedDict[Any, list[Explanation]] = OrderedDict()
         self._probs: OrderedDict[Any, np.ndarray] = OrderedDict()
+        self._regions: OrderedDict[str, np.ndarray] = OrderedDict()
         self.max_contexts = max_contexts
         self.max_results = max_results
 
@@ -72,6 +73,26 @@ class ExplanationStore:
             self._contexts.clear()
             self._results.clear()
             self._probs.clear()
+
+    def add_regions(self, key: str, segments: np.ndarray) -> None:
+        """Remember a user's region map (fitted to the model input) under ``key``; a request
+        with ``segmentation="regions"`` and ``segmentation_params={"key": key}`` uses it."""
+        with self._lock:
+            self._regions[key] = np.asarray(segments)
+            self._regions.move_to_end(key)
+            while len(self._regions) > 16:
+                self._regions.popitem(last=False)
+
+    def _regions_for(self, req: RunRequest) -> np.ndarray | None:
+        from explainers.base import ExplainerError
+        from explainers.segmentation import USER_REGIONS
+
+        if req.segmentation != USER_REGIONS:
+            return None
+        found = self._regions.get(str(dict(req.segmentation_params).get("key", "")))
+        if found is None:
+            raise ExplainerError("the region map is no longer loaded; upload it again")
+        return found
 
     def probabilities(self, classifier: Any, image: PreparedImage) -> np.ndarray:
         key = (classifier.id, image.key)
@@ -92,10 +113,11 @@ class ExplanationStore:
             if key in self._contexts:
                 self._contexts.move_to_end(key)
                 return self._contexts[key]
+            regions = self._regions_for(req)
             ctx = ExplainContext(
                 classifier, image.pixels, seed=req.seed, segmentation=req.segmentation,
-                segmentation_params=dict(req.segmentation_params) or None,
-                sampling=SamplingParams(samples=req.samples, fill=req.fill),
+                segmentation_params=None if regions is not None else (dict(req.segmentation_params) or None),
+                sampling=SamplingParams(samples=req.samples, fill=req.fill), regions=regions,
             )
             ctx.cache["probs"] = self._probs.get((classifier.id, image.key))
             if ctx.cache["probs"] is None:
@@ -143,6 +165,33 @@ class ExplanationStore:
             while len(self._results) > self.max_results:
                 self._results.popitem(last=False)
         return results
+
+    def contrast(
+        self, classifier: Any, image: PreparedImage, req: RunRequest, name: str, label: int, other: int,
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> Explanation:
+        """Why ``label`` rather than ``other`` with method ``name`` (memoised), from the request's
+        context: the black-box methods reuse the rows the plain run computed (no model call)."""
+        from explainers.runner import run_method
+
+        key = ("contrast",) + self._result_key(classifier, image, req, name) + (int(label), int(other))
+        with self._lock:
+            found = self._results.get(key)
+        if found is not None:
+            return found[0]
+        ctx, ctx_lock = self._context(classifier, image, req)
+        with ctx_lock:
+            ctx.sampling = dataclasses.replace(ctx.sampling, samples=req.samples)
+            ctx.progress = progress
+            try:
+                results = run_method(ctx, name, req.method_params(name), [int(label)], contrast=int(other))
+            finally:
+                ctx.progress = None
+        with self._lock:
+            self._results[key] = results
+            while len(self._results) > self.max_results:
+                self._results.popitem(last=False)
+        return results[0]
 
     def context_for(self, classifier: Any, image: PreparedImage, req: RunRequest) -> ExplainContext:
         return self._context(classifier, image, req)[0]

@@ -1,34 +1,21 @@
 """Plain-language captions for stakeholder mode, computed from results already at hand.
 
-No model calls: the regions come from the maps, the confidence after covering them from
-KernelSHAP's additive values (or LIME's coefficients), agreement from rank correlation of the
-maps pooled on the same superpixels, and "how far to trust it" from the trust verdicts when
-they were measured (from the fit otherwise). Every text here is plain text: no markdown, no
-method ids, class ids, seconds, model calls or statistics jargon.
+No model calls: the regions come from the maps, the confidence after covering them from an
+additive method's superpixel values (KernelSHAP; LIME's coefficients otherwise), agreement from
+rank correlation of the maps on the same superpixels (``explainers.metrics``), and "how far to
+trust it" from the trust verdicts when they were measured (from the fit otherwise). Every text
+here is plain text: no markdown, no method ids, class ids, seconds, model calls or statistics
+jargon.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import combinations
 from typing import Mapping, Sequence
 
 import numpy as np
-from scipy.stats import spearmanr
 
+from explainers import metrics as M
 from explainers.base import Explanation
-
-REFERENCE_ORDER = ("kernel_shap", "lime")
-"""Methods whose superpixel values add up to a change of confidence, best first."""
-
-
-def pool(heatmap: np.ndarray, segments: np.ndarray) -> np.ndarray:
-    """Mean of a pixel map over each superpixel (M,)."""
-    from explainers.base import upsample
-
-    heat = upsample(heatmap, segments.shape, "bilinear").ravel()
-    ids = segments.ravel()
-    count = np.bincount(ids)
-    return np.bincount(ids, weights=heat, minlength=len(count)) / np.maximum(count, 1)
 
 
 def where(mask: np.ndarray) -> str:
@@ -48,27 +35,33 @@ def where(mask: np.ndarray) -> str:
     return f"the {vert} {horiz}"
 
 
-def agreement(results: Sequence[Explanation]) -> float | None:
-    """Mean pairwise Spearman correlation of the methods' maps pooled on shared superpixels."""
+def mean_rank_correlation(results: Sequence[Explanation]) -> float | None:
+    """Mean pairwise Spearman correlation of the methods' maps on shared superpixels
+    (``metrics.agreement`` on ``metrics.segment_scores``); pairs with a constant map are left out."""
     segs = next((r.segments for r in results if r.segments is not None), None)
     if segs is None or len(results) < 2:
         return None
-    pooled = [pool(r.heatmap, segs) for r in results]
-    values = []
-    for a, b in combinations(pooled, 2):
-        if np.std(a) == 0 or np.std(b) == 0:
-            continue
-        values.append(float(spearmanr(a, b).statistic))
-    return float(np.mean(values)) if values else None
+    scores = {f"{i}:{r.method}": M.segment_scores(r, segs) for i, r in enumerate(results)}
+    corr = M.agreement(scores).rank_corr
+    values = corr[np.triu_indices(len(scores), k=1)]
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else None
+
+
+def _reference(results: Sequence[Explanation]) -> Explanation | None:
+    """The superpixel result whose weights best read as "score drop": an additive method first."""
+    from explainers.base import methods
+
+    specs = methods()
+    with_weights = [r for r in results if r.segment_weights is not None]
+    additive = [r for r in with_weights if r.method in specs and specs[r.method].additive]
+    return (additive or with_weights or [None])[0]
 
 
 def reference(results: Sequence[Explanation]) -> Explanation | None:
-    """The explanation the story is told from: KernelSHAP, then LIME, then any other map."""
-    for name in REFERENCE_ORDER:
-        found = next((r for r in results if r.method == name and r.segment_weights is not None), None)
-        if found is not None:
-            return found
-    found = next((r for r in results if r.segment_weights is not None), None)
+    """The explanation the story is told from: an additive superpixel method, then any with
+    superpixel weights, then the first map."""
+    found = _reference(results)
     return found if found is not None else (results[0] if results else None)
 
 
@@ -133,7 +126,7 @@ def story(results: Sequence[Explanation], verdicts: Mapping[str, Sequence[str]] 
     if found:
         place = where(np.logical_or.reduce(found))
         look = f"It looks mostly at {_numbers(len(found))} ({place} of the picture)"
-        if ref.segment_weights is not None and ref.method in REFERENCE_ORDER:
+        if ref.segment_weights is not None:
             ids = [i for i in np.argsort(-ref.segment_weights, kind="stable")[: len(found)]]
             after = float(np.clip(score - float(ref.segment_weights[ids].sum()), 0.0, 1.0))
             if after < 0.01:
@@ -145,7 +138,7 @@ def story(results: Sequence[Explanation], verdicts: Mapping[str, Sequence[str]] 
         text.append(look)
     else:
         text.append("No part of the picture clearly pushes it towards this answer.")
-    agree = agreement(results)
+    agree = mean_rank_correlation(results)
     if agree is not None:
         if agree >= 0.5:
             text.append("The methods agree on this.")
@@ -218,3 +211,53 @@ def story_picture(image: np.ndarray, results: Sequence[Explanation], told: Story
                                                                          Image.Resampling.NEAREST)) > 127
              for m in told.regions]
     return numbered_regions(big, masks)
+
+
+def _title(method: str) -> str:
+    """A method's title from the registry (ids such as ``kernel_shap`` never reach a person)."""
+    from explainers.base import methods
+
+    spec = methods().get(method)
+    return spec.title if spec is not None else method
+
+
+def contrast_caption(results: Sequence[Explanation], top: int = 3) -> str:
+    """In words, what separates label A from label B, from contrast results ("A rather than B").
+
+    Prefers an additive superpixel method (KernelSHAP, Partition SHAP, then any with segment
+    weights): the regions with the largest positive weights favour A over B, the most negative
+    ones favour B (only regions with at least a quarter of the largest weight); their weights
+    say how many points of the gap p(A) − p(B) they account for.
+    Without one, where the first contrast map reaches half its maximum (and half its minimum).
+    """
+    results = [r for r in results if r.contrast is not None]
+    if not results:
+        return ""
+    first = results[0]
+    a, b = first.label_name, first.extras.get("contrast_name", f"class {first.contrast}")
+    pa, pb = float(first.score), first.extras.get("contrast_score")
+    gap = f" ({pa:.0%} vs {pb:.0%})" if pb is not None else ""
+    head = f"What makes it **{a}** rather than **{b}**{gap}:"
+    ref = next((r for r in results if r.method in ("kernel_shap", "partition_shap") and r.segment_weights is not None),
+               None) or next((r for r in results if r.segment_weights is not None), None)
+    if ref is None:  # a pixel map: where it reaches half its extreme on either side
+        heat = np.asarray(first.heatmap, dtype=np.float64)
+        hi, lo = float(heat.max()), float(heat.min())
+        text = (f"{head} {where(heat >= 0.5 * hi)} of the picture favours {a}" if hi > 0
+                else f"{head} nothing in the picture favours {a}")
+        if lo < 0:
+            text += f"; {where(heat <= 0.5 * lo)} favours {b}"
+        return text + f" ({_title(first.method)})."
+    w = ref.segment_weights
+    order = np.argsort(-w, kind="stable")
+    floor = 0.25 * float(np.abs(w).max())  # regions that matter, not the noise around zero
+    pro = [i for i in order[:top] if w[i] > 0 and w[i] >= floor]
+    con = [i for i in order[::-1][:top] if w[i] < 0 and -w[i] >= floor]
+    if pro:
+        body = (f"mostly {where(np.isin(ref.segments, pro))} of the picture, which raises {a} over {b} "
+                f"by about {w[pro].sum() * 100:.0f} points")
+    else:
+        body = f"no region raises {a} over {b}"
+    if con:
+        body += f"; {where(np.isin(ref.segments, con))} leans towards {b} (about {-w[con].sum() * 100:.0f} points)"
+    return f"{head} {body} ({_title(ref.method)} estimate)."

@@ -92,7 +92,7 @@ def _as_items(given: Any) -> list[tuple[Any, Any]]:
 
 def _other_calls(results: Sequence[Explanation]) -> dict[str, int]:
     """Model calls of one run of each method outside the shared perturbation rows."""
-    return {r.method: int(r.model_calls) for r in results if r.method not in M.PERTURBATION_METHODS}
+    return {r.method: int(r.model_calls) for r in results if not M.refits_on_rows(r.method)}
 
 
 def _trust_plan(ctx: Any, given: Any, label: int, *, seeds: int, noise_sigma: float, steps: int,
@@ -229,7 +229,8 @@ def trust_report(
 
             run = PerturbationRun(ctx.classifier.predict, ctx.image, segments, fill=ctx.sampling.fill,
                                   seed=ctx.seed, batch_size=ctx.sampling.batch_size)
-        known = ctx.cache.setdefault(("trust", "rows", run.fill), {})
+        # the context's coalition cache: curves reuse what Partition SHAP evaluated, and back
+        known = ctx.coalition_cache(run.fill).known
         faith = M.faithfulness(run, scores, label, steps=steps, random_orders=random_orders,
                                seed=ctx.seed, known=known, progress=plan.stage(1))
 
@@ -243,7 +244,7 @@ def trust_report(
         for i, r in enumerate(results):
             converge(i, len(results))
             conv = unc = None
-            if r.method in M.PERTURBATION_METHODS and "perturbations" in ctx.cache:
+            if M.refits_on_rows(r.method) and "perturbations" in ctx.cache:
                 prun = ctx.cache["perturbations"]
                 n = int(r.params.get("samples", prun.n))
                 params = method_params(r)
@@ -316,6 +317,7 @@ NO_GAIN = 0.05
 STABLE_IOU = 0.8
 UNSTABLE_IOU = 0.5
 LOW_R2 = 0.5
+"""Below this R² a surrogate explains too little of the model: the one low-fit threshold (badges, trust)."""
 CONVERGED_ERROR = 0.1
 UNCONVERGED_ERROR = 0.3
 

@@ -16,10 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from explainers.protocol import INPUT_LAYER  # the library's constant; re-exported here
 from model_zoo.preprocessing import check_preprocessing, preprocess_tf
-
-INPUT_LAYER = "input"
-"""Pseudo layer name: gradients with respect to the RGB input pixels."""
 
 _SOFTMAX_NAMES = {"softmax"}
 _SIGMOID_NAMES = {"sigmoid"}

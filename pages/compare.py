@@ -1,10 +1,11 @@
-"""Compare labels: top-k labels (rows) × methods (columns) from the same run — "why seat belt?" at a glance."""
+"""Compare labels: top-k labels (rows) × methods (columns) from the same run — "why seat belt?" at a
+glance — and "why A rather than B" for any two labels."""
 from __future__ import annotations
 
 import streamlit as st
 
-from explainers.render import render_explanation
-from ui import explain_panel, page, services, state, widgets
+from explainers.render import method_limits, render_explanation
+from ui import contrast_panel, explain_panel, page, services, state, widgets
 
 page.page_setup()
 st.title("Compare labels")
@@ -20,7 +21,7 @@ if not flat:
     st.stop()
 
 specs = services.method_specs(classifier)
-limits = widgets.limits_for(flat)
+limits = method_limits(flat)
 view = state.current_view()
 stakeholder = state.stakeholder_mode()
 names = explain_panel.ordered(list(results))
@@ -46,3 +47,6 @@ for idx, label_name, prob in preds:
                         st.caption(hint)
     if stakeholder:
         row[0].caption(widgets.escape_markdown(widgets.plain_caption(classifier, image, flat, idx)))
+
+st.divider()
+contrast_panel.draw(classifier, image, request, preds)

@@ -30,5 +30,4 @@ coarser but more stable explanations.
 """
 )
 st.subheader("Methods")
-for name, spec in services.method_specs().items():
-    st.markdown(f"- **{spec.title}** (`{name}`, {spec.family}{', needs gradients' if spec.needs_gradients else ''}): {spec.description}")
+st.markdown(services.method_table_markdown())

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import streamlit as st
 
 from explainers.base import Explanation
+from explainers.render import method_limits
 from explainers.store import PreparedImage, RunRequest, _freeze
 from ui import services, state
-from ui.state import DEFAULT_METHODS, DEFAULT_SAMPLES, SAMPLE_CHOICES, stakeholder_mode
-from ui.widgets import badge_for, dataclass_widgets, draw_result, limits_for, trust_badges
+from ui.state import DEFAULT_SAMPLES, SAMPLE_CHOICES, stakeholder_mode
+from ui.widgets import badge_for, dataclass_widgets, draw_result, trust_badges
 
 
 def segmentation_panel(image: PreparedImage) -> None:
@@ -19,12 +20,23 @@ def segmentation_panel(image: PreparedImage) -> None:
     When the preview's settings differ from those of the current run, it says so: the pictures
     below were computed with the run's superpixels until Explain is pressed.
     """
-    from explainers.segmentation import ALGORITHMS
+    from explainers.segmentation import ALGORITHMS, USER_REGIONS
 
-    with st.expander("Superpixels (used by LIME and KernelSHAP)", expanded=False):
+    regions = state.current_regions()
+    options = list(ALGORITHMS) + ([USER_REGIONS] if regions is not None else [])
+    if st.session_state.get("xai_seg_algorithm") not in options:
+        st.session_state["xai_seg_algorithm"] = USER_REGIONS if regions is not None else options[0]
+    users = [s.title for s in services.method_specs().values() if s.family == "perturbation"]
+    with st.expander(f"Superpixels (used by {', '.join(users) or 'superpixel methods'})",
+                     expanded=regions is not None):
         cols = st.columns([1, 2])
         with cols[0]:
-            algorithm = st.selectbox("Algorithm", list(ALGORITHMS), key="xai_seg_algorithm")
+            algorithm = st.selectbox("Algorithm", options, key="xai_seg_algorithm",
+                                     format_func=lambda a: "your regions" if a == USER_REGIONS else a)
+        if algorithm == USER_REGIONS:
+            _regions_preview(image, regions, cols[1])
+            return
+        with cols[0]:
             params = dataclass_widgets(ALGORITHMS[algorithm], f"xai_seg_{algorithm}")
         try:
             segments, picture = services.segment_preview(image, algorithm, params)
@@ -54,11 +66,32 @@ def same_segmentation(req: RunRequest, algorithm: str, params: dict[str, Any]) -
         return False
 
 
+def _regions_preview(image: PreparedImage, regions: Any, slot: Any) -> None:
+    """Fit the uploaded region map like the image; show it or say why it cannot be used."""
+    from explainers.render import draw_boundaries
+
+    try:
+        key, fitted = services.fit_regions(image, regions)
+    except services.EXPECTED_ERRORS as exc:
+        slot.error(f"Your region map cannot be used: {services.user_message(exc)}")
+        st.session_state.pop("xai_segmentation", None)
+        return
+    st.session_state["xai_segmentation"] = ("regions", {"key": key})
+    note = f" ({fitted.dropped} cut off by the crop)" if fitted.dropped else ""
+    slot.image(draw_boundaries(image.pixels, fitted.segments), width="stretch")
+    slot.caption(f"{fitted.count} regions from your map{note}")
+
+
 def explain_form(classifier: Any) -> None:
-    """The expensive parameters, applied only when Explain is pressed (sliders never cancel a run)."""
+    """The expensive parameters, applied only when Explain is pressed (sliders never cancel a run).
+
+    Every method's own parameters are widgets built from its parameter dataclass (bounds from
+    the field metadata), one tab per method, so a newly registered method appears here as is.
+    """
+    from explainers.base import default_methods
+
     specs = services.method_specs(classifier)
-    defaults = ordered([m for m in DEFAULT_METHODS if m in specs])
-    layers = ["auto"] + [layer.path for layer in getattr(classifier, "conv_layers", [])]
+    layers = ["", *[layer.path for layer in getattr(classifier, "conv_layers", [])]]
     # The Samples control shows the run's sample count, also after "More samples" changed it.
     run = st.session_state.get(state.RUN_KEY)
     current = int(run.samples) if run is not None else DEFAULT_SAMPLES
@@ -68,45 +101,53 @@ def explain_form(classifier: Any) -> None:
     choices = sorted({*SAMPLE_CHOICES, current})
     with st.form("explain_form"):
         cols = st.columns([3, 1, 1, 1])
-        chosen = cols[0].multiselect("Methods", list(specs), default=defaults, key="xai_form_methods",
-                                     format_func=lambda n: specs[n].title)
+        chosen = cols[0].multiselect("Methods", list(specs), default=default_methods(classifier),
+                                     key="xai_form_methods", format_func=lambda n: specs[n].title)
         samples = cols[1].select_slider("Samples", choices, key="xai_form_samples")
         fill = cols[2].selectbox("Hidden superpixels", ["mean", "blur", "gray", "black"], key="xai_form_fill")
         seed = cols[3].number_input("Seed", 0, 2**31 - 1, 0, key="xai_form_seed")
-        cols2 = st.columns(3)
-        surrogate = cols2[0].selectbox("LIME surrogate", ["ridge", "lasso", "tree"], key="xai_form_surrogate")
-        layer = cols2[1].selectbox("CAM layer", layers, key="xai_form_layer")
-        cam_up = cols2[2].selectbox("CAM upsampling", ["bilinear", "nearest", "bicubic"], key="xai_form_cam_up")
+        per_method: dict[str, dict[str, Any]] = {}
+        with st.expander("Method parameters"):
+            for tab, (name, spec) in zip(st.tabs([s.title for s in specs.values()]), specs.items()):
+                with tab:
+                    per_method[name] = dataclass_widgets(
+                        spec.params_type, f"xai_param_{name}", choices={"layer": layers},
+                        labels={"layer": lambda v: v or "auto (the model's last conv layer)"},
+                    )
         submitted = st.form_submit_button("Explain", type="primary")
+    hidden = [spec.title for name, spec in services.method_specs().items() if name not in specs]
+    if hidden:
+        st.caption(f"Not offered for this model (it gives no gradients or feature maps): {', '.join(hidden)}.")
     if submitted:
         if not chosen:
             st.warning("Pick at least one method.")
             return
         algorithm, seg_params = st.session_state.get("xai_segmentation", ("quickshift", {}))
+        try:
+            req = build_request(
+                chosen, samples=int(samples), fill=fill, seed=int(seed),
+                params={n: per_method.get(n, {}) for n in chosen},
+                segmentation=algorithm, segmentation_params=seg_params,
+            )
+        except services.EXPECTED_ERRORS as exc:
+            st.error(f"These parameters do not work: {services.user_message(exc)}")
+            return
         st.session_state["xai_form_samples_of_run"] = int(samples)
-        st.session_state[state.RUN_KEY] = build_request(
-            chosen, samples=int(samples), fill=fill, seed=int(seed), surrogate=surrogate,
-            layer="" if layer == "auto" else layer, cam_upsampling=cam_up,
-            segmentation=algorithm, segmentation_params=seg_params,
-        )
+        st.session_state[state.RUN_KEY] = req
 
 
 def build_request(methods: Sequence[str], *, samples: int = DEFAULT_SAMPLES, fill: str = "mean", seed: int = 0,
-                  surrogate: str = "ridge", layer: str = "", cam_upsampling: str = "bilinear",
+                  params: Mapping[str, Mapping[str, Any]] | None = None,
                   segmentation: str = "quickshift", segmentation_params: dict | None = None) -> RunRequest:
-    """A RunRequest with each method's parameters filled from the form's shared choices."""
-    specs = services.method_specs()
+    """A RunRequest with each method's parameters resolved and checked against its dataclass
+    (missing ones take their defaults; raises ExplainerError with a user message)."""
+    from explainers.base import display_order, get_method, make_params, params_dict
+
+    params = params or {}
     per_method = []
-    for name in ordered(methods):
-        fields = {f.name for f in dataclasses.fields(specs[name].params_type)}
-        params: dict[str, Any] = {}
-        if "surrogate" in fields:
-            params["surrogate"] = surrogate
-        if "layer" in fields:
-            params["layer"] = layer
-        if "upsampling" in fields:
-            params["upsampling"] = cam_upsampling
-        per_method.append((name, _freeze(params)))
+    for name in display_order(methods):
+        resolved = make_params(get_method(name).params_type, params.get(name))
+        per_method.append((name, _freeze(params_dict(resolved))))
     return RunRequest(
         methods=tuple(per_method), labels=(), seed=seed, samples=samples, fill=fill,
         segmentation=segmentation, segmentation_params=_freeze(segmentation_params or {}),
@@ -118,7 +159,9 @@ def current_request(classifier: Any, preds: Sequence[tuple[int, str, float]]) ->
     req = st.session_state.get(state.RUN_KEY)
     specs = services.method_specs(classifier)
     if req is None:
-        req = build_request([m for m in DEFAULT_METHODS if m in specs])
+        from explainers.base import default_methods
+
+        req = build_request(default_methods(classifier))
         st.session_state[state.RUN_KEY] = req
     usable = tuple((n, p) for n, p in req.methods if n in specs)
     labels = tuple(idx for idx, _, _ in preds)
@@ -144,10 +187,11 @@ def collect_results(classifier: Any, image: PreparedImage, req: RunRequest,
             perturbation = specs[name].family == "perturbation"
             unit = "perturbed images" if perturbation else None
             if run_progress is not None:
-                reporter = run_progress.start(name, unit="perturbed images" if perturbation else "model calls")
+                reporter = run_progress.start(name, unit=unit)
             else:
                 slot = progress_slot if progress_slot is not None else st.empty()
-                label = ("Sampling for LIME + KernelSHAP" if perturbation
+                sharing = [specs[n].title for n, _ in req.methods if specs[n].family == "perturbation"]
+                label = (f"Sampling for {' + '.join(sharing)}" if perturbation
                          else f"Running {specs[name].title}")
                 reporter = services.ProgressReporter(slot, label, unit or "model calls")
             try:
@@ -164,7 +208,7 @@ def collect_results(classifier: Any, image: PreparedImage, req: RunRequest,
             run_progress.finish(name)
         if on_result is not None:
             on_result(results)
-    return results
+    return {n: results[n] for n, _ in req.methods if n in results}  # display order
 
 
 def draw_comparison(classifier: Any, image: PreparedImage, req: RunRequest,
@@ -192,7 +236,7 @@ def draw_comparison(classifier: Any, image: PreparedImage, req: RunRequest,
 
     def redraw(results: dict[str, list[Explanation]]) -> None:
         flat = [r for rs in results.values() for r in rs]
-        limits = limits_for(flat)
+        limits = method_limits(flat)
         for name, rs in results.items():
             found = [r for r in rs if r.label == label]
             if found:
@@ -200,6 +244,8 @@ def draw_comparison(classifier: Any, image: PreparedImage, req: RunRequest,
                 draw_result(box, image.pixels, found[0], limits[name], view["view"], specs[name].title,
                             trust.get(name) or badge_for(found[0]))
 
+    st.caption(f"Each method has its own symmetric colour scale{shared_scales_note(names, specs)}; "
+               "the legend under each picture says what its colours mean.")
     progress = RunProgress(status if status is not None else st.empty(), slots,
                            {n: specs[n].title for n in names},
                            shared=[n for n in names if specs[n].family == "perturbation"])
@@ -209,6 +255,16 @@ def draw_comparison(classifier: Any, image: PreparedImage, req: RunRequest,
     if flat:
         computed_with(flat)
     return [r for name in names for r in results.get(name, [])]
+
+
+def shared_scales_note(names: Sequence[str], specs: Mapping[str, Any]) -> str:
+    """" (LIME and KernelSHAP share one: …)" for the chosen methods that share a colour scale."""
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        if n in specs and specs[n].scale_group:
+            groups.setdefault(specs[n].scale_group, []).append(specs[n].title)
+    parts = [f"{' and '.join(t)} share one: {g}" for g, t in groups.items() if len(t) > 1]
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def run_settings(results: Sequence[Explanation]) -> dict[str, Any] | None:
@@ -240,11 +296,18 @@ def settings_words(info: dict[str, Any]) -> str:
             f"{info['fill']} · seed {info['seed']}")
 
 
+def sampled_titles(names: Sequence[str]) -> str:
+    """"LIME and KernelSHAP": the titles of the chosen methods that sample superpixels (registry)."""
+    specs = services.method_specs()
+    titles = [specs[n].title for n in dict.fromkeys(names) if n in specs and specs[n].family == "perturbation"]
+    return " and ".join(titles) or "The superpixel methods"
+
+
 def computed_with(results: Sequence[Explanation]) -> None:
     """One line under the pictures: the segmentation and the samples they were computed with."""
     info = run_settings(results)
     if info is not None:
-        st.caption(f"LIME and KernelSHAP computed with {settings_words(info)}.")
+        st.caption(f"{sampled_titles([r.method for r in results])} computed with {settings_words(info)}.")
 
 
 def next_samples(samples: int) -> int:
@@ -273,7 +336,7 @@ def draw_story(classifier: Any, image: PreparedImage, req: RunRequest, label: in
         st.info("Nothing to show yet.")
         return flat
     view = state.current_view()
-    limits = limits_for(flat)
+    limits = method_limits(flat)
     ref = next(r for r in mine if r.method == told.method)
     main, side = st.columns([1.5, 1])
     with main:
@@ -297,9 +360,10 @@ def draw_story(classifier: Any, image: PreparedImage, req: RunRequest, label: in
 
 
 def ordered(names: Sequence[str]) -> list[str]:
-    """Method names in the registry's order (the same order on every page and in every export)."""
-    order = list(services.method_specs())
-    return sorted(dict.fromkeys(names), key=lambda n: order.index(n) if n in order else len(order))
+    """Method names in the registry's display order (the same on every page and in every export)."""
+    from explainers.base import display_order
+
+    return display_order(list(dict.fromkeys(names)))
 
 
 def refine_button(req: RunRequest, results: Sequence[Explanation] = ()) -> None:
@@ -312,8 +376,8 @@ def refine_button(req: RunRequest, results: Sequence[Explanation] = ()) -> None:
         st.button("More samples", disabled=True, key="xai_more_samples",
                   help="Every combination is already computed.")
         st.caption(f"More samples cannot change anything: all {info['samples']} combinations of the "
-                   f"{info['num_segments']} superpixels are already computed, so LIME and KernelSHAP "
-                   "are exact for these superpixels. Choose finer superpixels to see more detail.")
+                   f"{info['num_segments']} superpixels are already computed, so "
+                   f"{sampled_titles([n for n, _ in req.methods])} are exact for these superpixels. Choose finer superpixels to see more detail.")
         return
     if req.samples >= MAX_SAMPLES:
         return
@@ -341,7 +405,7 @@ def interactive_view(image: PreparedImage, results: Sequence[Explanation], label
         chosen = st.selectbox("Method", names, key="xai_interactive_method",
                               format_func=lambda n: specs[n].title if n in specs else n)
         exp = next(r for r in mine if r.method == chosen)
-        limit = limits_for(results)[exp.method]
+        limit = method_limits(results)[exp.method]
         view = state.current_view()
         st.plotly_chart(
             figures.interactive_heatmap(image.pixels, exp, limit, cmap=view["cmap"], view=view,

@@ -42,13 +42,17 @@ def _show_original_image() -> None:
 def require_model_and_image() -> tuple[Any, PreparedImage]:
     """The chosen classifier and image, or an error message and ``st.stop()``."""
     ref = state.current_model_ref()
-    if ref == "custom" and state.current_custom_model() is None:
+    custom = state.current_custom_model()
+    wanted = {"custom": "keras", "sklearn": "sklearn"}.get(ref)
+    if wanted is not None and (custom is None or custom.kind != wanted):
         # Exactly one message: the rejection (kept from the upload callback) or what to do.
         problem = st.session_state.get(state.CUSTOM_ERROR_KEY)
         if problem:
             st.error(f"Your model file was rejected: {problem}")
-        else:
+        elif wanted == "keras":
             st.info("Upload a .keras or .h5 model file in the sidebar.")
+        else:
+            st.info("Upload a scikit-learn .skops model in the sidebar and declare its input.")
         st.stop()
     try:
         classifier = state.current_classifier()

@@ -41,8 +41,10 @@ class ProgressReporter:
         eta = format_eta(self.eta.update(self.fraction))
         if self.unit:
             self.text = f"{self.label}: {done} of {total} {self.unit} · {eta}"
+        elif stage:
+            self.text = f"{stage} · {self.fraction:.0%} · {eta}"
         else:
-            self.text = f"{stage or self.label} · {self.fraction:.0%} · {eta}"
+            self.text = f"{self.label} · {eta}"
         now = time.perf_counter()
         if now - self._drawn >= _MIN_INTERVAL_S or self.fraction >= 1.0:
             self._drawn = now
@@ -91,37 +93,40 @@ class RunProgress:
             box = self.slots[n].container(border=True)
             box.markdown(f"**{self.titles[n]}**")
             bars.append(box.empty())
-        label = self._running_title(name)
+        label = self._running_title(name) if unit else f"Computing {self.titles[name]}"
         main = ProgressReporter(bars[0] if bars else st.empty(), label, unit)
         partners = [ProgressReporter(b, label, unit) for b in bars[1:]]
         status = self
 
         class _Fanout:
             def __call__(self, done: int, total: int, stage: str = "") -> None:
+                stage = stage if unit else ""  # a CAM's inner stage names are not for people
                 main(done, total, stage)
                 for p in partners:
                     p(done, total, stage)
-                status._line(main.text)
+                status._line(main.text, main.fraction)
 
             def done(self) -> None:
                 main.done()
                 for p in partners:
                     p.done()
 
-        self._line(f"{label}: starting…")
+        self._line(f"{label}: starting…", 0.0)
         return _Fanout()  # type: ignore[return-value]
 
     def finish(self, name: str, ok: bool = True) -> None:
         (self.ready if ok else self.failed).append(name)
         self.running = None
-        self._line(None)
+        self._line(None, 0.0)
 
-    def _line(self, current: str | None) -> None:
+    def _line(self, current: str | None, fraction: float) -> None:
+        """One bar at the top: the running computation, what is ready, what comes next."""
         parts = []
         if current:
-            parts.append(f"⏳ {current}")
+            parts.append(current)
+        running = set(self.shared) if self.running in self.shared else {self.running}
         waiting = [n for n in self.slots if n not in self.ready and n not in self.failed
-                   and n != self.running]
+                   and n not in running]
         if self.ready:
             parts.append("ready: " + ", ".join(self.titles[n] for n in self.ready))
         if waiting and current:
@@ -129,7 +134,9 @@ class RunProgress:
         if not current and not waiting:
             self.status.empty()
             return
-        self.status.info(" · ".join(parts) if parts else "Preparing…")
+        # the bar is the running computation's own (its text says what is ready and next)
+        self.status.progress(min(1.0, fraction if current else 0.0),
+                             text=" · ".join(parts) if parts else "Preparing…")
 
     def close(self) -> None:
         self.status.empty()

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import streamlit as st
 
-from explainers.base import ExplainerError, methods
+from explainers.base import ExplainerError, methods_for
 from explainers.store import ExplanationStore, PreparedImage, _freeze
 from ui.progress import ProgressReporter  # noqa: F401  (pages and panels reach it through services)
 
@@ -30,6 +30,32 @@ class ImageChoice:
     name: str
     source: str  # "sample" | "upload" | "camera"
     sha256: str
+
+
+@dataclass(frozen=True)
+class RegionsChoice:
+    """The user's region map file (PNG of ids or colours), as uploaded."""
+
+    data: bytes
+    name: str
+    sha256: str
+
+
+def fit_regions(image: "PreparedImage", regions: RegionsChoice) -> tuple[str, Any]:
+    """(store key, RegionMap) of the region map fitted to the model input like ``image``;
+    registered in the run store so that explanations can use it. Raises RegionError."""
+    shape = tuple(int(v) for v in image.pixels.shape[:2])
+    fitted = _fit_regions_cached(image.key, shape, regions.sha256, _image=image, _regions=regions)
+    key = f"{regions.sha256}:{image.key}:{fitted.segments.shape[0]}x{fitted.segments.shape[1]}"
+    store().add_regions(key, fitted.segments)
+    return key, fitted
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _fit_regions_cached(image_key: str, shape: tuple, sha256: str, *, _image: Any, _regions: RegionsChoice) -> Any:
+    from model_zoo.regions import load_region_map
+
+    return load_region_map(_regions.data, _image.fitted)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -65,6 +91,9 @@ class CustomModelChoice:
     labels: tuple[str, ...] | None = None
     preprocessing: str | None = None
     input_size: tuple[int, int] | None = None
+    kind: str = "keras"  # "keras" | "sklearn"
+    channels: int = 1  # sklearn: values per pixel
+    value_range: tuple[float, float] = (0.0, 1.0)  # sklearn: a black and a white pixel's values
 
 
 def preprocessing_choices() -> list[str]:
@@ -118,10 +147,35 @@ def default_model_ref() -> str:
     return default_model_id()
 
 
+@st.cache_resource(max_entries=3, show_spinner="Loading your scikit-learn model…")
+def _sklearn_classifier(
+    sha256: str, filename: str, labels: tuple[str, ...] | None, input_size: tuple[int, int],
+    channels: int, value_range: tuple[float, float], _data: bytes,
+) -> Any:
+    from model_zoo.sklearn_model import load_sklearn_model
+
+    return load_sklearn_model(
+        _data, filename, input_size=input_size, channels=channels, value_range=value_range,
+        labels=list(labels) if labels else None,
+    )
+
+
 def get_classifier(ref: str, custom: CustomModelChoice | None = None) -> Any:
-    """The classifier ``ref`` (``"custom"``: the uploaded ``custom``); raises ModelError with a user message."""
+    """The classifier ``ref`` (``"custom"``/``"sklearn"``: the uploaded ``custom``); raises
+    ModelError with a user message."""
+    if ref == "sklearn":
+        from model_zoo.classifier import ModelError
+
+        if custom is None or custom.kind != "sklearn":
+            raise ModelError("upload a scikit-learn .skops model in the sidebar first")
+        if custom.input_size is None:
+            raise ModelError("give the input height and width the model was trained on")
+        return _sklearn_classifier(
+            custom.sha256, custom.filename, custom.labels, custom.input_size, custom.channels,
+            custom.value_range, custom.data,
+        )
     if ref == "custom":
-        if custom is None:
+        if custom is None or custom.kind != "keras":
             from model_zoo.classifier import ModelError
 
             raise ModelError("upload a .keras or .h5 model in the sidebar first")
@@ -156,11 +210,19 @@ def store() -> ExplanationStore:
 
 
 def method_specs(classifier: Any | None = None) -> dict[str, Any]:
-    """Registered methods usable with this classifier (white-box ones need gradients)."""
-    found = methods()
-    if classifier is not None and not getattr(classifier, "supports_gradients", False):
-        found = {k: v for k, v in found.items() if not v.needs_gradients}
-    return found
+    """Registered methods usable with this classifier, in display order (all for ``None``)."""
+    return methods_for(classifier)
+
+
+def method_table_markdown() -> str:
+    """The Guide's method table, read from the registry (one row per method, display order)."""
+    rows = ["| Method | id | Family | Needs | Colour scale | What it does |", "|---|---|---|---|---|---|"]
+    for name, spec in methods_for(None).items():
+        needs = ", ".join(n for n, flag in (("gradients", spec.needs_gradients),
+                                              ("feature maps", spec.needs_feature_maps)) if flag) or "only predictions"
+        scale = spec.scale_group or "its own"
+        rows.append(f"| **{spec.title}** | `{name}` | {spec.family} | {needs} | {scale} | {spec.description} |")
+    return "\n".join(rows)
 
 
 def segment_preview(image: PreparedImage, algorithm: str, params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:

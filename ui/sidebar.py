@@ -20,6 +20,15 @@ def _on_camera() -> None:
         state.remember_image(shot.getvalue(), "camera snapshot", "camera")
 
 
+def _on_regions() -> None:
+    upload = st.session_state.get("xai_regions_file")
+    if upload is not None:
+        state.remember_regions(upload.getvalue(), upload.name)
+        st.session_state["xai_seg_algorithm"] = "regions"  # a new map is meant to be used
+    else:
+        st.session_state.pop(state.REGIONS_KEY, None)
+
+
 def _on_sample() -> None:
     name = st.session_state.get("xai_sample")
     if name:
@@ -65,11 +74,66 @@ def _on_custom_model() -> None:
     remember_custom_model_from_widgets()
 
 
+def remember_sklearn_model_from_widgets() -> None:
+    """Sidebar callback for a scikit-learn upload: declared size, channels and value range."""
+    session = st.session_state
+    session[state.CUSTOM_ERROR_KEY] = None
+    model_file = session.get("xai_skops_file")
+    if model_file is None:
+        return
+    try:
+        labels = None
+        labels_file = session.get("xai_skops_labels")
+        if labels_file is not None:
+            from model_zoo.labels import parse_labels
+
+            labels = tuple(parse_labels(labels_file.getvalue(), labels_file.name))
+        data = model_file.getvalue()
+        choice = services.CustomModelChoice(
+            data=data, filename=model_file.name, sha256=hashlib.sha256(data).hexdigest(),
+            labels=labels, kind="sklearn",
+            input_size=(int(session.get("xai_skops_height", 8)), int(session.get("xai_skops_width", 8))),
+            channels=int(session.get("xai_skops_channels", 1)),
+            value_range=(float(session.get("xai_skops_low", 0.0)), float(session.get("xai_skops_high", 1.0))),
+        )
+        services.get_classifier("sklearn", choice)  # load now so that errors show at once
+    except services.EXPECTED_ERRORS as exc:
+        session[state.CUSTOM_ERROR_KEY] = services.user_message(exc)
+        session[state.CUSTOM_KEY] = None
+        return
+    state.remember_custom_model(choice)
+
+
+def _sklearn_sidebar() -> None:
+    st.file_uploader("scikit-learn model (.skops)", type=["skops"], key="xai_skops_file",
+                     on_change=remember_sklearn_model_from_widgets,
+                     help="A fitted Pipeline or classifier with predict_proba on flattened images, "
+                     "saved with skops.io.dump. Loaded with skops' safe loader; pickles are never loaded.")
+    st.file_uploader("Labels (optional)", type=["txt", "json", "csv"], key="xai_skops_labels",
+                     on_change=remember_sklearn_model_from_widgets)
+    cols = st.columns(2)
+    cols[0].number_input("Input height", 1, 1024, 8, step=1, key="xai_skops_height",
+                         on_change=remember_sklearn_model_from_widgets)
+    cols[1].number_input("Input width", 1, 1024, 8, step=1, key="xai_skops_width",
+                         on_change=remember_sklearn_model_from_widgets)
+    st.radio("Channels", [1, 3], horizontal=True, key="xai_skops_channels",
+             format_func={1: "1 (gray)", 3: "3 (RGB)"}.get, on_change=remember_sklearn_model_from_widgets)
+    cols = st.columns(2)
+    cols[0].number_input("Value of black", value=0.0, key="xai_skops_low", format="%.4g",
+                         on_change=remember_sklearn_model_from_widgets)
+    cols[1].number_input("Value of white", value=1.0, key="xai_skops_high", format="%.4g",
+                         on_change=remember_sklearn_model_from_widgets,
+                         help="The values a black and a white pixel had in training "
+                         "(e.g. 0 and 16 for scikit-learn's digits).")
+    st.caption("Gradient and CAM methods are hidden: scikit-learn models give no gradients.")
+
+
 def model_sidebar() -> None:
     st.header("Model")
     choices = services.model_choices()
     titles = {c.id: c.name + ("" if c.available else " — weights missing") for c in choices}
     titles["custom"] = "Your own model (.keras / .h5)…"
+    titles["sklearn"] = "Your scikit-learn model (.skops)…"
     state.current_model_ref()  # initialises the default choice
     st.selectbox("Classifier", list(titles), format_func=titles.get, key=state.MODEL_KEY)
     # The select box cuts long names: the full name of the current choice, wrapped.
@@ -85,6 +149,8 @@ def model_sidebar() -> None:
                      help="How pixels are scaled before the model; 'guess' looks at the model's first layers.")
         st.number_input("Input size (only if the model accepts any size)", 0, 1024, step=1,
                         key="xai_input_size", on_change=_on_custom_model)
+    elif st.session_state[state.MODEL_KEY] == "sklearn":
+        _sklearn_sidebar()
 
 
 def image_sidebar() -> None:
@@ -101,6 +167,10 @@ def image_sidebar() -> None:
         st.camera_input("Snapshot", key="xai_camera", on_change=_on_camera)
     st.selectbox("Fit to model input", ["crop", "stretch", "pad"], key="xai_resize",
                  help="crop: centre crop like the model's evaluation; stretch: ignore aspect; pad: letterbox.")
+    st.file_uploader("Your regions (optional)", type=["png", "bmp", "tif", "tiff", "gif"],
+                     key="xai_regions_file", on_change=_on_regions,
+                     help="A PNG the size of the image with one grey value (id) or one colour per "
+                     "region; choose 'your regions' under Superpixels to use it instead.")
 
 
 def draw_sidebar() -> None:

@@ -35,7 +35,7 @@ CURRENT_LABELS_KEY = "xai_current_labels"
 TRUST_KEY = "xai_trust_request"
 
 
-DEFAULT_METHODS = ("lime", "gradcam", "kernel_shap")
+REGIONS_KEY = "xai_regions"
 
 
 DEFAULT_SAMPLES = int(os.environ.get("XAI_LENS_DEFAULT_SAMPLES", "1000"))  # lowered by the browser tests
@@ -93,6 +93,15 @@ def ensure_default_image() -> None:
     if current_image_choice() is None:
         st.session_state.setdefault("xai_sample", "chelsea")
         remember_image(services.sample_bytes(st.session_state["xai_sample"]), st.session_state["xai_sample"], "sample")
+
+
+def remember_regions(data: bytes, name: str) -> None:
+    """The uploaded region map file (bytes + sha256), kept across page switches."""
+    st.session_state[REGIONS_KEY] = services.RegionsChoice(bytes(data), name, hashlib.sha256(data).hexdigest())
+
+
+def current_regions() -> "services.RegionsChoice | None":
+    return st.session_state.get(REGIONS_KEY)
 
 
 def remember_custom_model(choice: CustomModelChoice) -> None:

@@ -2,39 +2,55 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import streamlit as st
 
 from explainers.base import Explanation
-from explainers.render import COLORMAP_TITLES, method_limits, render_explanation
+from explainers.render import COLORMAP_TITLES, render_explanation
 from explainers.store import PreparedImage
 from ui import state
 
 
 def dataclass_widgets(params_type: type, key_prefix: str, skip: Sequence[str] = (),
-                      choices: dict[str, Sequence[Any]] | None = None) -> dict[str, Any]:
-    """One widget per dataclass field (numbers → number inputs, bools → checkboxes, str → text/select)."""
+                      choices: dict[str, Sequence[Any]] | None = None,
+                      labels: dict[str, Callable[[Any], str]] | None = None) -> dict[str, Any]:
+    """One widget per dataclass field, bounded by the field's metadata (``explainers.base.param``):
+    choices → select box, bool → checkbox, int/float → number input with its low/high, else text.
+    ``choices`` overrides a field's choices (e.g. the CAM layers of the current model)."""
+    from explainers.base import bounds
+
     values: dict[str, Any] = {}
     choices = choices or {}
+    labels = labels or {}
     for f in dataclasses.fields(params_type):
         if f.name in skip:
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
+        meta = bounds(f)
         label = f.name.replace("_", " ")
         key = f"{key_prefix}_{f.name}"
-        if f.name in choices:
-            opts = list(choices[f.name])
-            values[f.name] = st.selectbox(label, opts, index=opts.index(default) if default in opts else 0, key=key)
+        help_text = meta["help"] or None
+        opts = list(choices.get(f.name) or meta["choices"] or [])
+        if opts:
+            values[f.name] = st.selectbox(label, opts, index=opts.index(default) if default in opts else 0, key=key,
+                                          help=help_text, format_func=labels.get(f.name, str))
         elif isinstance(default, bool):
-            values[f.name] = st.checkbox(label, value=default, key=key)
+            values[f.name] = st.checkbox(label, value=default, key=key, help=help_text)
         elif isinstance(default, int):
-            values[f.name] = int(st.number_input(label, value=default, step=1, key=key))
+            low = None if meta["low"] is None else int(meta["low"])
+            high = None if meta["high"] is None else int(meta["high"])
+            values[f.name] = int(st.number_input(label, min_value=low, max_value=high, value=default, step=1,
+                                                 key=key, help=help_text))
         elif isinstance(default, float):
-            values[f.name] = float(st.number_input(label, value=default, format="%.4g", key=key))
+            low = meta["low"] if meta["low"] is not None else meta["above"]
+            high = meta["high"]
+            values[f.name] = float(st.number_input(
+                label, min_value=None if low is None else float(low), max_value=None if high is None else float(high),
+                value=default, format="%.4g", key=key, help=help_text))
         else:
-            values[f.name] = st.text_input(label, value="" if default is None else str(default), key=key)
+            values[f.name] = st.text_input(label, value="" if default is None else str(default), key=key, help=help_text)
     return values
 
 
@@ -111,24 +127,35 @@ def draw_result(container: Any, image: np.ndarray, exp: Explanation, limit: floa
             st.caption(stats_line(exp))
         if caption:
             st.caption(caption)
+        if exp.extras and exp.extras.get("concept_maps") is not None:
+            draw_concepts(image, exp)
 
 
-def limits_for(results: Sequence[Explanation]) -> dict[str, float]:
-    """Symmetric colour limits: one per method across its labels (methods have different units).
+def draw_concepts(image: np.ndarray, exp: Explanation) -> None:
+    """Deep Feature Factorization: every concept as a coloured region, with its top categories."""
+    from explainers.render import concept_legend, render_concepts
 
-    LIME and KernelSHAP both attribute the same probability per superpixel, so they share one.
-    """
-    limits = method_limits(results)
-    shared = [m for m in ("lime", "kernel_shap") if m in limits]
-    if len(shared) == 2:
-        both = max(limits["lime"], limits["kernel_shap"])
-        limits["lime"] = limits["kernel_shap"] = both
-    return limits
+    st.image(render_concepts(image, exp.extras["concept_maps"]), width="stretch",
+             caption="Concepts the layer found (colour = strongest concept)")
+    chosen = int(exp.extras.get("concept", -1))
+    lines = []
+    for k, ((r, g, b), text) in enumerate(concept_legend(exp.extras["concept_top"])):
+        mark = " ← this label" if k == chosen else ""
+        lines.append(f"<span style='color:rgb({r},{g},{b})'>■</span> concept {k + 1}: {_escape(text)}{mark}")
+    st.markdown("<br>".join(lines), unsafe_allow_html=True)
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(str(text))
 
 
 def badge_for(exp: Explanation) -> str | None:
     """A one-line trust hint under a picture until the Trust page has measured this label."""
-    if exp.r2 is not None and exp.r2 < 0.4:
+    from explainers.trust import LOW_R2
+
+    if exp.r2 is not None and exp.r2 < LOW_R2:
         return f"⚠️ low fit: R² {exp.r2:.2f} — the linear surrogate explains little of the model here"
     return None
 

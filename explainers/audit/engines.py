@@ -39,9 +39,19 @@ def load_model(model: Mapping[str, Any]) -> Any:
 
 
 def local_outcomes(worker: Any, batches: Iterable[tuple[list[Any], list[int]]]) -> Iterator[Any]:
-    """Run each batch in this process."""
-    for items, indices in batches:
-        yield from worker.process(items, indices)
+    """Run each batch in this process; a second thread reads and decodes the next batch while
+    the model works on this one (TensorFlow releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-read") as pool:
+        it = iter(batches)
+        nxt = next(it, None)
+        pending = pool.submit(worker.prepare, *nxt) if nxt is not None else None
+        while pending is not None:
+            prepared = pending.result()
+            nxt = next(it, None)
+            pending = pool.submit(worker.prepare, *nxt) if nxt is not None else None
+            yield from worker.run(prepared)
 
 
 def _truth(args: Mapping[str, Any] | None):

@@ -282,3 +282,53 @@ def test_camera_snapshot_is_explained(app: AppTest) -> None:
     assert not app.exception
     assert app.session_state[state.IMAGE_KEY].source == "camera"
     assert app.session_state[state.CURRENT_LABELS_KEY][0] == 967  # espresso
+
+
+def test_compare_page_explains_one_label_rather_than_another_without_model_calls(app: AppTest) -> None:
+    app.session_state["xai_top_k"] = 2
+    app.run()
+    assert not app.exception
+    classifier = load_classifier("efficientnet-lite0")
+    app.switch_page("pages/compare.py").run()
+    assert not app.exception
+    labels = app.session_state[state.CURRENT_LABELS_KEY]
+    before = classifier.images_seen
+    app.selectbox(key="xai_contrast_a").select(labels[1]).run()
+    app.selectbox(key="xai_contrast_b").select(labels[0]).run()
+    assert not app.exception
+    names = classifier.labels
+    caption = [m.value for m in app.markdown if m.value.startswith("What makes it")]
+    assert caption and f"**{names[labels[1]]}** rather than **{names[labels[0]]}**" in caption[0]
+    # LIME and KernelSHAP from the rows already computed; Grad-CAM's pass holds both gradients
+    assert classifier.images_seen == before
+    assert sum("model calls" in c.value for c in app.caption) >= 6  # 2 labels × 3 + 3 contrasts
+    app.selectbox(key="xai_contrast_b").select(labels[1]).run()
+    assert any("two different labels" in w.value for w in app.warning)
+
+
+@pytest.mark.slow
+def test_a_method_registered_at_test_time_gets_its_own_widgets_in_the_explain_form(app: AppTest) -> None:
+    from explainers.base import register, unregister
+    from tests.explainers.test_registry import TOY, TOY_SPEC
+
+    register(TOY_SPEC)
+    try:
+        app.run()
+        assert not app.exception
+        assert "Toy stripes" in app.multiselect(key="xai_form_methods").options
+        bands = app.number_input(key=f"xai_param_{TOY}_bands")
+        assert bands.value == 4 and bands.min == 1 and bands.max == 16
+        assert app.number_input(key=f"xai_param_{TOY}_strength").value == 1.5
+        assert app.selectbox(key=f"xai_param_{TOY}_direction").options == ["rows", "cols"]
+        # the built-in methods' parameters come from their dataclasses too (no hard-coded three)
+        assert app.selectbox(key="xai_param_lime_surrogate").options == ["ridge", "lasso", "tree"]
+        assert app.number_input(key="xai_param_occlusion_window").value == 32
+        # choosing it and pressing Explain runs it next to the others, with the chosen parameter
+        app.multiselect(key="xai_form_methods").set_value(["lime", TOY])
+        app.number_input(key=f"xai_param_{TOY}_bands").set_value(7)
+        app.get("form_submit_button")[0].click().run()  # the Explain form's button
+        assert not app.exception
+        assert "Toy stripes" in method_titles(app)
+        assert dict(app.session_state[state.RUN_KEY].method_params(TOY))["bands"] == 7
+    finally:
+        unregister(TOY)

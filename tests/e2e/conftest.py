@@ -1,6 +1,7 @@
 """Real-browser fixtures: `streamlit run app.py` on 127.0.0.1 and Debian's chromium via Playwright."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -23,12 +24,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server() -> str:
+@contextlib.contextmanager
+def serve(samples: int = 100, log_name: str = "streamlit.log"):
+    """`streamlit run app.py` on a free local port (own process, own caches); yields its URL."""
     port = _free_port()
-    env = dict(os.environ, XAI_LENS_DEFAULT_SAMPLES="100", TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(os.environ, XAI_LENS_DEFAULT_SAMPLES=str(samples), TF_CPP_MIN_LOG_LEVEL="2")
     ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "streamlit.log", "w")
+    log = open(ARTIFACTS / log_name, "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1",
@@ -45,14 +47,22 @@ def server() -> str:
             time.sleep(0.5)
     else:
         proc.terminate()
-        raise RuntimeError("streamlit did not start; see test-artifacts/streamlit.log")
-    yield url
-    proc.terminate()
+        raise RuntimeError(f"streamlit did not start; see test-artifacts/{log_name}")
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def server() -> str:
+    with serve() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

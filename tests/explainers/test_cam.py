@@ -8,7 +8,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.decomposition import PCA
 
 from explainers import cam
-from explainers.base import ExplainerError, make_params
+from explainers.base import ExplainerError, get_method, make_params
 from explainers.context import ExplainContext
 from model_zoo.classifier import Classifier
 
@@ -16,7 +16,7 @@ ALL_CAMS = ("gradcam", "gradcam_pp", "xgradcam", "layercam", "hirescam", "scorec
 
 
 def run(ctx: ExplainContext, name: str, labels, **params):
-    spec = cam.METHODS[name]
+    spec = get_method(name)
     return spec.run(ctx, make_params(spec.params_type, params), list(labels))
 
 
@@ -191,7 +191,7 @@ def test_layer_by_nested_path_and_bad_names(transfer_models):
         run(ctx, "layercam", [0], layer="conv1")
     with pytest.raises(ExplainerError, match="upsampling must be"):
         run(ctx, "gradcam", [0], upsampling="linear")
-    with pytest.raises(ExplainerError, match="max_channels"):
+    with pytest.raises(ExplainerError, match="max channels"):
         run(ctx, "scorecam", [0], max_channels=0)
     with pytest.raises(ExplainerError, match="unknown parameter"):
         run(ctx, "gradcam", [0], layers="conv1")

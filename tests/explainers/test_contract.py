@@ -1,12 +1,12 @@
 """One contract over every registered method (new methods are picked up automatically).
 
 Each method runs on a tiny real Keras CNN (32×32×3 → 3 classes, fixed weights) through the
-runner, twice with the same seed, for two labels. Expensive parameters are shrunk through the
-method's own parameter dataclass when it has them (samples, steps, channels, window).
+runner, twice with the same seed, for two labels. Expensive parameters are shrunk by the
+``test_params`` each method declares in its registration. ``check_contract`` is reusable: a
+test that registers a method of its own runs the same checks on it.
 """
 from __future__ import annotations
 
-import dataclasses
 
 import keras
 import numpy as np
@@ -19,12 +19,9 @@ from model_zoo.classifier import Classifier
 
 SIZE = 32
 LABELS = [2, 1]  # the two most probable classes (Score-CAM gives 0 to labels below the black image)
-# Smaller values for the expensive parameters, applied only to fields a method actually has.
-SMALL = {"samples": 4, "steps": 8, "max_channels": 8, "window": 8, "stride": 4}
 
 
-@pytest.fixture(scope="module")
-def classifier() -> Classifier:
+def tiny_classifier() -> Classifier:
     keras.utils.set_random_seed(3)
     inp = keras.Input((SIZE, SIZE, 3))
     x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inp)
@@ -44,17 +41,26 @@ def classifier() -> Classifier:
                       preprocessing="unit", batch_size=16)
 
 
-@pytest.fixture(scope="module")
-def image() -> np.ndarray:
+def tiny_image() -> np.ndarray:
     rng = np.random.default_rng(5)
     img = rng.integers(0, 120, (SIZE, SIZE, 3), dtype=np.uint8)
     img[4:14, 18:28] = (250, 240, 60)  # a bright object so the maps have structure
     return img
 
 
-def small_params(params_type: type) -> dict:
-    names = {f.name: f for f in dataclasses.fields(params_type)}
-    return {k: v for k, v in SMALL.items() if k in names and isinstance(names[k].default, int)}
+@pytest.fixture(scope="module")
+def classifier() -> Classifier:
+    return tiny_classifier()
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    return tiny_image()
+
+
+def small_params(name: str) -> dict:
+    """The small parameters the method declares for this test."""
+    return dict(methods()[name].test_params)
 
 
 def explain(clf: Classifier, img: np.ndarray, name: str, seed: int = 0) -> tuple[list[Explanation], int, dict]:
@@ -62,7 +68,7 @@ def explain(clf: Classifier, img: np.ndarray, name: str, seed: int = 0) -> tuple
         clf, img, seed=seed, segmentation="grid", segmentation_params={"rows": 4, "cols": 4},
         sampling=SamplingParams(samples=64),
     )
-    params = small_params(methods()[name].params_type)
+    params = small_params(name)
     before = clf.images_seen
     results = run_method(ctx, name, params, LABELS)
     return results, clf.images_seen - before, params
@@ -70,6 +76,11 @@ def explain(clf: Classifier, img: np.ndarray, name: str, seed: int = 0) -> tuple
 
 @pytest.mark.parametrize("name", sorted(methods()))
 def test_method_contract(classifier, image, name):
+    check_contract(classifier, image, name)
+
+
+def check_contract(classifier: Classifier, image: np.ndarray, name: str) -> None:
+    """Every registered method obeys these (any test may call this on a method of its own)."""
     spec = methods()[name]
     results, calls, params = explain(classifier, image, name)
     probs = classifier.predict(image[None])[0]
@@ -126,8 +137,8 @@ def test_one_context_shares_model_calls(classifier, image):
         sampling=SamplingParams(samples=64),
     )
     before = classifier.images_seen
-    results = run_all(ctx, {n: small_params(s.params_type) for n, s in methods().items()}, LABELS)
+    results = run_all(ctx, {n: small_params(n) for n in methods()}, LABELS)
     calls = classifier.images_seen - before
     assert sum(r.model_calls for r in results) == calls
-    shared = [r for r in results if r.method in ("lime", "kernel_shap")]
+    shared = [r for r in results if methods()[r.method].refit is not None]
     assert sum(r.model_calls for r in shared) == ctx.perturbations().model_calls <= 64

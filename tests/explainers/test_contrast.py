@@ -115,3 +115,35 @@ def test_runner_and_bad_contrasts(classifier, image):
         run_method(ctx, "lime", None, [A], contrast=7)
     with pytest.raises(ExplainerError, match="cannot explain one label rather than another"):
         explain(ctx, ["eigencam"], labels=[A], contrast=B)
+
+
+def test_caption_says_where_the_two_labels_differ(classifier, image):
+    from explainers.summary import contrast_caption
+
+    ctx = context(classifier, image)
+    results = explain(ctx, ["kernel_shap", "hirescam"], labels=[A], contrast=B)
+    text = contrast_caption(results)
+    assert text.startswith("What makes it **A** rather than **B**")
+    assert "the upper" in text and "KernelSHAP estimate" in text and "kernel_shap" not in text  # REGION is cell (0, 3)
+    only_cam = contrast_caption([r for r in results if r.method == "hirescam"])
+    assert "the upper right of the picture favours A" in only_cam
+    assert contrast_caption(explain(ctx, ["kernel_shap"], labels=[A])) == ""  # not a contrast
+
+
+def test_store_contrast_reuses_the_plain_run_of_the_request(classifier, image):
+    """The Compare page's path: plain results for the request's labels, then A rather than B for
+    a pair of them — Partition SHAP reads the traversal made for both labels, no model call."""
+    from explainers.store import ExplanationStore, PreparedImage, RunRequest
+
+    store = ExplanationStore()
+    prepared = PreparedImage(pixels=image, fitted=None, key="grey")
+    req = RunRequest(methods=(("partition_shap", (("max_evals", 300), ("fill", "black"))), ("lime", ())),
+                     labels=(A, B), samples=300, fill="black", segmentation="grid",
+                     segmentation_params=(("cols", 4), ("rows", 4)))
+    for name, _ in req.methods:
+        store.compute(classifier, prepared, req, name)
+    before = classifier.images_seen
+    versus = {name: store.contrast(classifier, prepared, req, name, A, B) for name, _ in req.methods}
+    assert classifier.images_seen == before
+    assert all(v.contrast == B and v.label == A for v in versus.values())
+    assert peak_cell(versus["lime"].heatmap) == REGION

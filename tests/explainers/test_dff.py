@@ -140,3 +140,19 @@ def test_bad_parameters_get_clear_messages(stripes_model):
         dff.factorize(np.ones((2, 2, 4)), 5)
     with pytest.raises(ExplainerError, match="all zero"):
         dff.factorize(np.zeros((4, 4, 4)), 2)
+
+
+def test_concepts_render_as_coloured_regions(stripes_model):
+    from explainers.render import CONCEPT_COLOURS, concept_legend, render_concepts
+
+    img = stripes_image()
+    ctx = ExplainContext(stripes_model, img, seed=0)
+    (r,) = run_method(ctx, "dff", {"concepts": 3}, [0])
+    gray = np.full_like(img, 100)
+    picture = render_concepts(gray, r.extras["concept_maps"], opacity=1.0)
+    for i in range(3):  # full strength, full opacity: each stripe is exactly its concept's colour
+        k = int(r.extras["concept_regions"][0, 8 * i])
+        assert (picture[:, 8 * i : 8 * (i + 1)] == CONCEPT_COLOURS[k]).all()
+    legend = concept_legend(r.extras["concept_top"])
+    k_red = r.extras["concept"]
+    assert legend[k_red][0] == CONCEPT_COLOURS[k_red] and legend[k_red][1].startswith("red thing")

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from explainers import gradients
-from explainers.base import ExplainerError, make_params
+from explainers.base import ExplainerError, get_method, make_params
 from explainers.context import ExplainContext
 from model_zoo.classifier import Classifier
 
 
 def run(ctx: ExplainContext, name: str, labels, **params):
-    spec = gradients.METHODS[name]
+    spec = get_method(name)
     return spec.run(ctx, make_params(spec.params_type, params), list(labels))
 
 
@@ -162,4 +162,4 @@ def test_scores_and_calls_with_a_cached_prediction(smooth):
 )
 def test_bad_parameters(name, params, message):
     with pytest.raises(ExplainerError, match=message):
-        make_params(gradients.METHODS[name].params_type, params)
+        make_params(get_method(name).params_type, params)

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from explainers import occlusion
-from explainers.base import ExplainerError, make_params
+from explainers.base import ExplainerError, get_method, make_params
 from explainers.context import ExplainContext
 from model_zoo.classifier import Classifier
 
 
 def run(ctx: ExplainContext, labels, **params):
-    spec = occlusion.METHODS["occlusion"]
+    spec = get_method("occlusion")
     return spec.run(ctx, make_params(spec.params_type, params), list(labels))
 
 

@@ -37,13 +37,15 @@ def test_staged_progress_maps_each_stage_onto_one_fraction():
 def test_eta_is_withheld_during_warm_up_then_exact_for_a_constant_rate():
     clock = Clock()
     eta = EtaEstimator(clock, warmup_s=2.0, min_fraction=0.02)
+    clock.now += 30.0  # start-up before the first report (tracing, the first batch) is not counted
+    assert eta.update(0.1) is None  # the first report only starts the clock
     clock.now += 1.0
-    assert eta.update(0.1) is None  # before the warm-up
+    assert eta.update(0.2) is None  # before the warm-up
     clock.now += 1.0
-    assert eta.update(0.2) == pytest.approx(8.0)  # 2 s for 20 % → 8 s for the rest
+    assert eta.update(0.3) == pytest.approx(7.0)  # 2 s for 20 % → 7 s for the last 70 %
     clock.now += 2.0
-    assert eta.update(0.4) == pytest.approx(6.0)
-    clock.now += 6.0
+    assert eta.update(0.5) == pytest.approx(5.0)  # 4 s for 40 % → 5 s for the last 50 %
+    clock.now += 5.0
     assert eta.update(1.0) == 0.0
 
 
@@ -52,6 +54,7 @@ def test_eta_never_rises_when_a_stage_is_slower_than_its_weight():
     jump from 10 s to ~30 s; the shown one only goes down, and meets the truth at the end."""
     clock = Clock()
     eta = EtaEstimator(clock, warmup_s=1.0, slowdown=0.5)
+    assert eta.update(0.0) is None  # the run starts
     shown = []
     for second in range(1, 41):
         clock.now += 1.0

@@ -25,7 +25,8 @@ from explainers.render import (
     top_mask,
     top_pixels,
 )
-from explainers.summary import agreement, caption, pool, where
+from explainers.metrics import pool_to_segments as pool
+from explainers.summary import caption, mean_rank_correlation as agreement, where
 
 
 def exp(method: str, heatmap, segments=None, weights=None, label=3, name="tabby", score=0.8) -> Explanation:

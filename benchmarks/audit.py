@@ -1,0 +1,191 @@
+"""Dataset-audit throughput and memory, as ratios measured in one run.
+
+On N synthetic photos (random crops of skimage's chelsea and astronaut with noise, 256×256
+JPEG files in a temporary folder), with Grad-CAM only, top-1, no deletion metric:
+
+  forward   classifier.predict on the N images already decoded and fitted (batches of 16): the floor
+  audit     run_audit(engine="local"): read + decode + fit + batched Grad-CAM + maps/thumbnails
+            written + results.parquet + clusters + summary
+  loop      a per-image loop over the single-image API (load_image, prepare_image,
+            ExplainContext, runner.explain(["gradcam"])), maps kept in memory, nothing written
+  ray       run_audit(engine="ray", workers=W) on the same files; steady-state throughput from
+            the first result to the last (Ray's start and the actors' model loading are printed
+            apart)
+  rss       peak resident memory of a fresh process auditing --rss-small and --rss-large images
+
+Targets: audit ≥ 0.5 × forward, audit ≥ 3 × loop, ray ≥ 0.85 × local, RSS(large) ≤ 1.5 × RSS(small).
+Usage: python benchmarks/audit.py [--images 200] [--model efficientnet-lite0] [--workers 2]
+       [--rss-small 200 --rss-large 2000] [--skip-ray] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def make_photos(folder: Path, n: int, seed: int = 0) -> Path:
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    bases = [data.chelsea(), data.astronaut(), data.coffee()]
+    for c in ("cat", "person", "cup"):
+        (folder / c).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        k = i % 3
+        base = bases[k]
+        h, w = base.shape[:2]
+        s = int(rng.integers(int(min(h, w) * 0.6), min(h, w)))
+        y, x = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+        crop = base[y : y + s, x : x + s].astype(np.float32) + rng.normal(0, 6, (s, s, 3))
+        img = Image.fromarray(np.clip(crop, 0, 255).astype(np.uint8)).resize((256, 256))
+        img.save(folder / ("cat", "person", "cup")[k] / f"{i:05d}.jpg", quality=90)
+    return folder
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def rss_child(args: argparse.Namespace) -> None:
+    """Child mode: audit a folder and print the peak RSS (MB) as JSON."""
+    from explainers.audit import AuditConfig, open_source, run_audit
+
+    cfg = AuditConfig(methods=("gradcam",), deletion_steps=0, batch_size=16)
+    summary = run_audit(open_source(args.rss_child), args.out, model={"ref": args.model}, config=cfg)
+    print(json.dumps({"rss_mb": peak_rss_mb(), "images": summary["images"]}))
+
+
+def run_rss(model: str, n: int, work: Path) -> dict:
+    folder = make_photos(work / f"rss{n}", n, seed=n)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--rss-child", str(folder), "--out", str(work / f"rss{n}-out"),
+         "--model", model], capture_output=True, text=True, cwd=ROOT, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, default=200)
+    p.add_argument("--model", default="efficientnet-lite0")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--rss-small", type=int, default=200)
+    p.add_argument("--rss-large", type=int, default=2000)
+    p.add_argument("--skip-ray", action="store_true")
+    p.add_argument("--skip-rss", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--rss-child", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.rss_child:
+        return rss_child(args)
+
+    import numpy as np
+
+    from explainers.audit import AuditConfig, open_source, run_audit
+    from explainers.context import ExplainContext
+    from explainers.runner import explain
+    from model_zoo.images import load_image
+    from model_zoo.registry import load_classifier, prepare_image
+
+    work = Path(tempfile.mkdtemp(prefix="audit-bench-"))
+    folder = make_photos(work / "photos", args.images)
+    files = sorted(folder.rglob("*.jpg"))
+    clf = load_classifier(args.model)
+    fitted = np.stack([prepare_image(clf, load_image(f.read_bytes())).image for f in files])
+    cfg = AuditConfig(methods=("gradcam",), deletion_steps=0, batch_size=16)
+    # warm-up: trace the predict and the batched-gradient functions once, off the clock
+    clf.predict(fitted[:16], batch_size=16)
+    clf.top_k_gradients(fitted[:16], 1)
+    explain(ExplainContext(clf, fitted[0]), ["gradcam"])
+
+    results: dict[str, dict] = {}
+    t0 = time.perf_counter()
+    clf.predict(fitted, batch_size=16)
+    results["forward"] = {"seconds": time.perf_counter() - t0}
+
+    t0 = time.perf_counter()
+    summary = run_audit(open_source(folder), work / "local", classifier=clf, config=cfg)
+    results["audit"] = {"seconds": time.perf_counter() - t0, "model_calls": summary["model_calls"]}
+
+    t0 = time.perf_counter()
+    maps = []
+    for f in files:
+        fit = prepare_image(clf, load_image(f.read_bytes()))
+        maps.append(explain(ExplainContext(clf, np.array(fit.image)), ["gradcam"])[0].heatmap)
+    results["loop"] = {"seconds": time.perf_counter() - t0}
+    del maps
+
+    if not args.skip_ray:
+        arrivals: list[float] = []
+        t0 = time.perf_counter()
+        run_audit(open_source(folder), work / "ray", model={"ref": args.model}, config=cfg, engine="ray",
+                  workers=args.workers, progress=lambda pr: arrivals.append(time.perf_counter()))
+        total = time.perf_counter() - t0
+        # steady state: from the first result to the last, for the images after the first batch
+        first = arrivals[cfg.batch_size - 1] if len(arrivals) > cfg.batch_size else arrivals[0]
+        steady = arrivals[-1] - first
+        results["ray"] = {"seconds": total, "startup_seconds": first - t0,
+                          "steady_seconds": steady, "steady_images": len(arrivals) - cfg.batch_size}
+        # the local engine's steady state on the same terms (its model is already loaded)
+        arrivals_l: list[float] = []
+        run_audit(open_source(folder), work / "local2", classifier=clf, config=cfg,
+                  progress=lambda pr: arrivals_l.append(time.perf_counter()))
+        results["local_steady"] = {"steady_seconds": arrivals_l[-1] - arrivals_l[cfg.batch_size - 1],
+                                   "steady_images": len(arrivals_l) - cfg.batch_size}
+    if not args.skip_rss:
+        results["rss_small"] = run_rss(args.model, args.rss_small, work)
+        results["rss_large"] = run_rss(args.model, args.rss_large, work)
+
+    n = len(files)
+    ips = {k: n / v["seconds"] for k, v in results.items() if k in ("forward", "audit", "loop")}
+    ratios = {
+        "audit_vs_forward": ips["audit"] / ips["forward"],
+        "audit_vs_loop": ips["audit"] / ips["loop"],
+    }
+    targets = {"audit_vs_forward": 0.5, "audit_vs_loop": 3.0}
+    if "ray" in results:
+        r, l = results["ray"], results["local_steady"]
+        ratios["ray_vs_local"] = (r["steady_images"] / r["steady_seconds"]) / (l["steady_images"] / l["steady_seconds"])
+        targets["ray_vs_local"] = 0.85
+    if "rss_large" in results:
+        ratios["rss_large_vs_small"] = results["rss_large"]["rss_mb"] / results["rss_small"]["rss_mb"]
+        targets["rss_large_vs_small"] = 1.5
+    met = {k: (ratios[k] <= t if k.startswith("rss") else ratios[k] >= t) for k, t in targets.items()}
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    report = {"images": n, "model": args.model, "workers": args.workers,
+              "images_per_second": ips, "results": results, "ratios": ratios, "targets": targets, "met": met}
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return
+    print(f"{n} images, {args.model}, Grad-CAM top-1, batches of {cfg.batch_size}")
+    for k, v in ips.items():
+        print(f"  {k:<8} {v:8.1f} images/s")
+    if "ray" in results:
+        r = results["ray"]
+        print(f"  ray      {r['steady_images'] / r['steady_seconds']:8.1f} images/s steady "
+              f"({args.workers} actors; start + model loading {r['startup_seconds']:.1f} s)")
+    if "rss_large" in results:
+        print(f"  peak RSS {results['rss_small']['rss_mb']:.0f} MB at {args.rss_small} images, "
+              f"{results['rss_large']['rss_mb']:.0f} MB at {args.rss_large}")
+    for k, v in ratios.items():
+        goal = ("≤ " if k.startswith("rss") else "≥ ") + str(targets[k])
+        print(f"  {k:<20} {v:6.2f}  (target {goal}: {'met' if met[k] else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()

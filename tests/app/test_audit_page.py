@@ -1,0 +1,78 @@
+"""AppTest: the Audit page runs an audit in the background and shows the results (real bundled model)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from tests.explainers.audit_models import png
+from ui import audit, services
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def audit_app(tmp_path, monkeypatch) -> AppTest:
+    rng = np.random.default_rng(0)
+    for cls in ("cats", "dogs"):
+        (tmp_path / "root" / "set" / cls).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "root" / "set" / cls / f"{i}.png").write_bytes(
+                png(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)))
+    (tmp_path / "root" / "set" / "cats" / "broken.png").write_bytes(b"nope")
+    monkeypatch.setenv(audit.ROOT_ENV, str(tmp_path / "root"))
+    monkeypatch.setenv(audit.OUT_ENV, str(tmp_path / "out"))
+    st.cache_data.clear()
+    services.store().clear()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240)
+    at.run()
+    at.switch_page("pages/audit.py").run()
+    assert not at.exception
+    return at
+
+
+def wait_for_job(at: AppTest, limit: float = 240) -> None:
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        job = at.session_state[audit.JOB_KEY]
+        if not job.running:
+            at.run()
+            return
+        time.sleep(1)
+        at.run()
+    raise AssertionError("the audit did not finish")
+
+
+@pytest.mark.slow
+def test_audit_page_runs_in_the_background_and_shows_results(audit_app: AppTest) -> None:
+    at = audit_app
+    at.radio(key="xai_audit_kind").set_value("Folder on the server").run()
+    at.text_input(key="xai_audit_folder").set_value("../").run()
+    assert any("outside the allowed root" in e.value for e in at.error)
+    at.text_input(key="xai_audit_folder").set_value("set").run()
+    at.multiselect(key="xai_audit_methods").set_value(["gradcam"]).run()
+    at.button(key="xai_audit_start").click().run()
+    assert not at.exception
+    wait_for_job(at)
+    assert not at.exception
+    job = at.session_state[audit.JOB_KEY]
+    assert job.error is None and job.summary["images"] == 6 and job.summary["errors"] == 1
+    subheaders = [s.value for s in at.subheader]
+    assert "Gallery" in subheaders and any("per predicted class" in s for s in subheaders)
+    captions = " ".join(c.value for c in at.caption)
+    assert "6 images" in captions and "Accuracy against the folder labels" in captions
+    at.selectbox(key="xai_audit_g_flag").set_value("misclassified").run()
+    assert not at.exception
+    # open one audited image on the Explain page with the same model
+    at.selectbox(key="xai_audit_g_flag").set_value("any").run()
+    name = job.source and sorted(p.name for p in Path(job.source.location).rglob("*.png"))
+    button = [b for b in at.button if b.key and b.key.startswith("xai_audit_open_")][0]
+    button.click().run()
+    assert not at.exception
+    assert at.session_state["xai_image"].name in name
+    request = at.session_state["xai_run_request"]
+    assert [m for m, _ in request.methods] == ["gradcam"] and request.segmentation == "grid"

@@ -1,0 +1,323 @@
+"""The Audit page's parts: choose a source, run ``explainers.audit.run_audit`` in a background
+thread, and browse the results while they arrive.
+
+The job lives in ``st.session_state`` (a thread + a cancel event + the latest progress), so the
+page can rerun, switch pages and come back; a ``st.fragment(run_every=…)`` redraws only the
+progress while the job runs and triggers one full rerun when it ends. Uploads are written
+under server-chosen names (the upload's sha256) in a private temporary folder; a folder on the
+server can only be audited under the root an operator sets in ``XAI_LENS_AUDIT_ROOT`` (off by
+default).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from ui import state
+
+JOB_KEY = "xai_audit_job"
+ROOT_ENV = "XAI_LENS_AUDIT_ROOT"
+OUT_ENV = "XAI_LENS_AUDIT_OUT"
+GALLERY_SIZE = 24
+SORTS = {
+    "probability": "probability", "deletion AUC (low = faithful)": "deletion_auc",
+    "mass inside the mask": "mass_in_mask", "image name": "image",
+}
+FLAGS = ("misclassified", "unfaithful", "outside_mask", "low_fit")
+
+
+@dataclass
+class AuditJob:
+    """One background audit: its thread, cancel switch, latest progress and outcome."""
+
+    out_dir: str
+    source: Any
+    model_id: str
+    config: Any = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    progress: Any = None
+    summary: dict | None = None
+    error: str | None = None
+    thread: threading.Thread | None = None
+    started: float = field(default_factory=time.time)
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+
+def server_root() -> Path | None:
+    """The operator's root for server folders, or None (server folders off)."""
+    root = os.environ.get(ROOT_ENV, "").strip()
+    return Path(root).resolve() if root else None
+
+
+def resolve_server_folder(relative: str) -> Path:
+    """A folder under the configured root; refuses anything outside it (``..``, links, absolute)."""
+    root = server_root()
+    if root is None:
+        raise ValueError("server folders are off; an operator can allow them with " + ROOT_ENV)
+    target = (root / relative.strip().lstrip("/")).resolve()
+    if target != root and root not in target.parents:
+        raise ValueError("that folder is outside the allowed root")
+    if not target.is_dir():
+        raise ValueError(f"there is no folder {relative!r} under the allowed root")
+    return target
+
+
+def _work_dir() -> Path:
+    base = Path(os.environ.get(OUT_ENV) or Path(tempfile.gettempdir()) / "xai-lens-audits")
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+def save_upload(data: bytes, suffix: str) -> Path:
+    """Write an upload under a name we choose (its sha256), never the user's file name."""
+    digest = hashlib.sha256(data).hexdigest()
+    folder = _work_dir() / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{digest}{suffix}"
+    if not path.exists():
+        from explainers.audit.store import atomic_write
+
+        atomic_write(path, data)
+    return path
+
+
+def start_job(classifier: Any, source: Any, config: Any) -> AuditJob:
+    """Start ``run_audit`` in a daemon thread; results go to a fresh folder."""
+    from explainers.audit.run import run_audit
+
+    key = hashlib.sha256(json.dumps([classifier.id, source.describe(), config.as_dict()],
+                                    sort_keys=True, default=str).encode()).hexdigest()[:16]
+    out = _work_dir() / "runs" / key  # same model + source + parameters: resumes
+    job = AuditJob(str(out), source, classifier.id, config)
+
+    def work() -> None:
+        try:
+            job.summary = run_audit(source, str(out), classifier=classifier, config=config,
+                                    progress=lambda p: setattr(job, "progress", p), cancel=job.cancel)
+            if source.kind == "video" and job.summary["images"]:
+                from explainers.audit.video import write_overlay_video
+
+                write_overlay_video(out, source)
+        except Exception as exc:  # shown on the page; the session keeps working
+            job.error = " ".join(str(exc).split()) or type(exc).__name__
+
+    job.thread = threading.Thread(target=work, name="xai-audit", daemon=True)
+    job.thread.start()
+    st.session_state[JOB_KEY] = job
+    return job
+
+
+def current_job() -> AuditJob | None:
+    return st.session_state.get(JOB_KEY)
+
+
+# ---------------------------------------------------------------------- widgets
+def source_form() -> Any | None:
+    """Source widgets; returns an ``explainers.audit.Source`` or None."""
+    from explainers.audit.sources import VIDEO_SUFFIXES, SourceError, open_source
+
+    kinds = ["Upload a .zip of images", "Upload a video"]
+    if server_root() is not None:
+        kinds.append("Folder on the server")
+    kind = st.radio("Source", kinds, horizontal=True, key="xai_audit_kind")
+    try:
+        if kind == kinds[0]:
+            up = st.file_uploader("Images in a .zip (class sub-folders give the true labels)", type=["zip"],
+                                  key="xai_audit_zip")
+            return open_source(save_upload(up.getvalue(), ".zip")) if up is not None else None
+        if kind == kinds[1]:
+            up = st.file_uploader("Video", type=[s.lstrip(".") for s in VIDEO_SUFFIXES], key="xai_audit_video")
+            every = st.number_input("Every k-th frame", 1, 1000, 10, key="xai_audit_every")
+            if up is None:
+                return None
+            suffix = Path(up.name).suffix.lower()
+            return open_source(save_upload(up.getvalue(), suffix if suffix in VIDEO_SUFFIXES else ".mp4"),
+                               every=int(every))
+        rel = st.text_input(f"Folder under {server_root()}", key="xai_audit_folder")
+        return open_source(resolve_server_folder(rel)) if rel.strip() else None
+    except (SourceError, ValueError) as exc:
+        st.error(f"This source cannot be audited: {exc}")
+        return None
+
+
+def settings_form(classifier: Any) -> Any:
+    """Methods, samples, top-k and seed → an ``AuditConfig``."""
+    from explainers.audit.process import AuditConfig
+    from ui import services
+
+    specs = services.method_specs(classifier)
+    names = [n for n in specs if n != "dff"]
+    default = [n for n in ("gradcam", "kernel_shap") if n in names]
+    c1, c2, c3, c4 = st.columns(4)
+    methods = c1.multiselect("Methods (the first drives the clusters)", names, default=default,
+                             format_func=lambda n: specs[n].title, key="xai_audit_methods")
+    samples = c2.select_slider("Samples (LIME/KernelSHAP)", [50, 100, 200, 300, 500, 1000], 300,
+                               key="xai_audit_samples")
+    top_k = c3.number_input("Top-k labels", 1, min(5, classifier.num_classes), 1, key="xai_audit_topk")
+    seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="xai_audit_seed")
+    return AuditConfig(methods=tuple(methods), samples=int(samples), top_k=int(top_k), seed=int(seed))
+
+
+def progress_panel() -> None:
+    """Progress and Cancel of the running job, redrawn every second by a fragment."""
+    job = current_job()
+    if job is None:
+        return
+
+    @st.fragment(run_every=1.0 if job.running else None)
+    def panel() -> None:
+        p = job.progress
+        if job.running:
+            if p is not None and p.total:
+                eta = "?" if p.eta_seconds is None else f"{p.eta_seconds:.0f} s"
+                st.progress(min(1.0, (p.done + p.skipped) / p.total),
+                            text=f"{p.done + p.skipped} / {p.total} images · {p.errors} unusable · ETA {eta}")
+            else:
+                st.progress(0.0, text="Starting the audit…")
+            if st.button("Cancel", key="xai_audit_cancel"):
+                job.cancel.set()
+            st.session_state["xai_audit_was_running"] = True
+        elif st.session_state.pop("xai_audit_was_running", False):
+            st.rerun()  # the job just ended: redraw the whole page once with the final results
+
+    panel()
+    if job.error:
+        st.error(f"The audit stopped: {job.error}")
+    elif job.summary is not None:
+        s = job.summary
+        st.success(f"{s['status'].capitalize()}: {s['images']} images, {s['errors']} unusable files, "
+                   f"{s['model_calls']} model calls in {s['seconds']:.1f} s.")
+
+
+def _frame(job: AuditJob):
+    from explainers.audit.store import ResultStore
+
+    store = ResultStore(job.out_dir)
+    if not job.running and store.results_path.exists():
+        import pandas as pd
+
+        return store, pd.read_parquet(store.results_path)
+    return store, store.rows_frame()  # the images finished so far
+
+
+def results_panel() -> None:
+    """Per-class pictures, the filterable gallery and the downloads."""
+    job = current_job()
+    if job is None:
+        return
+    store, frame = _frame(job)
+    if not len(frame):
+        st.info("No results yet.")
+        return
+    clusters_path = store.root / "clusters.json"
+    if not job.running and clusters_path.exists():
+        class_pictures(store, json.loads(clusters_path.read_text(encoding="utf-8")))
+    gallery(store, frame)
+    downloads(store)
+
+
+def class_pictures(store: Any, clusters: dict) -> None:
+    st.subheader("Where the model looks, per predicted class")
+    acc = clusters.get("accuracy")
+    if acc is not None:
+        st.caption(f"Accuracy against the folder labels: {acc:.1%}. "
+                   + ", ".join(f"{c['true']} → {c['predicted']}: {c['count']}" for c in clusters["confusion"][:5]))
+    for name, entry in clusters["classes"].items():
+        cols = st.columns(2 + len(entry["cluster_list"]))
+        cols[0].image(str(store.root / entry["mean_image"]), caption=f"{name}: mean image ({entry['images']})")
+        cols[1].image(str(store.root / entry["mean_map"]), caption="mean map")
+        for col, c in zip(cols[2:], entry["cluster_list"]):
+            col.image(str(store.root / c["mean_map"]),
+                      caption=f"strategy {c['id']}: {c['share']:.0%} · e.g. {', '.join(c['typical'][:2])}")
+
+
+def gallery(store: Any, frame) -> None:
+    st.subheader("Gallery")
+    methods = list(dict.fromkeys(frame["method"]))
+    c1, c2, c3, c4, c5 = st.columns(5)
+    method = c1.selectbox("Method", methods, key="xai_audit_g_method")
+    classes = sorted(frame["label_name"].dropna().unique())
+    chosen = c2.multiselect("Predicted class", classes, key="xai_audit_g_class")
+    flag = c3.selectbox("Flag", ["any", *FLAGS], key="xai_audit_g_flag")
+    clusters = sorted(int(c) for c in frame["cluster"].dropna().unique()) if "cluster" in frame else []
+    cluster = c4.selectbox("Strategy cluster", ["any", *clusters], key="xai_audit_g_cluster")
+    sort = c5.selectbox("Sort by", list(SORTS), key="xai_audit_g_sort")
+    descending = st.toggle("Descending", value=True, key="xai_audit_g_desc")
+    view = frame[(frame["method"] == method) & (frame["rank"] == 0)]
+    if chosen:
+        view = view[view["label_name"].isin(chosen)]
+    if flag != "any" and flag in view:
+        view = view[view[flag].eq(True)]
+    if cluster != "any":
+        view = view[view["cluster"] == cluster]
+    view = view.sort_values(SORTS[sort], ascending=not descending, na_position="last")
+    st.caption(f"{len(view)} images" + (f"; the first {GALLERY_SIZE} shown" if len(view) > GALLERY_SIZE else ""))
+    cols = st.columns(6)
+    for i, row in enumerate(view.head(GALLERY_SIZE).itertuples()):
+        col = cols[i % 6]
+        thumb = store.thumb_path(row.image_id, row.method, row.label)
+        if thumb.exists():
+            col.image(str(thumb))
+        flags = [f for f in FLAGS if getattr(row, f, None) is True]
+        col.caption(f"{row.image} · {row.label_name} {row.probability:.0%}"
+                    + (f" · ⚠ {', '.join(flags)}" if flags else ""))
+        if col.button("Explain", key=f"xai_audit_open_{row.image_id}"):
+            open_on_explain(store, row.image)
+
+
+def open_on_explain(store: Any, name: str) -> None:
+    """Put one audited image in the sidebar's image slot and open the Explain page with the
+    audit's methods and settings (its per-image seed, regions and fill, so the Explain page
+    redraws the same maps); the sidebar's model is the one the audit used."""
+    from explainers.audit.process import _png, image_seed
+    from explainers.audit.sources import read_item
+    from ui import explain_panel
+
+    job = current_job()
+    cfg = job.config
+    if cfg is not None:
+        st.session_state[state.RUN_KEY] = explain_panel.build_request(
+            list(cfg.methods), samples=int(cfg.samples), fill=cfg.fill, seed=image_seed(cfg.seed, name),
+            segmentation=cfg.segmentation, segmentation_params=dict(cfg.segmentation_params),
+        )
+    for item in job.source.items():
+        if item.name == name:
+            if item.kind == "file":
+                data = Path(item.path).read_bytes()
+            else:
+                data = _png(read_item(item))
+            state.remember_image(data, Path(name).name, "upload")
+            st.switch_page("pages/explain.py")
+            return
+    st.error(f"{name} is no longer in the source")
+
+
+def downloads(store: Any) -> None:
+    c1, c2, c3 = st.columns(3)
+    if store.results_path.exists():
+        c1.download_button("results.parquet", store.results_path.read_bytes(), "results.parquet",
+                           key="xai_audit_dl_results")
+    summary = store.root / "summary.html"
+    if summary.exists():
+        c2.download_button("summary.html", summary.read_bytes(), "summary.html", mime="text/html",
+                           key="xai_audit_dl_summary")
+    video = store.root / "overlay.mp4"
+    if video.exists():
+        c3.download_button("overlay.mp4", video.read_bytes(), "overlay.mp4", key="xai_audit_dl_video")
+        st.video(str(video))
+
+
+__all__ = ["AuditJob", "start_job", "current_job", "source_form", "settings_form", "progress_panel",
+           "results_panel", "resolve_server_folder", "server_root", "save_upload"]
