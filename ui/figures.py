@@ -99,12 +99,29 @@ def interactive_heatmap(
     return fig
 
 
+METHOD_PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#B279A2", "#E45756", "#72B7B2", "#EECA3B",
+                  "#9D755D", "#FF9DA6", "#BAB0AC", "#2F4B7C", "#A05195")
+
+
+def method_colour(title: str) -> str:
+    """One colour per method, the same on every chart: from its place in the registry's order.
+    Anything that is not a method (e.g. "random order") is grey."""
+    from explainers.base import methods
+
+    titles = [s.title for s in methods().values()]
+    if title not in titles:
+        return "#888888"
+    return METHOD_PALETTE[titles.index(title) % len(METHOD_PALETTE)]
+
+
 def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str, x_title: str,
            y_title: str) -> go.Figure:
-    """Simple multi-line chart (deletion/insertion or convergence curves)."""
+    """Simple multi-line chart (deletion/insertion or convergence curves), one fixed colour per method."""
     fig = go.Figure()
     for name, (x, y) in series.items():
-        fig.add_trace(go.Scatter(x=list(x), y=list(y), mode="lines", name=name))
+        colour = method_colour(name)
+        fig.add_trace(go.Scatter(x=list(x), y=list(y), mode="lines", name=name,
+                                 line=dict(color=colour, dash="dot" if colour == "#888888" else "solid")))
     fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10), title=title,
                       xaxis_title=x_title, yaxis_title=y_title)
     return fig
