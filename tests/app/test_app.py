@@ -221,7 +221,9 @@ def test_export_buttons_are_offered(app: AppTest) -> None:
     app.run()
     assert not app.exception
     labels = {d.label for d in app.get("download_button")}
-    assert labels == {"PNG grid", "HTML report", "Raw NPZ", "JSON"}
+    assert labels == {"PNG grid", "HTML report", "PDF report", "Raw NPZ", "JSON"}
+    pdf = next(d for d in app.get("download_button") if d.label == "PDF report")
+    assert not pdf.proto.disabled, "WeasyPrint and Pango are installed here: PDF must be offered"
 
 
 def test_custom_model_with_labels_gets_predictions(app: AppTest, tmp_path) -> None:

@@ -143,6 +143,15 @@ def test_screenshots_at_1400x900_explain_stakeholder_trust_and_report(server, br
     assert legends.count() == 3, "a colour legend under each overlay"
     assert "pushes towards" in legends.first.inner_text()
     shoot(page, "1400-explain")
+    page.get_by_text("Interactive view (hover a superpixel to see its weight)").click()
+    wait_idle(page)
+    chart = page.get_by_test_id("stPlotlyChart").last
+    chart.wait_for(timeout=60_000)
+    assert "points of probability" in chart.inner_text() or "relative strength" in chart.inner_text()
+    chart.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "1400-interactive.png"))
+    page.get_by_text("Interactive view (hover a superpixel to see its weight)").click()
+    wait_idle(page)
 
     page.get_by_test_id("stSidebar").get_by_text("Stakeholder mode").click()
     wait_idle(page)
