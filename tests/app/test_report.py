@@ -207,5 +207,5 @@ def test_pdf_report_is_a4_with_the_report_text_and_every_picture(run):
         w, _ = page.get_size()
         for obj in page.get_objects():
             if obj.type == pdfium.raw.FPDF_PAGEOBJ_IMAGE:
-                left, _, right, _ = obj.get_pos()
+                left, _, right, _ = obj.get_bounds()
                 assert left >= 0 and right <= w + 0.5
