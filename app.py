@@ -11,6 +11,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from ui.live import preload_webrtc  # noqa: E402
+
+preload_webrtc()  # before anything imports TensorFlow (see ui/live.py)
+
 import streamlit as st
 
 st.set_page_config(page_title="XAI Lens", page_icon="🔍", layout="wide")

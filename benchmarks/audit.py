@@ -11,7 +11,9 @@ JPEG files in a temporary folder), with Grad-CAM only, top-1, no deletion metric
   ray       run_audit(engine="ray", workers=W) on the same files; steady-state throughput from
             the first result to the last (Ray's start and the actors' model loading are printed
             apart)
-  rss       peak resident memory of a fresh process auditing --rss-small and --rss-large images
+  rss       resident memory of a fresh process auditing --rss-small and --rss-large images: the
+            largest value sampled after each image (the process peak, also printed, is set by
+            loading the model)
 
 Targets: audit ≥ 0.5 × forward, audit ≥ 3 × loop, ray ≥ 0.85 × local, RSS(large) ≤ 1.5 × RSS(small).
 Usage: python benchmarks/audit.py [--images 200] [--model efficientnet-lite0] [--workers 2]
@@ -64,8 +66,15 @@ def rss_child(args: argparse.Namespace) -> None:
     from explainers.audit import AuditConfig, open_source, run_audit
 
     cfg = AuditConfig(methods=("gradcam",), deletion_steps=0, batch_size=16)
-    summary = run_audit(open_source(args.rss_child), args.out, model={"ref": args.model}, config=cfg)
-    print(json.dumps({"rss_mb": peak_rss_mb(), "images": summary["images"]}))
+    during = [0.0]
+
+    def sample(_p) -> None:  # resident memory now (the process peak includes model loading)
+        with open("/proc/self/statm") as f:
+            during[0] = max(during[0], int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20)
+
+    summary = run_audit(open_source(args.rss_child), args.out, model={"ref": args.model}, config=cfg,
+                        progress=sample)
+    print(json.dumps({"rss_mb": peak_rss_mb(), "audit_rss_mb": during[0], "images": summary["images"]}))
 
 
 def run_rss(model: str, n: int, work: Path) -> dict:
@@ -161,7 +170,7 @@ def main() -> None:
         ratios["ray_vs_local"] = (r["steady_images"] / r["steady_seconds"]) / (l["steady_images"] / l["steady_seconds"])
         targets["ray_vs_local"] = 0.85
     if "rss_large" in results:
-        ratios["rss_large_vs_small"] = results["rss_large"]["rss_mb"] / results["rss_small"]["rss_mb"]
+        ratios["rss_large_vs_small"] = results["rss_large"]["audit_rss_mb"] / results["rss_small"]["audit_rss_mb"]
         targets["rss_large_vs_small"] = 1.5
     met = {k: (ratios[k] <= t if k.startswith("rss") else ratios[k] >= t) for k, t in targets.items()}
     import shutil
@@ -180,8 +189,9 @@ def main() -> None:
         print(f"  ray      {r['steady_images'] / r['steady_seconds']:8.1f} images/s steady "
               f"({args.workers} actors; start + model loading {r['startup_seconds']:.1f} s)")
     if "rss_large" in results:
-        print(f"  peak RSS {results['rss_small']['rss_mb']:.0f} MB at {args.rss_small} images, "
-              f"{results['rss_large']['rss_mb']:.0f} MB at {args.rss_large}")
+        print(f"  RSS during the audit {results['rss_small']['audit_rss_mb']:.0f} MB at {args.rss_small} "
+              f"images, {results['rss_large']['audit_rss_mb']:.0f} MB at {args.rss_large} (process peaks "
+              f"{results['rss_small']['rss_mb']:.0f} / {results['rss_large']['rss_mb']:.0f} MB)")
     for k, v in ratios.items():
         goal = ("≤ " if k.startswith("rss") else "≥ ") + str(targets[k])
         print(f"  {k:<20} {v:6.2f}  (target {goal}: {'met' if met[k] else 'NOT met'})")

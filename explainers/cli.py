@@ -352,11 +352,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     report = build_report(
         clf, fitted, results, image_path=args.image, image_sha256=sha256_bytes(prep["data"]),
         model_calls=calls, seconds=seconds, load_seconds=prep["load_seconds"], args=args, ctx=ctx,
+        params=prep["params"],
     )
     if args.out:
         write_npz(args.out, fitted, results, report)
     if args.json:
-        print(json.dumps(report, indent=2 if sys.stdout.isatty() else None))
+        from explainers.export import to_json
+
+        print(to_json(report, indent=2 if sys.stdout.isatty() else None))
     else:
         print(format_table(report))
     return 0
@@ -377,28 +380,17 @@ def _parse_contrast(text: str | None, clf: Any) -> int | None:
     return matches[0]
 
 
-def _read_mask(path: str, clf: Any, original: Any, policy: str) -> Any:
-    """A ground-truth mask file fitted to the model input exactly like the image."""
-    from model_zoo.images import load_image
-    from model_zoo.registry import prepare_image
-
-    pixels = load_image(_read_image_bytes(path))
-    if pixels.shape[:2] != original.shape[:2]:
-        raise CLIError(f"the mask is {pixels.shape[1]}×{pixels.shape[0]} but the image is "
-                       f"{original.shape[1]}×{original.shape[0]}; give a mask of the same size")
-    return prepare_image(clf, pixels, policy=policy).image.mean(axis=-1) >= 128
-
-
 def cmd_trust(args: argparse.Namespace) -> int:
     """Explain one label, then measure faithfulness, stability, agreement and convergence."""
     from explainers.runner import explain
     from explainers.trust import badges, to_json, trust_report
+    from model_zoo.registry import fit_mask
 
     if not 0 <= args.noise <= 255:
         raise CLIError(f"--noise must be between 0 and 255 grey levels, got {args.noise}")
     prep = _prepare(args)
     clf, ctx = prep["clf"], prep["ctx"]
-    mask = _read_mask(args.mask, clf, prep["original"], args.resize) if args.mask else None
+    mask = fit_mask(clf, _read_image_bytes(args.mask), prep["fitted"]) if args.mask else None
     label = args.label if args.label is not None else (prep["targets"] or ctx.top_labels(1))[0]
     if not 0 <= label < clf.num_classes:
         raise CLIError(f"--label must be between 0 and {clf.num_classes - 1}, got {label}")
@@ -449,107 +441,23 @@ def _method_params(items: Sequence[str], specs: Mapping[str, Any]) -> dict[str, 
 
 
 # ---------------------------------------------------------------------- output
-def _jsonable(value: Any, depth: int = 0) -> Any:
-    """Plain JSON values from params/extras; arrays other than tiny ones are left out (None)."""
-    import numpy as np
-
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            conv = _jsonable(v, depth + 1)
-            if conv is not _SKIP:
-                out[str(k)] = conv
-        return out
-    if isinstance(value, np.ndarray):
-        return value.tolist() if value.size <= 16 else _SKIP
-    if isinstance(value, (list, tuple)):
-        items = [_jsonable(v, depth + 1) for v in value]
-        return [v for v in items if v is not _SKIP]
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        f = float(value)
-        return f if np.isfinite(f) else None
-    if value is None or isinstance(value, (int, str)):
-        return value
-    return str(value)
-
-
-_SKIP = object()
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else _jsonable(float(value))
-
-
-def result_dict(exp: Any, fitted: Any) -> dict[str, Any]:
-    """One explanation as JSON: peak in the original file's pixels, ranked segments, numbers."""
-    import numpy as np
-
-    row, col = exp.peak()
-    orow, ocol = fitted.to_original(row, col)
-    out: dict[str, Any] = {
-        "method": exp.method,
-        "label": int(exp.label),
-        "label_name": exp.label_name,
-        "score": _float(exp.score),
-        "seconds": _float(exp.seconds),
-        "model_calls": int(exp.model_calls),
-        "peak": [int(orow), int(ocol)],
-        "peak_input": [int(row), int(col)],
-        "heatmap_max": _float(exp.heatmap.max()),
-        "heatmap_min": _float(exp.heatmap.min()),
-    }
-    contrast = getattr(exp, "contrast", None)
-    if contrast is not None:
-        out["contrast"] = int(contrast)
-        out["contrast_name"] = exp.extras.get("contrast_name")
-    if exp.segment_weights is not None:
-        out["segments"] = [[i, _float(w)] for i, w in exp.ranked_segments()]
-    if exp.segment_std is not None:  # by segment id; "unsettled": ids whose sign is not settled
-        out["segment_std"] = [_float(v) for v in exp.segment_std]
-        out["unsettled"] = [int(i) for i in np.flatnonzero(exp.unsettled())]
-    if exp.sampling is not None:
-        out["sampling"] = _jsonable(exp.sampling.to_dict())
-    for name in ("r2", "base_value", "intercept", "local_prediction"):
-        value = getattr(exp, name)
-        if value is not None:
-            out[name] = _float(value)
-    out["params"] = _jsonable(dict(exp.params))
-    out["extras"] = _jsonable(dict(exp.extras))
-    return out
-
-
 def build_report(
     clf: Any, fitted: Any, results: Sequence[Any], *, image_path: str, image_sha256: str,
     model_calls: int, seconds: float, load_seconds: float, args: argparse.Namespace, ctx: Any,
+    params: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``--json`` document (see the module docstring of the CLI and benchmarks/README.md)."""
-    segments = ctx.cache.get("segments")
-    return {
-        "model": clf.id,
-        "model_name": clf.name,
-        "image": image_path,
-        "image_sha256": image_sha256,
-        "image_shape": [int(v) for v in fitted.original_shape],
-        "input_shape": [int(v) for v in fitted.image.shape[:2]],
-        "resize": fitted.policy,
-        "model_calls": int(model_calls),
-        "seconds": float(seconds),
-        "load_seconds": float(load_seconds),
-        "seed": int(args.seed),
-        "samples": args.samples if args.samples == "auto" else int(args.samples),
-        "samples_used": max((int(r.sampling.samples) for r in results if r.sampling is not None), default=None),
-        "segmentation": ctx.segmentation if ctx is not None else args.segmentation,
-        "num_segments": None if segments is None else int(segments.max()) + 1,
-        "labels": list(dict.fromkeys(int(r.label) for r in results)),
-        "contrast": next((int(r.contrast) for r in results if getattr(r, "contrast", None) is not None), None),
-        "results": [result_dict(r, fitted) for r in results],
-    }
+    """The ``--json`` document: ``explainers.export.run_document``, the same schema as the app's download."""
+    from explainers.base import params_dict
+    from explainers.export import run_document
+
+    return run_document(
+        results, fitted=fitted, model=clf, image_name=image_path, image_sha256=image_sha256,
+        seed=args.seed, samples=args.samples, fill=args.fill,
+        segmentation=ctx.segmentation if ctx is not None else args.segmentation,
+        segmentation_params=(ctx.segmentation_params if ctx is not None else None) or {},
+        methods={n: params_dict(p) for n, p in (params or {}).items()},
+        model_calls=model_calls, seconds=seconds, load_seconds=load_seconds,
+    )
 
 
 def format_table(report: Mapping[str, Any]) -> str:
@@ -573,7 +481,7 @@ def format_table(report: Mapping[str, Any]) -> str:
             f"{r['label']} {r['label_name']}"
             + (f" rather than {r['contrast']} {r['contrast_name']}" if r.get("contrast") is not None else ""),
             f"{100 * r['score']:.1f} %" if r["score"] is not None else "",
-            f"({r['peak'][0]}, {r['peak'][1]})",
+            f"({r['peak_file_rc'][0]}, {r['peak_file_rc'][1]})",
             f"{r['seconds']:.2f}",
             str(r["model_calls"]),
             f"{r['r2']:.2f}" if r.get("r2") is not None else "",
@@ -588,42 +496,13 @@ def format_table(report: Mapping[str, Any]) -> str:
 
 
 def write_npz(path: str, fitted: Any, results: Sequence[Any], report: Mapping[str, Any]) -> None:
-    """Heatmaps (R, H, W) at the model input, the input image, segments and segment weights.
+    """``--out``: the one NPZ layout of ``explainers.export.results_npz`` (no pickle)."""
+    from explainers.export import results_npz
 
-    ``segment_weights`` and ``segment_std`` (standard errors) are (R, M) with NaN rows for
-    methods without them; ``meta`` is the JSON report. Loadable with ``np.load(path)`` (no pickle).
-    """
-    import numpy as np
-
-    seg = next((r.segments for r in results if r.segments is not None), None)
-    arrays: dict[str, Any] = {
-        "image": np.asarray(fitted.image, dtype=np.uint8),
-        "heatmaps": np.stack([r.heatmap for r in results]).astype(np.float32),
-        "methods": np.array([r.method for r in results]),
-        "labels": np.array([r.label for r in results], dtype=np.int64),
-        "label_names": np.array([r.label_name for r in results]),
-        "scores": np.array([r.score for r in results], dtype=np.float32),
-        "original_shape": np.array(fitted.original_shape, dtype=np.int64),
-        "source_box": np.array(fitted.source_box, dtype=np.float64),
-        "target_box": np.array(fitted.target_box, dtype=np.int64),
-        "meta": np.array(json.dumps(report)),
-    }
-    if seg is not None:
-        m = int(seg.max()) + 1
-        weights = np.full((len(results), m), np.nan, dtype=np.float32)
-        for i, r in enumerate(results):
-            if r.segment_weights is not None and len(r.segment_weights) == m:
-                weights[i] = r.segment_weights
-        std = np.full((len(results), m), np.nan, dtype=np.float32)
-        for i, r in enumerate(results):
-            if r.segment_std is not None and len(r.segment_std) == m:
-                std[i] = r.segment_std
-        arrays["segments"] = seg.astype(np.int32)
-        arrays["segment_weights"] = weights
-        arrays["segment_std"] = std
+    data = results_npz(fitted, results, report)
     try:
         with open(path, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            f.write(data)
     except OSError as e:
         raise CLIError(f"cannot write {path}: {e.strerror or e}") from None
 
@@ -645,6 +524,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = [
-    "build_parser", "main", "parse_assignments", "result_dict", "build_report", "format_table",
+    "build_parser", "main", "parse_assignments", "build_report", "format_table",
     "write_npz", "cmd_explain", "cmd_methods", "cmd_trust",
 ]

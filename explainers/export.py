@@ -1,10 +1,18 @@
-"""Exports of a comparison: PNG grid, self-contained HTML report, raw NPZ / JSON.
+"""Every exported file of a run — one JSON schema, one NPZ layout, the PNG grid, the HTML report.
 
-No Streamlit here: the Explain page and the CLI both call these.
+No Streamlit here: the Explain page's downloads and ``python -m explainers explain --json/--out``
+both build their files with these functions, so the same run gives the same document.
+
+The JSON document (``run_document``) is strict JSON (NaN and infinities become ``null``; it
+parses with ``json.loads(s, parse_constant=reject)``), versioned by its ``schema`` field, and
+its ``extras`` are nested JSON values (small arrays as lists, large ones only in the NPZ).
+Positions carry their frame in their name: ``peak_file_rc`` is (row, col) in the pixels of the
+image file, ``peak_input_rc`` in the model input the maps are drawn on.
 """
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as _dt
 import html
 import io
@@ -17,18 +25,26 @@ from PIL import Image
 from explainers.base import Explanation, ExplainerError
 from explainers.render import method_limits, render_explanation
 
+SCHEMA = "xai-lens.run/1"
+"""Version of the JSON document and of the NPZ layout (bump on any incompatible change)."""
+
+MAX_ARRAY_IN_JSON = 64
+"""Arrays in params/extras with more elements than this stay out of the JSON (they are in the NPZ)."""
+
 
 def png_bytes(image: np.ndarray) -> bytes:
+    """A uint8 RGB (or grey) array as PNG bytes."""
     buf = io.BytesIO()
     Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
 
 
-def _data_uri(image: np.ndarray) -> str:
+def png_data_uri(image: np.ndarray) -> str:
+    """The one PNG data-URI helper (HTML report, plotly figures): images travel inside the file."""
     return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
 
 
-def _titles(names: Sequence[str]) -> tuple[list[str], dict[str, str], dict[str, str]]:
+def _method_facts(names: Sequence[str]) -> tuple[list[str], dict[str, str], dict[str, str]]:
     """Registry order, titles and families for these method names (unknown names keep their id)."""
     from explainers.base import methods
 
@@ -73,7 +89,7 @@ def comparison_grid(image: np.ndarray, results: Sequence[Explanation],
 
     view = _view(view)
     limits = method_limits(results)
-    names, title, family = _titles([r.method for r in results])
+    names, title, family = _method_facts([r.method for r in results])
     image = np.asarray(image, dtype=np.uint8)
     h, w = image.shape[:2]
     cell = max(w, 200)
@@ -115,59 +131,182 @@ def comparison_png(image: np.ndarray, results: Sequence[Explanation],
     return png_bytes(comparison_grid(image, results, predictions, **view))
 
 
-def calls_text(exp: Explanation) -> str:
-    """"12 model calls", "1 model call", "reused 1000 model calls" (a shared perturbation pass)."""
-    shared = int(exp.extras.get("shared_calls", 0) or 0) if exp.extras else 0
-    if exp.model_calls == 0 and shared:
-        return f"reused {shared} model call{'s' if shared != 1 else ''}"
-    return f"{exp.model_calls} model call{'s' if exp.model_calls != 1 else ''}"
+_SKIP = object()
+
+
+def jsonable(value: Any) -> Any:
+    """Plain, strict JSON values: NaN/±inf → None, numpy scalars → Python, dataclasses → dicts,
+    small arrays → lists (larger ones are left out: they belong in the NPZ)."""
+    out = _jsonable(value)
+    return None if out is _SKIP else out
 
 
 def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return {str(k): v for k, v in ((k, _jsonable(v)) for k, v in value.items()) if v is not _SKIP}
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (np.integer,)):
+        return _jsonable(value.tolist()) if value.size <= MAX_ARRAY_IN_JSON else _SKIP
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [v for v in (_jsonable(v) for v in value) if v is not _SKIP]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if np.isfinite(value) else None  # strict JSON: no NaN / Infinity
-    return value
+        f = float(value)
+        return f if np.isfinite(f) else None
+    if value is None or isinstance(value, (int, str)):
+        return value
+    return str(value)
 
 
-def result_record(exp: Explanation) -> dict[str, Any]:
-    """A JSON-friendly summary of one explanation (no pixel arrays)."""
-    record = {
-        "method": exp.method, "label": exp.label, "label_name": exp.label_name, "score": exp.score,
-        "seconds": exp.seconds, "model_calls": exp.model_calls, "peak": list(exp.peak()),
-        "intercept": exp.intercept, "local_prediction": exp.local_prediction, "r2": exp.r2,
-        "base_value": exp.base_value, "params": dict(exp.params), "extras": dict(exp.extras),
+def to_json(document: Mapping[str, Any], indent: int | None = 2) -> str:
+    """The document as strict JSON text (``allow_nan=False``: a NaN that slipped through fails here)."""
+    return json.dumps(jsonable(document), indent=indent, allow_nan=False)
+
+
+def calls_text(exp: Explanation) -> str:
+    """What one result cost in model calls, in words: new calls, or the perturbed images it reused
+    (the rows it actually used, not the whole shared run)."""
+    if exp.model_calls:
+        return f"{exp.model_calls} model call{'s' if exp.model_calls != 1 else ''}"
+    used = dict(exp.params).get("samples")
+    if used:
+        return f"reused {int(used)} perturbed images"
+    return "0 model calls (cached)"
+
+
+def result_record(exp: Explanation, fitted: Any = None) -> dict[str, Any]:
+    """One explanation in the document: scores, peak in both frames, ranked segments, params, extras."""
+    row, col = exp.peak()
+    out: dict[str, Any] = {
+        "method": exp.method,
+        "label": int(exp.label),
+        "label_name": exp.label_name,
+        "score": jsonable(exp.score),
+        "seconds": jsonable(exp.seconds),
+        "model_calls": int(exp.model_calls),
+        "calls": calls_text(exp),
+        "peak_input_rc": [int(row), int(col)],
+        "peak_file_rc": list(map(int, fitted.to_original(row, col))) if fitted is not None else [int(row), int(col)],
+        "heatmap_max": jsonable(exp.heatmap.max()),
+        "heatmap_min": jsonable(exp.heatmap.min()),
+        "contrast": None if getattr(exp, "contrast", None) is None else int(exp.contrast),
+        "contrast_name": dict(exp.extras).get("contrast_name"),
     }
-    record = _jsonable(record)
     if exp.segment_weights is not None:
-        record["segments"] = _jsonable([[i, w] for i, w in exp.ranked_segments()])
-    return record
+        out["segments"] = [[i, jsonable(w)] for i, w in exp.ranked_segments()]
+    if getattr(exp, "segment_std", None) is not None:  # by segment id; "unsettled": sign not settled
+        out["segment_std"] = [jsonable(v) for v in exp.segment_std]
+        out["unsettled"] = [int(i) for i in np.flatnonzero(exp.unsettled())]
+    if getattr(exp, "sampling", None) is not None:
+        out["sampling"] = jsonable(exp.sampling.to_dict())
+    for name in ("r2", "base_value", "intercept", "local_prediction"):
+        out[name] = jsonable(getattr(exp, name))
+    out["params"] = jsonable(dict(exp.params))
+    out["extras"] = jsonable(dict(exp.extras))
+    return out
 
 
-def results_json(meta: Mapping[str, Any], results: Sequence[Explanation]) -> str:
-    return json.dumps({**_jsonable(dict(meta)), "results": [result_record(r) for r in results]}, indent=2,
-                      allow_nan=False)
+def run_document(
+    results: Sequence[Explanation],
+    *,
+    fitted: Any,
+    model: Any,
+    image_name: str,
+    image_sha256: str,
+    seed: int,
+    samples: Any,
+    fill: str,
+    segmentation: str,
+    segmentation_params: Mapping[str, Any] | None = None,
+    methods: Mapping[str, Mapping[str, Any]] | None = None,
+    predictions: Sequence[tuple[int, str, float]] | None = None,
+    model_calls: int | None = None,
+    seconds: float | None = None,
+    load_seconds: float | None = None,
+) -> dict[str, Any]:
+    """The one JSON document of a run (app download and CLI ``--json``/``--out`` alike).
+
+    ``fitted`` is the ``model_zoo.images.FittedImage`` the maps were computed on (it maps
+    peaks back to the file); ``model`` the classifier (its ``id`` and ``name`` are recorded).
+    """
+    segments = next((r.segments for r in results if r.segments is not None), None)
+    used = [int(r.sampling.samples) for r in results if getattr(r, "sampling", None) is not None]
+    used += [int(dict(r.params)["samples"]) for r in results
+             if getattr(r, "sampling", None) is None and "samples" in dict(r.params)]
+    return {
+        "schema": SCHEMA,
+        "model": model.id,
+        "model_name": model.name,
+        "image": image_name,
+        "image_sha256": image_sha256,
+        "image_shape": [int(v) for v in fitted.original_shape[:2]],
+        "input_shape": [int(v) for v in fitted.image.shape[:2]],
+        "resize": fitted.policy,
+        "seed": int(seed),
+        "samples": samples if isinstance(samples, str) else int(samples),
+        "samples_used": max(used, default=None),
+        "fill": fill,
+        "segmentation": segmentation,
+        "segmentation_params": _segmentation_params(segmentation, segmentation_params),
+        "num_segments": None if segments is None else int(segments.max()) + 1,
+        "methods": jsonable({n: dict(p) for n, p in (methods or {}).items()}),
+        "labels": list(dict.fromkeys(int(r.label) for r in results)),
+        "contrast": next((int(r.contrast) for r in results if getattr(r, "contrast", None) is not None), None),
+        "predictions": None if predictions is None else [
+            {"index": int(i), "label": str(n), "probability": jsonable(p)} for i, n, p in predictions
+        ],
+        "model_calls": None if model_calls is None else int(model_calls),
+        "seconds": jsonable(seconds),
+        "load_seconds": jsonable(load_seconds),
+        "results": [result_record(r, fitted) for r in results],
+    }
 
 
-def results_npz(image: np.ndarray, results: Sequence[Explanation], meta: Mapping[str, Any]) -> bytes:
-    """Every heatmap (and segment map/weights) as arrays, plus the metadata as JSON."""
-    arrays: dict[str, np.ndarray] = {"image": np.asarray(image, dtype=np.uint8)}
-    for r in results:
-        key = f"{r.method}__{r.label}"
-        arrays[f"{key}__heatmap"] = r.heatmap
-        if r.segments is not None:
-            arrays[f"{key}__segments"] = r.segments
-        if r.segment_weights is not None:
-            arrays[f"{key}__segment_weights"] = r.segment_weights
-    arrays["meta_json"] = np.array(results_json(meta, results))
+def _segmentation_params(algorithm: str, params: Any) -> dict[str, Any]:
+    """Every parameter of the segmentation, defaults included, so app and CLI write the same."""
+    from explainers.base import ExplainerError, params_dict
+    from explainers.segmentation import resolve_params
+
+    try:
+        return jsonable(params_dict(resolve_params(algorithm, dict(params) if isinstance(params, Mapping) else params)))
+    except ExplainerError:
+        return jsonable(params) or {}
+
+
+def results_npz(fitted: Any, results: Sequence[Explanation], document: Mapping[str, Any]) -> bytes:
+    """The one NPZ layout: heatmaps (R, H, W) at the model input, the input image, the mapping back
+    to the file, segments and (R, M) segment weights / standard errors (NaN rows for methods
+    without them); ``meta`` is the JSON document. Loadable with ``np.load`` (no pickle)."""
+    seg = next((r.segments for r in results if r.segments is not None), None)
+    arrays: dict[str, Any] = {
+        "schema": np.array(SCHEMA),
+        "image": np.asarray(fitted.image, dtype=np.uint8),
+        "heatmaps": np.stack([r.heatmap for r in results]).astype(np.float32),
+        "methods": np.array([r.method for r in results]),
+        "labels": np.array([r.label for r in results], dtype=np.int64),
+        "label_names": np.array([r.label_name for r in results]),
+        "scores": np.array([r.score for r in results], dtype=np.float32),
+        "original_shape": np.array(fitted.original_shape, dtype=np.int64),
+        "source_box": np.array(fitted.source_box, dtype=np.float64),
+        "target_box": np.array(fitted.target_box, dtype=np.int64),
+        "meta": np.array(to_json(document, indent=None)),
+    }
+    if seg is not None:
+        m = int(seg.max()) + 1
+        weights = np.full((len(results), m), np.nan, dtype=np.float32)
+        std = np.full((len(results), m), np.nan, dtype=np.float32)
+        for i, r in enumerate(results):
+            if r.segment_weights is not None and len(r.segment_weights) == m:
+                weights[i] = r.segment_weights
+            if getattr(r, "segment_std", None) is not None and len(r.segment_std) == m:
+                std[i] = r.segment_std
+        arrays["segments"] = seg.astype(np.int32)
+        arrays["segment_weights"] = weights
+        arrays["segment_std"] = std
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     return buf.getvalue()
@@ -226,7 +365,7 @@ def _written_out(params_type: type | None, given: Mapping[str, Any]) -> str:
 
 def _plain(value: Any) -> str:
     """A value as a person writes it: no JSON quotes, lists joined with commas."""
-    value = _jsonable(value)
+    value = jsonable(value)
     if value is None:
         return "—"
     if isinstance(value, bool):
@@ -243,10 +382,14 @@ def _plain(value: Any) -> str:
 
 
 _RUN_ROWS = (
-    ("model_name", "Model"), ("image_name", "Image"), ("image_sha256", "Image SHA-256"),
-    ("resize", "Fit to model input"), ("seed", "Seed"), ("samples", "Samples"),
-    ("fill", "Hidden superpixels filled with"),
+    ("model_name", "Model"), ("image", "Image"), ("image_sha256", "Image SHA-256"),
+    ("image_shape", "Image size (rows, columns)"), ("input_shape", "Model input (rows, columns)"),
+    ("resize", "Fit to model input"), ("seed", "Seed"), ("samples", "Samples asked"),
+    ("samples_used", "Samples used"), ("fill", "Hidden superpixels filled with"),
+    ("num_segments", "Superpixels"), ("model_calls", "Model calls"), ("seconds", "Seconds"),
 )
+_NOT_IN_RUN_TABLE = {"schema", "results", "predictions", "labels", "model", "methods", "segmentation",
+                     "segmentation_params", "contrast", "load_seconds"}
 
 
 def _run_table(meta: Mapping[str, Any], title: Mapping[str, str]) -> list[str]:
@@ -263,17 +406,15 @@ def _run_table(meta: Mapping[str, Any], title: Mapping[str, str]) -> list[str]:
     if "segmentation" in meta:
         alg = str(meta["segmentation"])
         params = _written_out(ALGORITHMS.get(alg), meta.get("segmentation_params") or {})
-        out.append(f"<tr><th>Superpixels</th><td>{esc(alg)}: {esc(params)}</td></tr>")
-        shown |= {"segmentation", "segmentation_params"}
+        out.append(f"<tr><th>Superpixels made by</th><td>{esc(alg)}: {esc(params)}</td></tr>")
     specs = methods()
     for name, given in dict(meta.get("methods") or {}).items():
         spec = specs.get(name)
         params = _written_out(spec.params_type if spec else None, given or {})
         out.append(f"<tr><th>{esc(title.get(name, spec.title if spec else name))}</th>"
                    f"<td>{esc(params)}</td></tr>")
-    shown |= {"methods", "labels", "predictions", "model"}
     for key, value in meta.items():
-        if key not in shown:
+        if key not in shown and key not in _NOT_IN_RUN_TABLE and value is not None:
             out.append(f"<tr><th>{esc(str(key).replace('_', ' ').capitalize())}</th><td>{esc(_plain(value))}</td></tr>")
     out.append("</table>")
     return out
@@ -339,8 +480,7 @@ def pdf_report(html_text: str) -> bytes:
 def html_report(
     image: np.ndarray,
     results: Sequence[Explanation],
-    meta: Mapping[str, Any],
-    predictions: Sequence[tuple[int, str, float]],
+    document: Mapping[str, Any],
     captions: Mapping[int, str] | None = None,
     trust: Mapping[int, Any] | None = None,
     **view: Any,
@@ -355,13 +495,16 @@ def html_report(
 
     esc = html.escape
     view = _view(view)
+    meta = document
+    predictions = [(int(p["index"]), str(p["label"]), float(p["probability"] or 0.0))
+                   for p in document.get("predictions") or []]
     limits = method_limits(results)
-    names, title, family = _titles([r.method for r in results])
+    names, title, family = _method_facts([r.method for r in results])
     rows = _label_rows(results, predictions)
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<title>XAI Lens report — {esc(str(meta.get('image_name', '')))}</title>",
+        f"<title>XAI Lens report — {esc(str(meta.get('image', '')))}</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>XAI Lens report</h1>",
         f"<p class='muted'>Generated {esc(_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))}. "
@@ -378,7 +521,7 @@ def html_report(
         if captions and captions.get(idx):
             parts.append(f"<p class='caption'>{_inline(captions[idx])}</p>")
         parts.append("<div class='figures'><figure><figcaption>Photo</figcaption>"
-                     f"<img class='picture' alt='the photo' src='{_data_uri(image)}'></figure>")
+                     f"<img class='picture' alt='the photo' src='{png_data_uri(image)}'></figure>")
         for m in names:
             found = [r for r in results if r.method == m and r.label == idx]
             if not found:
@@ -390,7 +533,7 @@ def html_report(
             if r.r2 is not None:
                 stats += f" · R² {r.r2:.2f}"
             parts.append(f"<figure><figcaption>{esc(title[m])}</figcaption>"
-                         f"<img class='picture' alt='{esc(legend.sentence)}' src='{_data_uri(pic)}'>"
+                         f"<img class='picture' alt='{esc(legend.sentence)}' src='{png_data_uri(pic)}'>"
                          f"{legend_html(legend)}<div class='stats'>{esc(stats)}</div>")
             if r.r2 is not None and r.r2 < 0.4:
                 parts.append(f"<div class='warning'>Low fit (R² {r.r2:.2f}): the simple surrogate explains "
@@ -401,6 +544,6 @@ def html_report(
             parts.extend(_trust_table(trust[idx], title))
         parts.append("</section>")
     parts.append("<h2 class='data'>Machine-readable data</h2><details><summary>Parameters, timings and weights (JSON)</summary><pre>")
-    parts.append(esc(results_json(meta, results)))
+    parts.append(esc(to_json(document)))
     parts.append("</pre></details></body></html>")
     return "".join(parts)

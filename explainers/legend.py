@@ -7,9 +7,7 @@ from :func:`legend_for`, so they cannot disagree.
 """
 from __future__ import annotations
 
-import base64
 import html
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,11 +158,9 @@ def _fit(draw, text: str, font, width: int) -> str:
 
 
 def _png_uri(image: np.ndarray) -> str:
-    from PIL import Image
+    from explainers.export import png_data_uri  # the one PNG data-URI helper
 
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return png_data_uri(image)
 
 
 def legend_html(legend: Legend) -> str:

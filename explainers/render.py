@@ -53,6 +53,15 @@ OUTLINE_PERCENT = 10
 """What "outline the top regions" outlines: 3 superpixels, or the strongest 10 % of a pixel map."""
 
 
+DEFAULT_VIEW: dict = {
+    "style": "heatmap", "opacity": 0.7, "cmap": "blue-white-red", "boundaries": False,
+    "positive_only": False, "top_n": None, "hide_rest": False, "upsampling": "bilinear",
+    "outline_top": True,
+}
+"""The default view settings, defined once: the screen's controls start here, and the Compare
+page, stakeholder mode and every export draw with them."""
+
+
 def colormap(values: np.ndarray, name: str = "blue-white-red") -> np.ndarray:
     """Map values in [0, 1] to RGB uint8 with the named colormap."""
     anchors = COLORMAPS.get(name)
@@ -135,8 +144,8 @@ def overlay(
     heatmap: np.ndarray,
     *,
     limit: float | None = None,
-    cmap: str = "blue-white-red",
-    opacity: float = 0.7,
+    cmap: str = DEFAULT_VIEW["cmap"],
+    opacity: float = DEFAULT_VIEW["opacity"],
     positive_only: bool = False,
     upsampling: str = "bilinear",
 ) -> np.ndarray:
@@ -268,8 +277,8 @@ def render_explanation(
     exp: Explanation,
     *,
     limit: float | None = None,
-    cmap: str = "blue-white-red",
-    opacity: float = 0.7,
+    cmap: str = DEFAULT_VIEW["cmap"],
+    opacity: float = DEFAULT_VIEW["opacity"],
     style: str = "heatmap",
     positive_only: bool = False,
     top_n: int | None = None,

@@ -27,13 +27,14 @@ class PreparedImage:
     key: str  # sha256 of the original bytes + resize policy
 
 
-def _freeze(value: Any) -> Any:
+def freeze(value: Any) -> Any:
+    """A hashable, order-independent form of params/settings (dicts, dataclasses, lists) for cache keys."""
     if dataclasses.is_dataclass(value):
         value = dataclasses.asdict(value)
     if isinstance(value, Mapping):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+        return tuple(sorted((k, freeze(v)) for k, v in value.items()))
     if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
+        return tuple(freeze(v) for v in value)
     return value
 
 
@@ -138,7 +139,7 @@ class ExplanationStore:
 
     def _result_key(self, classifier: Any, image: PreparedImage, req: RunRequest, name: str) -> Any:
         samples = req.samples if get_method(name).family == "perturbation" else None
-        return (classifier.id, image.key, name, _freeze(req.method_params(name)), req.labels,
+        return (classifier.id, image.key, name, freeze(req.method_params(name)), req.labels,
                 req.seed, req.fill, req.segmentation, req.segmentation_params, samples)
 
     def compute(
@@ -196,9 +197,15 @@ class ExplanationStore:
     def context_for(self, classifier: Any, image: PreparedImage, req: RunRequest) -> ExplainContext:
         return self._context(classifier, image, req)[0]
 
+    @staticmethod
+    def trust_key(classifier: Any, image: PreparedImage, req: RunRequest, label: int,
+                  settings: Mapping[str, Any], mask_key: str = "") -> Any:
+        """The one key of a trust report (lookup and store use it alike)."""
+        return ("trust", classifier.id, image.key, freeze(req), int(label), freeze(settings), mask_key)
+
     def trust_lookup(self, classifier: Any, image: PreparedImage, req: RunRequest, label: int,
                      settings: Mapping[str, Any], mask_key: str = "") -> Any | None:
-        key = ("trust", classifier.id, image.key, _freeze(req), int(label), _freeze(settings), mask_key)
+        key = self.trust_key(classifier, image, req, label, settings, mask_key)
         with self._lock:
             return self._results.get(key)
 
@@ -222,7 +229,7 @@ class ExplanationStore:
         with ctx_lock:
             ctx.sampling = dataclasses.replace(ctx.sampling, samples=req.samples)
             report = trust_report(ctx, results, int(label), mask=mask, progress=progress, **dict(settings))
-        key = ("trust", classifier.id, image.key, _freeze(req), int(label), _freeze(settings), mask_key)
+        key = self.trust_key(classifier, image, req, label, settings, mask_key)
         with self._lock:
             self._results[key] = report
         return report

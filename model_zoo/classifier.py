@@ -335,7 +335,7 @@ class Classifier:
         return np.concatenate(out)
 
     def top_k_gradients(
-        self, images: np.ndarray, k: int, layer: str | None = None
+        self, images: np.ndarray, k: int, layer: str | None = None, chunk: int | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Each image's own top-k classes and d score / d features for them, batched.
 
@@ -344,7 +344,8 @@ class Classifier:
         gets every image's Grad-CAM inputs from one forward pass and k backward passes per batch
         instead of one of each per image: images in a batch are independent at inference, so
         the gradient of Σ_n score[n, class[n]] with respect to image n's features is that
-        image's own gradient. Classes are ranked by score, ties by index (stable).
+        image's own gradient. Classes are ranked by score, ties by index (stable). ``chunk``
+        images go through the model at a time (default ``batch_size``).
         """
         layer = layer or self.cam_layer
         if layer is None:
@@ -378,10 +379,11 @@ class Classifier:
 
         fn = self._compiled(("topk_grad", layer, k, h, w), build)
         out: list[list[np.ndarray]] = [[], [], [], []]
+        step = int(chunk or self.batch_size)
         with self._lock:
-            for start in range(0, len(images), self.batch_size):
-                chunk = tf.constant(images[start : start + self.batch_size], dtype=tf.float32)
-                for part, value in zip(out, fn(chunk)):
+            for start in range(0, len(images), step):
+                part_in = tf.constant(images[start : start + step], dtype=tf.float32)
+                for part, value in zip(out, fn(part_in)):
                     part.append(value.numpy())
             self.images_seen += len(images)
         feats, scores, classes, grads = (np.concatenate(p) for p in out)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -34,7 +35,11 @@ if TYPE_CHECKING:  # keep `import model_zoo.registry` free of TensorFlow
 CUSTOM_SUFFIXES = (".keras", ".h5", ".hdf5", ".skops")
 BUNDLED_CROP_FRACTION = 224 / 256  # the evaluation crop of the bundled EfficientNet-Lite0
 
-_cache: dict[tuple, "Classifier"] = {}
+MAX_CACHED_CLASSIFIERS = int(os.environ.get("XAI_LENS_MAX_MODELS", "4"))
+"""The one bound on loaded models per process (least recently used first out); the dashboard's
+``st.cache_resource`` sits on top of this cache and keeps no more than it."""
+
+_cache: "OrderedDict[tuple, Classifier]" = OrderedDict()
 _cache_lock = threading.RLock()
 
 
@@ -318,9 +323,14 @@ def load_classifier(
 
 
 def _cached(key: tuple, build: Callable[[], "Classifier"]) -> "Classifier":
+    """The classifier for ``key`` from the bounded LRU cache (built on a miss)."""
     clf = _cache.get(key)
     if clf is None:
         clf = _cache[key] = build()
+        while len(_cache) > max(1, MAX_CACHED_CLASSIFIERS):
+            _cache.popitem(last=False)
+    else:
+        _cache.move_to_end(key)
     return clf
 
 
@@ -432,3 +442,27 @@ def prepare_image(classifier: "Classifier", image: "np.ndarray", policy: str = "
         )
     fraction = crop_fraction(classifier) if policy == "crop" else 1.0
     return fit_to_input(image, classifier.input_size, policy=policy, crop_fraction=fraction)
+
+
+MASK_THRESHOLD = 128
+"""Mask pixels at least this bright (mean of R, G, B after fitting) are the object."""
+
+
+def fit_mask(classifier: "Classifier", data: bytes, fitted: "FittedImage") -> "np.ndarray":
+    """A ground-truth mask file (white = the object) fitted to the model input exactly like the
+    image was (same crop / stretch / pad): the one mask fitting of the app, the CLI and audits."""
+    import numpy as np
+
+    from model_zoo.images import ImageError, load_image
+
+    pixels = load_image(data)
+    if pixels.shape[:2] != tuple(fitted.original_shape[:2]):
+        raise ImageError(
+            f"the mask is {pixels.shape[1]}×{pixels.shape[0]} but the image is "
+            f"{fitted.original_shape[1]}×{fitted.original_shape[0]}; use a mask of the same size"
+        )
+    mask = prepare_image(classifier, pixels, policy=fitted.policy).image.mean(axis=-1) >= MASK_THRESHOLD
+    top, left, bottom, right = fitted.target_box  # letterbox bars (grey padding) are never the object
+    inside = np.zeros_like(mask)
+    inside[top:bottom, left:right] = True
+    return mask & inside

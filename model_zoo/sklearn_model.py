@@ -48,6 +48,7 @@ class SklearnClassifier:
     """A fitted scikit-learn estimator with ``predict_proba`` behind the ``Classifier`` interface."""
 
     supports_gradients = False
+    supports_feature_maps = False
     cam_layer: str | None = None
     conv_layers: list = []
     output = "probabilities"

@@ -33,7 +33,7 @@ for idx, label_name, prob in preds:
     st.divider()
     row = st.columns([1] + [1] * len(names))
     row[0].markdown(f"**{widgets.escape_markdown(label_name)}**  \n{prob:.1%}")
-    trust = widgets.trust_badges(idx)
+    trust = widgets.trust_badges(classifier, image, request, idx)
     for col, name in zip(row[1:], names):
         found = [r for r in results[name] if r.label == idx]
         if found:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import explain_panel, exports, figures, page, services, state, widgets
+from ui import explain_panel, exports, figures, live, page, services, state, widgets
 
 page.page_setup()
 st.title("Why did the model say that?")
@@ -19,6 +19,7 @@ if not stakeholder:
         st.image(image.pixels, caption=f"{state.current_image_choice().name} · {classifier.name}", width="stretch")
     with right:
         st.plotly_chart(figures.top_k_bar(preds), key="topk_chart")
+    live.live_panel(classifier)
     explain_panel.segmentation_panel(image)
     explain_panel.explain_form(classifier)
 

@@ -154,12 +154,12 @@ def source_form() -> Any | None:
 
 def settings_form(classifier: Any) -> Any:
     """Methods, samples, top-k and seed → an ``AuditConfig``."""
-    from explainers.audit.process import AuditConfig
+    from explainers.audit.process import DEFAULT_METHODS, AuditConfig
     from ui import services
 
     specs = services.method_specs(classifier)
-    names = [n for n in specs if n != "dff"]
-    default = [n for n in ("gradcam", "kernel_shap") if n in names]
+    names = list(specs)
+    default = [n for n in DEFAULT_METHODS if n in names]
     c1, c2, c3, c4 = st.columns(4)
     methods = c1.multiselect("Methods (the first drives the clusters)", names, default=default,
                              format_func=lambda n: specs[n].title, key="xai_audit_methods")

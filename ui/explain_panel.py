@@ -8,7 +8,7 @@ import streamlit as st
 
 from explainers.base import Explanation
 from explainers.render import method_limits
-from explainers.store import PreparedImage, RunRequest, _freeze
+from explainers.store import PreparedImage, RunRequest, freeze
 from ui import services, state
 from ui.state import DEFAULT_SAMPLES, SAMPLE_CHOICES, stakeholder_mode
 from ui.widgets import badge_for, dataclass_widgets, draw_result, trust_badges
@@ -147,10 +147,10 @@ def build_request(methods: Sequence[str], *, samples: int = DEFAULT_SAMPLES, fil
     per_method = []
     for name in display_order(methods):
         resolved = make_params(get_method(name).params_type, params.get(name))
-        per_method.append((name, _freeze(params_dict(resolved))))
+        per_method.append((name, freeze(params_dict(resolved))))
     return RunRequest(
         methods=tuple(per_method), labels=(), seed=seed, samples=samples, fill=fill,
-        segmentation=segmentation, segmentation_params=_freeze(segmentation_params or {}),
+        segmentation=segmentation, segmentation_params=freeze(segmentation_params or {}),
     )
 
 
@@ -232,7 +232,7 @@ def draw_comparison(classifier: Any, image: PreparedImage, req: RunRequest,
     slots = {name: col.empty() for name, col in zip(names, columns)}
     label = view["label"]
 
-    trust = trust_badges(label)
+    trust = trust_badges(classifier, image, req, label)
 
     def redraw(results: dict[str, list[Explanation]]) -> None:
         flat = [r for rs in results.values() for r in rs]
@@ -331,7 +331,7 @@ def draw_story(classifier: Any, image: PreparedImage, req: RunRequest, label: in
     results = collect_results(classifier, image, req, progress_slot=status if status is not None else st.empty())
     flat = [r for name in ordered(list(results)) for r in results[name]]
     mine = [r for r in flat if r.label == label]
-    told = story(mine, trust_verdicts(label)) if mine else None
+    told = story(mine, trust_verdicts(classifier, image, req, label)) if mine else None
     if told is None:
         st.info("Nothing to show yet.")
         return flat

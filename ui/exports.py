@@ -11,15 +11,18 @@ from ui import state
 from ui.widgets import plain_caption
 
 
-def run_metadata(classifier: Any, image: PreparedImage, req: RunRequest) -> dict[str, Any]:
-    choice = state.current_image_choice()
-    return {
-        "model": classifier.id, "model_name": classifier.name, "image_name": choice.name if choice else "",
-        "image_sha256": choice.sha256 if choice else "", "resize": st.session_state.get("xai_resize", "crop"),
-        "seed": req.seed, "samples": req.samples, "fill": req.fill, "segmentation": req.segmentation,
-        "segmentation_params": dict(req.segmentation_params),
-        "methods": {n: dict(p) for n, p in req.methods}, "labels": list(req.labels),
-    }
+def run_document(classifier: Any, image: PreparedImage, req: RunRequest, results: Sequence[Explanation],
+                 preds: Sequence[tuple[int, str, float]], image_name: str, image_sha256: str) -> dict[str, Any]:
+    """The run's JSON document (``explainers.export.run_document``: the CLI's schema)."""
+    from explainers import export
+
+    return export.run_document(
+        results, fitted=image.fitted, model=classifier, image_name=image_name, image_sha256=image_sha256,
+        seed=req.seed, samples=req.samples, fill=req.fill, segmentation=req.segmentation,
+        segmentation_params=dict(req.segmentation_params), methods={n: dict(p) for n, p in req.methods},
+        predictions=preds, model_calls=sum(int(r.model_calls) for r in results),
+        seconds=sum(float(r.seconds) for r in results),
+    )
 
 
 @st.cache_resource
@@ -30,24 +33,27 @@ def _pdf_problem() -> str | None:
     return pdf_problem()
 
 
-def trust_reports(req: RunRequest) -> dict[int, Any]:
+def trust_reports(classifier: Any, image: PreparedImage, req: RunRequest) -> dict[int, Any]:
     """Trust reports measured on the Trust page for this run's labels (label → report)."""
-    reports = st.session_state.get("xai_trust_reports", {})
-    return {label: reports[(req.seed, label)] for label in req.labels if (req.seed, label) in reports}
+    found = {label: state.trust_report_for(classifier, image, req, label) for label in req.labels}
+    return {label: report for label, report in found.items() if report is not None}
 
 
 def export_buttons(classifier: Any, image: PreparedImage, req: RunRequest,
                    results: Sequence[Explanation], preds: Sequence[tuple[int, str, float]]) -> None:
     from explainers import export
 
-    meta = run_metadata(classifier, image, req)
-    meta["predictions"] = [{"index": i, "label": n, "probability": p} for i, n, p in preds]
-    view = state.current_view()
+    choice = state.current_image_choice()
     pixels, results = image.pixels, list(results)
+    view = state.current_view()
+
+    def document() -> dict[str, Any]:
+        return run_document(classifier, image, req, results, preds,
+                            choice.name if choice else "", choice.sha256 if choice else "")
 
     def html() -> str:
         captions = {label: plain_caption(classifier, image, results, label) for label in req.labels}
-        return export.html_report(pixels, results, meta, preds, captions, trust_reports(req), **view)
+        return export.html_report(pixels, results, document(), captions, trust_reports(classifier, image, req), **view)
 
     # Callables: the files are built only when a button is pressed, so reruns stay fast.
     with st.expander("Export"):
@@ -63,9 +69,9 @@ def export_buttons(classifier: Any, image: PreparedImage, req: RunRequest,
                                 file_name="xai-lens-report.pdf", mime="application/pdf", key="xai_dl_pdf",
                                 on_click="ignore", disabled=problem is not None,
                                 help=problem or "The HTML report as an A4 PDF (rendered without a browser).")
-        cols[2].download_button("Raw NPZ", lambda: export.results_npz(pixels, results, meta),
+        cols[2].download_button("Raw NPZ", lambda: export.results_npz(image.fitted, results, document()),
                                 file_name="xai-lens-results.npz", mime="application/octet-stream",
                                 key="xai_dl_npz", on_click="ignore")
-        cols[3].download_button("JSON", lambda: export.results_json(meta, results),
+        cols[3].download_button("JSON", lambda: export.to_json(document()),
                                 file_name="xai-lens-results.json", mime="application/json", key="xai_dl_json",
                                 on_click="ignore")

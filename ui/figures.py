@@ -7,20 +7,10 @@ import numpy as np
 import plotly.graph_objects as go
 
 from explainers.base import Explanation
+from explainers.export import png_data_uri
 from explainers.render import COLORMAPS, upsample
 
 _DIVERGING_SCALE = [[p, f"rgb{tuple(c)}"] for p, c in COLORMAPS["blue-white-red"]]
-
-
-def _png_data_uri(image: np.ndarray) -> str:
-    import base64
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def top_k_bar(predictions: Sequence[tuple[int, str, float]], height: int = 260) -> go.Figure:
@@ -74,7 +64,7 @@ def interactive_heatmap(
     text = np.char.add(np.char.add(np.char.add(text, f" {legend.units} — "), meaning), "")
     picture = render_explanation(image, exp, limit=limit, **{k: v for k, v in view.items() if k != "limit"})
     fig = go.Figure()
-    fig.add_trace(go.Image(source=_png_data_uri(picture), hoverinfo="skip"))  # PNG, not 150k numbers
+    fig.add_trace(go.Image(source=png_data_uri(picture), hoverinfo="skip"))  # PNG, not 150k numbers
     fig.add_trace(
         go.Heatmap(  # invisible: carries the hover text only
             z=shown, x=xs, y=ys, text=text, hovertemplate="%{text}<extra></extra>",

@@ -2,7 +2,8 @@
 
 Everything that loads a model, decodes an image or computes an explanation goes through here,
 so caching rules live in one place:
-- models: ``st.cache_resource`` (one instance per process; ``Classifier`` holds the inference lock);
+- models: catalog models from ``model_zoo.registry``'s one bounded LRU cache, uploads in
+  ``st.cache_resource`` (one instance per process; ``Classifier`` holds the inference lock);
 - images: decoded once per sha256 of their bytes (never hashed from the array: Streamlit samples
   big arrays when hashing, see DESIGN.md §4);
 - explanations: one ``explainers.store.ExplanationStore`` in ``st.cache_resource``, shared by all
@@ -18,7 +19,7 @@ import numpy as np
 import streamlit as st
 
 from explainers.base import ExplainerError, methods_for
-from explainers.store import ExplanationStore, PreparedImage, _freeze
+from explainers.store import ExplanationStore, PreparedImage, freeze
 from ui.progress import ProgressReporter  # noqa: F401  (pages and panels reach it through services)
 
 
@@ -115,11 +116,12 @@ def model_choices() -> list[Any]:
     return available_models()
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
 def _catalog_classifier(ref: str) -> Any:
+    """Catalog models come from ``model_zoo.registry``'s one bounded cache (no second layer here)."""
     from model_zoo.registry import load_classifier
 
-    return load_classifier(ref)
+    with st.spinner("Loading the model…"):
+        return load_classifier(ref)
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading your model…")
@@ -137,7 +139,9 @@ def _custom_classifier(
 
 def clear_classifier_cache() -> None:
     """Forget loaded catalog models and the catalog's weight status (after a download)."""
-    _catalog_classifier.clear()
+    from model_zoo.registry import clear_cache
+
+    clear_cache()
     model_choices.clear()
 
 
@@ -227,7 +231,7 @@ def method_table_markdown() -> str:
 
 def segment_preview(image: PreparedImage, algorithm: str, params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """(segments, picture with boundaries) — cheap, before any model call."""
-    return _segment_cached(image.key, algorithm, _freeze(params), _pixels=image.pixels)
+    return _segment_cached(image.key, algorithm, freeze(params), _pixels=image.pixels)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -10,6 +10,8 @@ from typing import Any
 
 import streamlit as st
 
+from explainers.render import DEFAULT_VIEW
+
 from ui import services
 from ui.services import CustomModelChoice, ImageChoice
 
@@ -45,10 +47,17 @@ SAMPLE_CHOICES = sorted({50, 100, 250, 500, 1000, 2000, 5000, DEFAULT_SAMPLES})
 
 
 VIEW_DEFAULTS = {
-    "xai_view_style": "heatmap", "xai_view_opacity": 0.7, "xai_view_cmap": "blue-white-red",
-    "xai_view_boundaries": False, "xai_view_positive": False, "xai_view_top_n": 0,
-    "xai_view_hide_rest": False, "xai_view_upsampling": "bilinear", "xai_view_outline": True,
+    "xai_view_style": DEFAULT_VIEW["style"], "xai_view_opacity": DEFAULT_VIEW["opacity"],
+    "xai_view_cmap": DEFAULT_VIEW["cmap"], "xai_view_boundaries": DEFAULT_VIEW["boundaries"],
+    "xai_view_positive": DEFAULT_VIEW["positive_only"], "xai_view_top_n": DEFAULT_VIEW["top_n"] or 0,
+    "xai_view_hide_rest": DEFAULT_VIEW["hide_rest"], "xai_view_upsampling": DEFAULT_VIEW["upsampling"],
+    "xai_view_outline": DEFAULT_VIEW["outline_top"],
 }
+"""The view controls' session keys, starting from ``explainers.render.DEFAULT_VIEW``."""
+
+PLAIN_VIEW = {k: DEFAULT_VIEW[k] for k in ("opacity", "cmap", "upsampling", "outline_top")}
+"""The default view without per-user knobs (the live camera view); pages and exports draw with
+``current_view()``, which follows the colours chosen on the Explain page."""
 
 
 def current_view() -> dict[str, Any]:
@@ -145,3 +154,23 @@ def reset_labels_on_new_input(model_id: str, image_key: str, top1: int) -> None:
         st.session_state["xai_labels_for"] = seen
         for key in LABEL_KEYS:
             st.session_state[key] = int(top1)
+
+
+TRUST_REPORTS_KEY = "xai_trust_reports"
+
+
+def _trust_report_key(classifier: Any, image: Any, req: Any, label: int) -> Any:
+    """The one key of a remembered trust report: model, image, the whole run request, label."""
+    from explainers.store import freeze
+
+    return (classifier.id, image.key, freeze(req), int(label))
+
+
+def remember_trust_report(classifier: Any, image: Any, req: Any, label: int, report: Any) -> None:
+    """Keep a trust report so the Explain page can show its badges for the same run and label."""
+    st.session_state.setdefault(TRUST_REPORTS_KEY, {})[_trust_report_key(classifier, image, req, label)] = report
+
+
+def trust_report_for(classifier: Any, image: Any, req: Any, label: int) -> Any | None:
+    """The trust report computed earlier for this run and label, if any."""
+    return st.session_state.get(TRUST_REPORTS_KEY, {}).get(_trust_report_key(classifier, image, req, label))

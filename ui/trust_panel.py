@@ -4,11 +4,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import numpy as np
 import streamlit as st
 
 from explainers.store import PreparedImage
-from ui import services
+from model_zoo.registry import fit_mask
+from ui import services, state
 from ui.explain_panel import current_request
 from ui.state import TRUST_DEFAULTS, TRUST_KEY, reset_labels_on_new_input, top_k
 
@@ -33,21 +33,6 @@ def trust_settings_form() -> dict[str, Any] | None:
     return {"settings": {"seeds": int(seeds), "noise_sigma": float(sigma), "top_n": int(top_n),
                          "steps": int(steps), "stability_samples": int(samples)},
             "mask": (mask_file.getvalue(), mask_file.name) if mask_file is not None else None}
-
-
-def load_mask(classifier: Any, data: bytes, image: PreparedImage) -> np.ndarray:
-    """A user mask mapped onto the model input exactly as the image was (same crop / pad)."""
-    from model_zoo.images import load_image
-    from model_zoo.registry import prepare_image
-
-    pixels = load_image(data)
-    if pixels.shape[:2] != tuple(image.fitted.original_shape[:2]):
-        raise ValueError(
-            f"the mask is {pixels.shape[1]}×{pixels.shape[0]} but the image is "
-            f"{image.fitted.original_shape[1]}×{image.fitted.original_shape[0]}; use a mask of the same size"
-        )
-    fitted = prepare_image(classifier, pixels, policy=image.fitted.policy)
-    return fitted.image.mean(axis=-1) >= 128
 
 
 def trust_panel(classifier: Any, image: PreparedImage) -> None:
@@ -75,7 +60,7 @@ def trust_panel(classifier: Any, image: PreparedImage) -> None:
     mask, mask_key = None, ""
     if asked["mask"] is not None:
         try:
-            mask = load_mask(classifier, asked["mask"][0], image)
+            mask = fit_mask(classifier, asked["mask"][0], image.fitted)
             mask_key = hashlib.sha256(asked["mask"][0]).hexdigest()
         except services.EXPECTED_ERRORS as exc:
             st.error(f"The mask cannot be used: {services.user_message(exc)}")
@@ -91,7 +76,7 @@ def trust_panel(classifier: Any, image: PreparedImage) -> None:
             return
         finally:
             reporter.done()
-    st.session_state.setdefault("xai_trust_reports", {})[(req.seed, label)] = report
+    state.remember_trust_report(classifier, image, req, label, report)
     specs = services.method_specs(classifier)
     title = {n: specs[n].title if n in specs else n for n in (r.method for r in report.methods)}
     st.caption(f"Extra model calls for these metrics: **{report.model_calls}** · {report.seconds:.1f} s")

@@ -160,23 +160,19 @@ def badge_for(exp: Explanation) -> str | None:
     return None
 
 
-def trust_badges(label: int) -> dict[str, str]:
-    """Badges from a trust report computed earlier for this label (none if not computed)."""
+def trust_badges(classifier: Any, image: PreparedImage, req: Any, label: int) -> dict[str, str]:
+    """Badges from a trust report computed earlier for this very run and label (none if not computed)."""
     from explainers.trust import badges
 
-    req = st.session_state.get(state.RUN_KEY)
-    reports = st.session_state.get("xai_trust_reports", {})
-    report = reports.get((req.seed if req else 0, label))
+    report = state.trust_report_for(classifier, image, req, label)
     return badges(report) if report is not None else {}
 
 
-def trust_verdicts(label: int) -> dict[str, list[str]]:
-    """The trust verdicts (``explainers.trust.badge_list``) measured for this label, if any."""
+def trust_verdicts(classifier: Any, image: PreparedImage, req: Any, label: int) -> dict[str, list[str]]:
+    """The trust verdicts (``explainers.trust.badge_list``) measured for this run and label, if any."""
     from explainers.trust import badge_list
 
-    req = st.session_state.get(state.RUN_KEY)
-    reports = st.session_state.get("xai_trust_reports", {})
-    report = reports.get((req.seed if req else 0, label))
+    report = state.trust_report_for(classifier, image, req, label)
     return badge_list(report) if report is not None else {}
 
 

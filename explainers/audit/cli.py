@@ -14,7 +14,9 @@ from typing import Any
 
 from model_zoo.cli_support import CLIError, heavy_imports, positive_int
 
-DEFAULT_AUDIT_METHODS = "gradcam,kernel_shap"
+from explainers.audit.process import DEFAULT_METHODS
+
+DEFAULT_AUDIT_METHODS = ",".join(DEFAULT_METHODS)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -51,6 +53,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="Ray actors, each with its own copy of the model (default 2)")
     a.add_argument("--batch-size", type=positive_int, default=16, metavar="B",
                    help="images per batch (one batched Grad-CAM pass; default 16)")
+    a.add_argument("--model-batch", type=positive_int, default=8, metavar="M",
+                   help="images per model call inside a batch (default 8; raise it on a GPU)")
     a.add_argument("--deletion-steps", type=int, default=8, metavar="S",
                    help="points per deletion curve, 0 = no deletion metric (default 8)")
     a.add_argument("--resize", choices=("crop", "stretch", "pad"), default="crop",
@@ -80,7 +84,7 @@ class _Progress:
         self.last = now
         rate = p.done / p.seconds if p.seconds > 0 else 0.0
         line = (f"audit: {p.done + p.skipped}/{p.total} images ({p.skipped} already done), "
-                f"{p.errors} unusable, {rate:.1f} img/s, ETA {_format_eta(p.eta_seconds)}")
+                f"{p.errors} unusable, {rate:.2g} img/s, ETA {_format_eta(p.eta_seconds)}")
         print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
 
     def close(self) -> None:
@@ -103,7 +107,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     config = AuditConfig(methods=methods, samples=args.samples, top_k=args.top_k, seed=args.seed,
                          resize=args.resize, deletion_steps=args.deletion_steps,
-                         batch_size=args.batch_size)
+                         batch_size=args.batch_size, model_batch=args.model_batch)
     heavy_imports(args)  # the method registry imports TensorFlow: quietly, before validating
     config.validate()
     from explainers.audit.run import run_audit

@@ -64,8 +64,19 @@ def _truth(args: Mapping[str, Any] | None):
 class _RayAuditActor:
     """One Ray actor: loads the model once, then explains whole batches."""
 
-    def __init__(self, model: Mapping[str, Any], config: Mapping[str, Any], truth: Mapping[str, Any] | None) -> None:
+    def __init__(self, model: Mapping[str, Any], config: Mapping[str, Any], truth: Mapping[str, Any] | None,
+                 cpus: int = 1) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import tensorflow as tf
+
+        # One CPU per actor: TensorFlow's default of one thread per core in every actor made
+        # the actors fight over the cores.
+        threads = max(1, int(cpus))
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # already initialised (an actor reused by Ray)
+            pass
         from explainers.audit.process import AuditConfig, AuditWorker
 
         self.worker = AuditWorker(load_model(model), AuditConfig.from_dict(config), _truth(truth))
@@ -105,6 +116,7 @@ def ray_outcomes(
     *,
     address: str | None = None,
     workers: int = 2,
+    cpus_per_worker: int = 1,
 ) -> Iterator[Any]:
     """Run the batches on Ray Data with ``workers`` actors; yields outcomes in source order."""
     import ray
@@ -126,11 +138,12 @@ def ray_outcomes(
         ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), 8 * max(1, int(workers))))
         ds = ds.map_batches(
             _RayAuditActor,
-            fn_constructor_kwargs={"model": dict(model), "config": dict(config), "truth": dict(truth or {})},
+            fn_constructor_kwargs={"model": dict(model), "config": dict(config), "truth": dict(truth or {}),
+                                   "cpus": int(cpus_per_worker)},
             batch_size=1,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=max(1, int(workers))),
-            num_cpus=1,
+            num_cpus=int(cpus_per_worker),
         )
         for row in ds.iter_rows():
             yield from pickle.loads(row["payload"])

@@ -58,8 +58,11 @@ def test_default_run_fills_three_columns_and_shows_the_cat(app: AppTest) -> None
     for title in ("LIME", "Grad-CAM", "KernelSHAP"):
         assert title in titles, titles
     captions = [c.value for c in app.caption]
-    assert sum("model call" in c for c in captions) == 3, captions
+    costs = [c for c in captions if "model call" in c or "reused" in c]
+    assert len(costs) == 3, captions
     assert not any("1 model calls" in c for c in captions), "singular for one call"
+    # the method sharing LIME's rows reports the 64 rows it used, not the shared run's total
+    assert sum("reused 64 perturbed images" in c for c in costs) == 1, costs
     label = app.selectbox(key="xai_view_label")
     assert label.value in range(281, 286), "the sample cat should be classified as a cat"
 
@@ -334,3 +337,14 @@ def test_a_method_registered_at_test_time_gets_its_own_widgets_in_the_explain_fo
         assert dict(app.session_state[state.RUN_KEY].method_params(TOY))["bands"] == 7
     finally:
         unregister(TOY)
+
+
+def test_new_methods_appear_in_the_explain_form_from_the_registry(app: AppTest) -> None:
+    app.run()
+    assert not app.exception
+    options = app.multiselect(key="xai_form_methods").options
+    assert "Partition SHAP" in options and "RISE" in options
+    assert app.selectbox(key="xai_param_partition_shap_hierarchy").options == ["colour", "balanced"]
+    evals = app.number_input(key="xai_param_partition_shap_max_evals")
+    assert evals.value == 500 and evals.min == 4
+    assert app.number_input(key="xai_param_rise_masks").value == 1000

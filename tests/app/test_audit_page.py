@@ -76,3 +76,27 @@ def test_audit_page_runs_in_the_background_and_shows_results(audit_app: AppTest)
     assert at.session_state["xai_image"].name in name
     request = at.session_state["xai_run_request"]
     assert [m for m, _ in request.methods] == ["gradcam"] and request.segmentation == "grid"
+
+
+def test_server_folders_are_off_by_default_and_confined_to_the_root(tmp_path, monkeypatch):
+    monkeypatch.delenv(audit.ROOT_ENV, raising=False)
+    assert audit.server_root() is None
+    with pytest.raises(ValueError, match="off"):
+        audit.resolve_server_folder("x")
+    root = tmp_path / "root"
+    (root / "ok").mkdir(parents=True)
+    (tmp_path / "secret").mkdir()
+    (root / "escape").symlink_to(tmp_path / "secret")
+    monkeypatch.setenv(audit.ROOT_ENV, str(root))
+    assert audit.resolve_server_folder("ok") == (root / "ok").resolve()
+    assert audit.resolve_server_folder("/ok") == (root / "ok").resolve()
+    for bad in ("..", "../secret", "escape", "ok/../../secret"):
+        with pytest.raises(ValueError, match="outside the allowed root"):
+            audit.resolve_server_folder(bad)
+
+
+def test_uploads_are_saved_under_their_hash(tmp_path, monkeypatch):
+    monkeypatch.setenv(audit.OUT_ENV, str(tmp_path))
+    path = audit.save_upload(b"zip bytes", ".zip")
+    assert path.parent == tmp_path / "uploads" and path.suffix == ".zip"
+    assert path.read_bytes() == b"zip bytes" and len(path.stem) == 64

@@ -16,7 +16,8 @@ from explainers.render import COLORMAPS
 from explainers.runner import explain
 from explainers.summary import caption
 from explainers.trust import trust_report
-from model_zoo.bundled import center_crop_resize, load_efficientnet_lite0
+from model_zoo.bundled import load_efficientnet_lite0
+from model_zoo.registry import prepare_image
 from model_zoo.samples import sample_image
 
 TITLES = ["LIME", "KernelSHAP", "Grad-CAM"]  # registry order
@@ -25,14 +26,16 @@ TITLES = ["LIME", "KernelSHAP", "Grad-CAM"]  # registry order
 @pytest.fixture(scope="module")
 def run():
     clf = load_efficientnet_lite0()
-    image = center_crop_resize(sample_image("coffee"))
+    fitted = prepare_image(clf, sample_image("coffee"), policy="crop")
+    image = fitted.image
     ctx = ExplainContext(clf, image, seed=3, segmentation="grid", sampling=SamplingParams(samples=48))
     results = explain(ctx, ["gradcam", "kernel_shap", "lime"], top_k=2)
     preds = [(int(i), clf.labels[int(i)], float(ctx.probabilities()[i])) for i in ctx.top_labels(2)]
-    meta = {"model": clf.id, "model_name": clf.name, "image_name": "coffee.png", "image_sha256": "ab" * 32,
-            "seed": 3, "samples": 48, "fill": "mean", "segmentation": "grid", "segmentation_params": {},
-            "methods": {"lime": {"surrogate": "ridge"}, "gradcam": {}, "kernel_shap": {}},
-            "labels": [p[0] for p in preds]}
+    meta = export.run_document(
+        results, fitted=fitted, model=clf, image_name="coffee.png", image_sha256="ab" * 32, seed=3,
+        samples=48, fill="mean", segmentation="grid", predictions=preds,
+        methods={"lime": {"surrogate": "ridge"}, "gradcam": {}, "kernel_shap": {}},
+    )
     trust = trust_report(ctx, results, preds[0][0], seeds=2, steps=4, stability_samples=16, random_orders=1,
                          bootstrap=5)
     return image, results, meta, preds, trust
@@ -90,7 +93,7 @@ def parse(html: str) -> Page:
 def test_html_report_reads_like_a_report(run):
     image, results, meta, preds, trust = run
     captions = {p[0]: caption([r for r in results if r.label == p[0]]) for p in preds}
-    html = export.html_report(image, results, meta, preds, captions, {preds[0][0]: trust})
+    html = export.html_report(image, results, meta, captions, {preds[0][0]: trust})
     page = parse(html)
     assert all(img["src"].startswith("data:image/png;base64,") for img in page.imgs)  # self-contained
     # method titles as headers, in registry order, once per label; no raw ids
@@ -108,8 +111,9 @@ def test_html_report_reads_like_a_report(run):
     # the run table: readable values, defaults written out, method parameters by title
     run_table = {row[0]: row[1] for row in page.tables[0]}
     assert run_table["Model"] == meta["model_name"] and run_table["Seed"] == "3"
-    assert run_table["Superpixels"].startswith("grid: ") and "(defaults)" in run_table["Superpixels"]
+    assert run_table["Superpixels made by"].startswith("grid: rows 8, cols 8")  # defaults written out
     assert "surrogate ridge" in run_table["LIME"] and "(defaults)" in run_table["Grad-CAM"]
+    assert run_table["Samples used"] == "48"
     # predictions without class ids
     assert page.tables[1][1] == [preds[0][1], f"{preds[0][2]:.1%}"]
     # the trust table for the measured label, by title
@@ -118,7 +122,7 @@ def test_html_report_reads_like_a_report(run):
         "gradcam", "Grad-CAM").replace("lime", "LIME") for r in trust.methods]
     # consistent model-call counts: KernelSHAP reused LIME's samples
     stats = page.text["div"]
-    assert any("reused 48 model calls" in s for s in stats), stats
+    assert any("reused 48 perturbed images" in s for s in stats), stats
     assert not any(" 0 model calls" in s for s in stats)
     # the machine-readable JSON is collapsed at the end and parses strictly
     data = json.loads("".join(page.details).split("(JSON)", 1)[1], parse_constant=_refuse)
@@ -128,7 +132,7 @@ def test_html_report_reads_like_a_report(run):
 
 def test_html_report_prints_without_cutting_images(run):
     image, results, meta, preds, _ = run
-    html = export.html_report(image, results, meta, preds)
+    html = export.html_report(image, results, meta)
     style = parse(html).text["style"][0]
     assert "@media print" in style and "@page" in style
     printed = style.split("@media print", 1)[1]
@@ -137,18 +141,6 @@ def test_html_report_prints_without_cutting_images(run):
 
 def _refuse(name: str):
     raise ValueError(f"not strict JSON: {name}")
-
-
-def test_json_is_strict_even_with_nan(run):
-    image, results, meta, _, _ = run
-    broken = [r for r in results]
-    from dataclasses import replace
-    broken[0] = replace(broken[0], r2=float("nan"), extras={**broken[0].extras, "x": float("inf")})
-    data = json.loads(export.results_json(meta, broken), parse_constant=_refuse)
-    assert data["results"][0]["r2"] is None and data["results"][0]["extras"]["x"] is None
-    assert data["model"] == "efficientnet-lite0" and len(data["results"]) == len(results)
-    lime = next(r for r in data["results"] if r["method"] == "lime")
-    assert lime["segments"][0][1] >= lime["segments"][-1][1]  # ranked by weight
 
 
 def test_png_grid_has_headers_label_rows_and_legends(run):
@@ -174,22 +166,13 @@ def test_png_grid_has_headers_label_rows_and_legends(run):
             assert (np.abs(strip.astype(int) - red).sum(-1) < 12).any(), (y, j)
 
 
-def test_npz_round_trip(run):
-    image, results, meta, _, _ = run
-    arrays = np.load(io.BytesIO(export.results_npz(image, results, meta)))
-    np.testing.assert_array_equal(arrays["image"], image)
-    for r in results:
-        np.testing.assert_array_equal(arrays[f"{r.method}__{r.label}__heatmap"], r.heatmap)
-    assert json.loads(str(arrays["meta_json"]))["seed"] == 3
-
-
 def test_pdf_report_is_a4_with_the_report_text_and_every_picture(run):
     """WeasyPrint renders the HTML report without a browser; read it back with pdfium."""
     import pypdfium2 as pdfium
 
     image, results, meta, preds, trust = run
     captions = {p[0]: caption([r for r in results if r.label == p[0]]) for p in preds}
-    html = export.html_report(image, results, meta, preds, captions, {preds[0][0]: trust})
+    html = export.html_report(image, results, meta, captions, {preds[0][0]: trust})
     assert export.pdf_problem() is None, export.pdf_problem()
     pdf = pdfium.PdfDocument(export.pdf_report(html))
     assert 1 <= len(pdf) <= 6

@@ -70,7 +70,7 @@ def test_bundled_model_json_end_to_end(chelsea_png, tmp_path):
     # Peaks are in the file's pixels, inside the centre crop the model saw (224/256 of the
     # shorter side, centred): rows 18.75..281.25, cols 94.25..356.75.
     for r in results:
-        row, col = r["peak"]
+        row, col = r["peak_file_rc"]
         assert 18 <= row <= 281 and 94 <= col <= 356, r
         assert r["seconds"] >= 0 and 0 <= r["score"] <= 1
     m = report["num_segments"]
@@ -99,7 +99,7 @@ def test_bundled_model_json_end_to_end(chelsea_png, tmp_path):
                 np.testing.assert_allclose(npz["segment_std"][i], r["segment_std"], rtol=1e-6)
         for i, r in enumerate(results):
             peak = np.unravel_index(np.argmax(npz["heatmaps"][i]), (224, 224))
-            assert list(peak) == r["peak_input"]
+            assert list(peak) == r["peak_input_rc"]
 
 
 def test_auto_samples_report_what_they_used(chelsea_png, capsys):
@@ -232,8 +232,8 @@ def test_peak_maps_back_to_the_file(blob_files, capsys, policy):
     scale_r = {"crop": H / 32, "stretch": H / 32, "pad": W / 32}[policy]
     scale_c = {"crop": H / 32, "stretch": W / 32, "pad": W / 32}[policy]
     for r in report["results"]:
-        row, col = r["peak"]
-        assert abs(row - BLOB[0]) <= scale_r + 1 and abs(col - BLOB[1]) <= scale_c + 1, (r["method"], r["peak"])
+        row, col = r["peak_file_rc"]
+        assert abs(row - BLOB[0]) <= scale_r + 1 and abs(col - BLOB[1]) <= scale_c + 1, (r["method"], r["peak_file_rc"])
 
 
 # ---------------------------------------------------------------------- your own regions

@@ -43,12 +43,12 @@ def test_contrast_from_the_command_line(files, capsys):
     assert explain(files, *methods, "--json") == 0
     plain = json.loads(capsys.readouterr().out)
     assert plain["contrast"] is None
-    assert {cell_of(r["peak"]) for r in plain["results"]} == {COMMON}
+    assert {cell_of(r["peak_file_rc"]) for r in plain["results"]} == {COMMON}
     assert explain(files, *methods, "--contrast", "B", "--json") == 0
     versus = json.loads(capsys.readouterr().out)
     assert versus["contrast"] == 1
     for r in versus["results"]:
-        assert r["contrast"] == 1 and r["contrast_name"] == "B" and cell_of(r["peak"]) == REGION
+        assert r["contrast"] == 1 and r["contrast_name"] == "B" and cell_of(r["peak_file_rc"]) == REGION
     assert explain(files, "--methods", "lime", "--contrast", "1") == 0
     assert "0 A rather than 1 B" in capsys.readouterr().out
 

@@ -255,3 +255,26 @@ def test_bad_parameters_are_clear():
         make_tree(np.array([[0, 0, 1.0, 2]]))
     with pytest.raises(ExplainerError):
         colour_linkage(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.int32))
+
+
+def test_progress_cancel_and_resume_without_paying_twice(classifier, image):
+    from explainers.base import Cancelled
+
+    stages = []
+
+    def stop_early(done, total, stage):
+        stages.append((done, total, stage))
+        if done >= 40:
+            raise Cancelled()
+
+    ctx = ExplainContext(classifier, image, seed=0, segmentation="grid",
+                         segmentation_params={"rows": 4, "cols": 4}, progress=stop_early)
+    before = classifier.images_seen
+    with pytest.raises(Cancelled):
+        run_method(ctx, "partition_shap", {"max_evals": 120, "fill": "gray"}, [1])
+    paid = classifier.images_seen - before
+    assert stages[0][:2] == (0, 120) and "Partition SHAP" in stages[-1][2] and paid >= 40
+    ctx.progress = None
+    before = classifier.images_seen
+    out = run_method(ctx, "partition_shap", {"max_evals": 120, "fill": "gray"}, [1])[0]
+    assert classifier.images_seen - before == out.model_calls <= 120 + 1 - paid  # the cancelled rows are kept

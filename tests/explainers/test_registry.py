@@ -3,6 +3,7 @@ with its own parameters, in the CLI listing, in the contract test, in an export,
 colour-scale rule and in validation, without any other file naming it."""
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 
@@ -100,12 +101,20 @@ def test_the_toy_method_reaches_an_export_and_the_display_order(toy):
     from explainers.context import ExplainContext
     from explainers.runner import run_method
 
-    img = tiny_image()
-    ctx = ExplainContext(tiny_classifier(), img, segmentation="grid", segmentation_params={"rows": 4, "cols": 4})
+    from model_zoo.registry import prepare_image
+
+    clf = tiny_classifier()
+    fitted = prepare_image(clf, tiny_image(), policy="crop")
+    ctx = ExplainContext(clf, fitted.image, segmentation="grid", segmentation_params={"rows": 4, "cols": 4})
     results = run_method(ctx, "occlusion", {"window": 8, "stride": 4}, [2]) + run_method(ctx, TOY, None, [2])
-    doc = json.loads(export.results_json({"model": "tiny"}, results))
-    toy_rows = [r for r in doc["results"] if r["method"] == TOY]
-    assert len(toy_rows) == 1 and toy_rows[0]["params"]["bands"] == 4
+    doc = export.run_document(results, fitted=fitted, model=clf, image_name="tiny", image_sha256="0", seed=0,
+                              samples=64, fill="mean", segmentation="grid", methods={TOY: {"bands": 4}})
+    parsed = json.loads(export.to_json(doc))
+    toy_rows = [r for r in parsed["results"] if r["method"] == TOY]
+    assert len(toy_rows) == 1 and toy_rows[0]["params"]["bands"] == 4 and toy_rows[0]["extras"] == {"bands": 4}
+    assert parsed["methods"][TOY] == {"bands": 4}
+    arrays = np.load(io.BytesIO(export.results_npz(fitted, results, doc)))
+    assert list(arrays["methods"]) == ["occlusion", TOY]
     assert display_order(["occlusion", TOY]) == [TOY, "occlusion"]
     assert get_method(TOY).title == "Toy stripes"
 
