@@ -168,14 +168,17 @@ def to_json(document: Mapping[str, Any], indent: int | None = 2) -> str:
 
 
 def calls_text(exp: Explanation) -> str:
-    """What one result cost in model calls, in words: new calls, or the perturbed images it reused
-    (the rows it actually used, not the whole shared run)."""
+    """What one result cost in model calls, in words: new calls, the perturbed images it reused
+    (the rows it actually used, not the whole shared run), or the shared pass it reused."""
     if exp.model_calls:
         return f"{exp.model_calls} model call{'s' if exp.model_calls != 1 else ''}"
     used = dict(exp.params).get("samples")
     if used:
         return f"reused {int(used)} perturbed images"
-    return "0 model calls (cached)"
+    shared = int(dict(exp.extras).get("shared_calls", 0) or 0)
+    if shared:
+        return f"reused {shared} model call{'s' if shared != 1 else ''}"
+    return "no new model calls (cached)"
 
 
 def result_record(exp: Explanation, fitted: Any = None) -> dict[str, Any]:
