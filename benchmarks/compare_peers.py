@@ -36,7 +36,11 @@ that tracing does not slow the timed ones. Every compiled TensorFlow function is
 and shap Partition is run once on a few evaluations so that its numba code is compiled (steady
 state for everyone; the one-off trace of Grad-CAM's gradient function is reported separately).
 
-Usage: ``python benchmarks/compare_peers.py --model efficientnet-lite0 --samples 1000 [--json]``.
+``--rss``: each contestant instead runs alone in a fresh process (model load, warm-up, one run)
+and reports that process's peak resident set size (``ru_maxrss``): TensorFlow's C++ buffers, the
+model and each contestant's own imports included, which tracemalloc cannot see.
+
+Usage: ``python benchmarks/compare_peers.py --model efficientnet-lite0 --samples 1000 [--json] [--rss]``.
 InceptionV3's ImageNet weights cannot be downloaded offline; without them the script builds it
 with ``weights=None``: the explanations are meaningless but the timings are valid (same graph).
 """
@@ -189,14 +193,18 @@ def chelsea_at_input(classifier: Any) -> np.ndarray:
     return np.array(prepare_image(classifier, chelsea(), policy="crop").image)
 
 
-def warm_up(clf: Any, image: np.ndarray, top: list[int], shap_partition: bool) -> float:
+def warm_up(clf: Any, image: np.ndarray, top: list[int], shap_partition: bool,
+            want: Callable[[str], bool] = lambda name: True) -> float:
     """Compile every TensorFlow function the contestants use and shap's numba code, untimed.
 
     Returns the seconds of Grad-CAM's first gradient call (TensorFlow trace), reported apart.
+    Only the packages of the wanted contestants are imported (their memory counts in --rss).
     """
-    import lime.lime_image  # noqa: F401  (one-off imports are nobody's running time)
-    import shap  # noqa: F401
-    import sklearn.linear_model  # noqa: F401
+    if want("lime"):
+        import lime.lime_image  # noqa: F401  (one-off imports are nobody's running time)
+        import sklearn.linear_model  # noqa: F401
+    if want("shap-partition") or want("shap-kernel"):
+        import shap  # noqa: F401
 
     import explainers.registry  # noqa: F401
 
@@ -292,7 +300,7 @@ def run(model_id: str, samples: int, top_k: int, seed: int, memory: bool,
     m = int(segments.max()) + 1
     top = [int(i) for i in np.argsort(-clf.predict(image[None])[0], kind="stable")[:top_k]]
     want = (lambda name: only is None or name in only)
-    trace_s = warm_up(clf, image, top, want("shap-partition") or want("xai-lens-partition"))
+    trace_s = warm_up(clf, image, top, want("shap-partition") or want("xai-lens-partition"), want)
 
     contestants: list[tuple[str, Callable[[], Any], str]] = []
     if want("forward"):
@@ -399,6 +407,47 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+RSS_CONTESTANTS = ("forward", "xai-lens", "xai-lens-lime+shap", "lime", "shap-partition", "shap-kernel")
+
+
+def max_rss_mb() -> float:
+    """Peak resident set size of this process so far (Linux ru_maxrss is in KiB), TensorFlow included."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def rss_report(model_id: str, samples: int, top_k: int, seed: int, only: set[str] | None) -> dict:
+    """Each contestant alone in a fresh process (model load, warm-up, one run): its peak RSS.
+
+    tracemalloc sees only Python allocations; the peak RSS includes TensorFlow's C++ buffers,
+    the model and every imported package, so the processes differ only by what each contestant
+    imports and allocates. ``forward`` is the floor (the model and N masked images).
+    """
+    import subprocess
+
+    rows = {}
+    for name in RSS_CONTESTANTS:
+        if only is not None and name not in only:
+            continue
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--model", model_id, "--samples", str(samples),
+               "--top-k", str(top_k), "--seed", str(seed), "--only", name, "--repeat", "1", "--no-memory",
+               "--child-rss"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{name}: {proc.stderr.strip().splitlines()[-1:]}")
+        rows[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    ratios = {}
+    ours = rows.get("xai-lens", {}).get("peak_rss_mb")
+    if ours:
+        for peer in ("forward", "lime", "shap-partition", "shap-kernel"):
+            if peer in rows:
+                ratios[f"ours_vs_{peer.replace('-', '_').replace('+', '_')}_rss"] = ours / rows[peer]["peak_rss_mb"]
+    return {"model": model_id, "samples": samples, "top_k": top_k, "rows": rows, "ratios": ratios,
+            "targets": {k: {"value": v, "target": "≤ 1.05" if k == "ours_vs_forward_rss" else "≤ 1.0",
+                            "met": v <= (1.05 if k == "ours_vs_forward_rss" else 1.0)} for k, v in ratios.items()}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=MODELS, default="efficientnet-lite0")
@@ -410,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc runs")
     parser.add_argument("--only", help="comma-separated contestants: forward,xai-lens,xai-lens-lime+shap,lime,"
                                         "shap-partition,xai-lens-partition,shap-kernel")
+    parser.add_argument("--rss", action="store_true",
+                        help="instead: peak RSS of each contestant in its own process (TensorFlow included)")
+    parser.add_argument("--child-rss", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.samples < 8 or args.top_k < 1:
@@ -418,7 +470,21 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only.split(",")) if args.only else None
     if args.repeat < 1:
         parser.error("--repeat must be ≥ 1")
+    if args.rss:
+        report = rss_report(args.model, args.samples, args.top_k, args.seed, only)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            for name, row in report["rows"].items():
+                print(f"{name:<20} peak RSS {row['peak_rss_mb']:8.1f} MB  wall {row['wall_s']:.2f} s")
+            for name, t in report["targets"].items():
+                print(f"{name:<32} {t['value']:.3f}  (target {t['target']}: {'met' if t['met'] else 'NOT met'})")
+        return 0
     report = run(args.model, args.samples, args.top_k, args.seed, not args.no_memory, only, args.repeat)
+    if args.child_rss:
+        (row,) = report["rows"]
+        print(json.dumps({"peak_rss_mb": max_rss_mb(), "wall_s": row["wall_s"], "images": row["images"]}))
+        return 0
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 

@@ -470,8 +470,14 @@ def format_table(report: Mapping[str, Any]) -> str:
         f"(+ {report['load_seconds']:.1f} s loading); seed {report['seed']}"
         + (f"; {report['num_segments']} {report['segmentation']} superpixels"
            if report["num_segments"] else ""),
-        "",
     ]
+    sampling = next((r["sampling"] for r in report["results"] if r.get("sampling")), None)
+    if sampling is not None and sampling["mode"] == "auto":
+        why = ("stable" if sampling["stopped"] == "stable" else "budget reached, not yet stable"
+               if sampling["stopped"] == "budget" else sampling["stopped"])
+        lines.append(f"samples auto: {sampling['samples']} used ({why}; split-half top-{sampling['top_n']} "
+                     f"overlap {sampling['stability']:.2f}, threshold {sampling['threshold']:.2f})")
+    lines.append("")
     header = ("METHOD", "CLASS", "SCORE", "PEAK (row, col)", "SECONDS", "CALLS", "R²", "TOP SEGMENTS")
     rows = [header]
     for r in report["results"]:

@@ -156,9 +156,11 @@ class ExplainContext:
         if "segments" not in self.cache:
             from explainers.segmentation import segment
 
+            self.report(0, 1, "segmentation")  # skimage cannot report inside; cancel before it
             self.cache["segments"] = segment(
                 self.image, self.segmentation, self.segmentation_params
             )
+            self.report(1, 1, "segmentation")
         return self.cache["segments"]
 
     def plan(self, methods: Mapping[str, Any], labels: Sequence[int]) -> None:
@@ -174,7 +176,7 @@ class ExplainContext:
         specs = registered()  # the estimators fitted on the shared rows are registered with ``refit``
         chosen = {n: p for n, p in methods.items() if n in specs and specs[n].refit is not None}
         for name, params in chosen.items():
-            self._targets.setdefault(name, params)
+            self._targets[name] = params  # the latest request's parameters
         self._target_labels.update(int(x) for x in labels)
         if chosen and self.kernel_share is None and "perturbations" not in self.cache:
             from explainers.perturbation import KERNEL_SHARE
@@ -230,7 +232,7 @@ class ExplainContext:
         request added. ``sampling``: a ``SamplingInfo`` saying how N was reached.
         """
         if method is not None:
-            self._targets.setdefault(method, params)
+            self._targets[method] = params
         self._target_labels.update(int(x) for x in labels)
         before = self.perturbation_calls()
         if self.sampling.auto:
@@ -282,7 +284,8 @@ class ExplainContext:
         from explainers.base import SamplingInfo
 
         sp = self.sampling
-        key = (frozenset(self._targets), frozenset(self._target_labels), float(sp.threshold),
+        key = (tuple(sorted((n, repr(p)) for n, p in self._targets.items())),
+               frozenset(self._target_labels), float(sp.threshold),
                int(sp.budget), int(sp.top_n))
         state = self.cache.get("auto")
         if state is not None and self.cache.get("auto_key") == key:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as _dt
-import html
 import io
 import json
 from typing import Any, Mapping, Sequence
@@ -344,10 +343,11 @@ details pre{white-space:pre-wrap;word-break:break-all;font-size:0.75em}
 
 
 def _inline(text: str) -> str:
-    """Escape plain text for HTML; ``**bold**`` (if any caption still has it) becomes <strong>."""
-    import re
+    """A caption as HTML text: markdown escapes undone and ``**`` dropped (plain text), then
+    HTML-escaped, so nothing a user controls (a label name) becomes markup."""
+    from explainers.text import escape_html, markdown_to_text
 
-    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text))
+    return escape_html(markdown_to_text(text))
 
 
 def _written_out(params_type: type | None, given: Mapping[str, Any]) -> str:
@@ -399,7 +399,7 @@ def _run_table(meta: Mapping[str, Any], title: Mapping[str, str]) -> list[str]:
     from explainers.base import methods
     from explainers.segmentation import ALGORITHMS
 
-    esc = html.escape
+    from explainers.text import escape_html as esc
     out = ["<table class='run'>"]
     shown = set()
     for key, name in _RUN_ROWS:
@@ -426,7 +426,7 @@ def _run_table(meta: Mapping[str, Any], title: Mapping[str, str]) -> list[str]:
 def _trust_table(report: Any, title: Mapping[str, str]) -> list[str]:
     from explainers.trust import badges
 
-    esc = html.escape
+    from explainers.text import escape_html as esc
     verdicts = badges(report)
 
     def num(v: Any) -> str:
@@ -495,8 +495,8 @@ def html_report(
     the machine-readable JSON collapsed at the end.
     """
     from explainers.legend import legend_for, legend_html
+    from explainers.text import escape_html as esc
 
-    esc = html.escape
     view = _view(view)
     meta = document
     predictions = [(int(p["index"]), str(p["label"]), float(p["probability"] or 0.0))

@@ -160,7 +160,8 @@ def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int], contrast: 
         run, rows, new_calls, sampling = ctx.perturbation_rows("kernel_shap", params, labels)
         segments = ctx.segments()
         fits = []
-        for label in labels:
+        for i, label in enumerate(labels):
+            ctx.report(i, len(labels), "regression")  # M×M fits take seconds near MAX_SEGMENTS
             y = rows.Y[:, label].astype(np.float64)
             if contrast is not None:
                 y = y - rows.Y[:, int(contrast)]

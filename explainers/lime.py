@@ -190,7 +190,8 @@ def run_lime(ctx, params: LimeParams, labels: list[int], contrast: int | None = 
         run, rows, new_calls, sampling = ctx.perturbation_rows("lime", params, labels)
         segments = ctx.segments()
         out = []
-        for label in labels:
+        for i, label in enumerate(labels):
+            ctx.report(i, len(labels), "regression")  # M×M fits take seconds near MAX_SEGMENTS
             y = rows.Y[:, label] if contrast is None else rows.Y[:, label] - rows.Y[:, int(contrast)]
             fit = fit_lime(rows.Z, y, rows.lime_ratio, params, seed=ctx.seed,
                            uncertainty=not rows.exhaustive)

@@ -64,6 +64,7 @@ model calls (the metrics module reuses rows by looking coalitions up in ``Z``).
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -88,6 +89,21 @@ _CHUNK = 256
 
 MAX_EXHAUSTIVE_SEGMENTS = 24
 """A run can enumerate all 2^M coalitions only up to this many segments."""
+
+MAX_SEGMENTS = 1000
+"""The most superpixels a perturbation run (and every segmenter) accepts.
+
+Why: each row is a (M,) coalition and the regressions build an M × M Gram matrix; past ~1 000
+segments a run needs far more rows than anyone can afford for a meaningful estimate (10 000
+grid cells took 457 s and 4 GB of server memory for a noisy answer). Users get fewer segments
+with bigger grid cells, a larger quickshift kernel / max_dist, a larger Felzenszwalb scale or
+min_size, fewer SLIC segments or watershed markers.
+"""
+
+SEGMENT_ADVICE = (
+    "use fewer, bigger superpixels (a coarser grid, a larger quickshift kernel_size or max_dist, "
+    "a larger Felzenszwalb scale or min_size, fewer SLIC segments or watershed markers)"
+)
 
 FILLS = ("mean", "blur", "gray", "black")
 
@@ -202,6 +218,34 @@ def lime_size_kernel(m: int, s: np.ndarray, kernel_width: float = 0.25) -> np.nd
     return np.sqrt(np.exp(-(d**2) / kernel_width**2))
 
 
+_PAIR_CAP = 1 << 62
+"""Pair counts are capped here (int64); a stratum that large is never exhausted anyway."""
+
+
+def _exact_comb(m: int, k: int) -> int:
+    """C(m, k) as an exact integer (only called where the result is below ``_PAIR_CAP``)."""
+    return math.comb(m, k)
+
+
+def pair_counts(m: int) -> np.ndarray:
+    """C(M, j) for j = 1..⌊M/2⌋ (halved for j = M/2), capped at 2^62, as int64.
+
+    Log-binomials decide which counts are below the cap; only those (the few smallest j) are
+    computed exactly, so M = 50 000 costs a handful of small integer binomials, not 25 000
+    big-integer ones (the exact version took 20 s at M = 10 000).
+    """
+    j = np.arange(1, m // 2 + 1)
+    out = np.full(len(j), _PAIR_CAP, dtype=np.int64)
+    if len(j) == 0:
+        return out
+    small = _log_comb(m, j) < math.log(_PAIR_CAP) + 1.0  # margin: gammaln's rounding
+    for k in j[small]:
+        out[k - 1] = min(_exact_comb(m, int(k)), _PAIR_CAP)
+    if m % 2 == 0:  # the middle stratum: a coalition and its complement are one pair
+        out[-1] //= 2
+    return out
+
+
 @lru_cache(maxsize=64)
 def strata(m: int, kernel_share: float = KERNEL_SHARE) -> Strata:
     """Pair strata and their allocation shares (see the module docstring)."""
@@ -209,8 +253,7 @@ def strata(m: int, kernel_share: float = KERNEL_SHARE) -> Strata:
     if len(j) == 0:
         return Strata(m, np.zeros(0, np.int64), np.zeros(0))
     middle = 2 * j == m
-    pairs = np.array([min(comb(m, int(k), exact=True), 1 << 62) for k in j], dtype=np.int64)
-    pairs[middle] //= 2
+    pairs = pair_counts(m)
     sizes = np.stack([j, m - j]).astype(np.float64)  # the two sizes of a pair (equal in the middle)
     counted = np.stack([np.ones(len(j)), np.where(middle, 0.0, 1.0)])  # the middle size once
     # KernelSHAP: Var(D̂_s) ∝ 1 / (n_s s (M−s))
@@ -279,7 +322,7 @@ def stratum_pairs(m: int, j: int, seed: int, count: int) -> np.ndarray:
     member that contains segment 0.
     """
     middle = 2 * j == m
-    total = comb(m - 1, j - 1, exact=True) if middle else comb(m, j, exact=True)
+    total = int(strata(m).pairs[j - 1])  # C(M, j), halved in the middle, capped at 2^62
     count = int(min(count, total))
     if count <= 0:
         return np.zeros((0, m), dtype=bool)
@@ -296,7 +339,8 @@ def stratum_pairs(m: int, j: int, seed: int, count: int) -> np.ndarray:
     while filled < count:
         rng = np.random.default_rng([int(seed), _STREAM_KEY, int(j), chunk])
         chunk += 1
-        picks = rng.random((_CHUNK, m)).argsort(axis=1)[:, :j]
+        # the j smallest of M uniforms: the same set as argsort()[:, :j], in O(M) per row
+        picks = np.argpartition(rng.random((_CHUNK, m)), j - 1, axis=1)[:, :j]
         draw = np.zeros((_CHUNK, m), dtype=bool)
         np.put_along_axis(draw, picks, True, axis=1)
         if middle:
@@ -312,8 +356,15 @@ def stratum_pairs(m: int, j: int, seed: int, count: int) -> np.ndarray:
     return out
 
 
-def design(m: int, seed: int, start: int, stop: int, kernel_share: float = KERNEL_SHARE) -> np.ndarray:
-    """Rows ``start..stop-1`` (capped at 2^M) of the design of M segments for ``seed``."""
+def design(
+    m: int, seed: int, start: int, stop: int, kernel_share: float = KERNEL_SHARE,
+    progress: ProgressFn | None = None,
+) -> np.ndarray:
+    """Rows ``start..stop-1`` (capped at 2^M) of the design of M segments for ``seed``.
+
+    ``progress(done, total, "sampling")`` is called per coalition size (drawing takes seconds
+    for hundreds of segments) and may raise ``Cancelled``.
+    """
     st = strata(m, kernel_share)
     stop = int(min(stop, 2 + 2 * st.total_pairs))
     start = int(min(max(start, 0), stop))
@@ -326,9 +377,14 @@ def design(m: int, seed: int, start: int, stop: int, kernel_share: float = KERNE
     slots = (stop - 2 + 1) // 2
     schedule = pair_schedule(m, slots, kernel_share)
     first = np.empty((slots, m), dtype=bool)
-    for s_idx in np.unique(schedule):
+    used = np.unique(schedule)
+    for done, s_idx in enumerate(used):
+        if progress is not None:
+            progress(done, len(used), "sampling")
         sel = schedule == s_idx
         first[sel] = stratum_pairs(m, int(s_idx) + 1, seed, int(sel.sum()))
+    if progress is not None:
+        progress(len(used), len(used), "sampling")
     sampled = rows >= 2
     slot_of_row = (rows[sampled] - 2) // 2
     member = first[slot_of_row]
@@ -378,6 +434,15 @@ def design_weights(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     lime_ratio[2:] = np.exp(log_size[s] - np.log(ns) + np.log(n - 2.0) - log_mass)
     log_q[2:] = np.log(ns / (n - 2.0)) - _log_comb(m, sf)
     return lime_ratio, shapley, log_q
+
+
+def check_segment_count(m: int, what: str = "the segmentation") -> None:
+    """ExplainerError (saying how to get fewer) when ``m`` exceeds ``MAX_SEGMENTS``."""
+    if int(m) > MAX_SEGMENTS:
+        raise ExplainerError(
+            f"{what} has {int(m):,} superpixels; LIME, KernelSHAP and the trust metrics take at "
+            f"most {MAX_SEGMENTS:,}: {SEGMENT_ADVICE}"
+        )
 
 
 # ----------------------------------------------------------------------------- rows
@@ -472,6 +537,7 @@ class PerturbationRun:
                 f"segments must be an integer map {image.shape[:2]}, got {segments.shape} {segments.dtype}"
             )
         m = int(segments.max()) + 1 if segments.size else 0
+        check_segment_count(m)
         if segments.min() != 0 or len(np.unique(segments)) != m:
             raise ExplainerError("segment ids must be exactly 0..M-1 (use explainers.segmentation.segment)")
         if not 1 <= int(batch_size) <= 4096:
@@ -532,9 +598,9 @@ class PerturbationRun:
             raise ExplainerError(f"coalitions must have shape (k, {self.num_segments}), got {Z.shape}")
         return render(self.image, self.fill_image, self.segments, Z)
 
-    def coalitions(self, start: int, stop: int) -> np.ndarray:
+    def coalitions(self, start: int, stop: int, progress: ProgressFn | None = None) -> np.ndarray:
         """Rows ``start..stop-1`` of the design (independent of what was computed)."""
-        return design(self.num_segments, self.seed, start, stop, self.kernel_share)
+        return design(self.num_segments, self.seed, start, stop, self.kernel_share, progress)
 
     # ------------------------------------------------------------------ weights
     def rows(self, n: int | None = None) -> Rows:
@@ -581,7 +647,7 @@ class PerturbationRun:
         if total <= self._n:
             return self
         start = self._n
-        target = self.coalitions(start, total)
+        target = self.coalitions(start, total, progress)  # a cancellation here changes nothing
         self._reserve(total)
         self._Z[start:total] = target
         k = len(target)
@@ -763,6 +829,6 @@ class CoalitionCache:
 __all__ = [
     "PerturbationRun", "Rows", "make_rows", "pair_ids", "unsampled_fraction", "FILLS", "KERNEL_SHARE", "fill_image", "render", "render_index",
     "strata", "pair_schedule", "stratum_pairs", "design", "design_weights", "log_shapley_kernel",
-    "lime_size_kernel",
+    "lime_size_kernel", "pair_counts", "check_segment_count", "MAX_SEGMENTS",
     "parse_hex", "Cancelled", "CoalitionCache", "coalition_keys", "inpaint_fill", "INPAINT_SIDE",
 ]

@@ -272,6 +272,30 @@ def pros_and_cons(
     return out
 
 
+UNSETTLED_TOP = 10
+"""Without a top-N, the unsettled regions among the 10 strongest by |weight| are marked."""
+
+
+def mark_unsettled(image: np.ndarray, segments: np.ndarray, unsettled: np.ndarray,
+                   colour=(255, 255, 255), dash: int = 3) -> np.ndarray:
+    """Dotted outline around the segments whose sign the samples do not settle.
+
+    ``unsettled`` is a bool per segment (``Explanation.unsettled()``). The outline is dashed
+    (``dash`` pixels on, ``dash`` off along the diagonals) so that it reads as "uncertain" next
+    to the solid boundaries of ``draw_boundaries``.
+    """
+    from skimage.segmentation import find_boundaries
+
+    out = np.array(image, dtype=np.uint8, copy=True)
+    unsettled = np.asarray(unsettled, dtype=bool)
+    if not unsettled.any():
+        return out
+    edge = find_boundaries(np.where(unsettled[segments], segments, -1), mode="inner", background=-1)
+    rows, cols = np.indices(edge.shape)
+    out[edge & (((rows + cols) // max(1, int(dash))) % 2 == 0)] = colour
+    return out
+
+
 def render_explanation(
     image: np.ndarray,
     exp: Explanation,
@@ -286,6 +310,7 @@ def render_explanation(
     boundaries: bool = False,
     upsampling: str = "bilinear",
     outline_top: bool = False,
+    uncertainty: bool = True,
 ) -> np.ndarray:
     """One picture for one explanation; never recomputes the explanation.
 
@@ -293,6 +318,8 @@ def render_explanation(
     the top ``top_n`` % of pixels for pixel maps (Grad-CAM, gradients, occlusion).
     ``outline_top`` outlines the strongest regions pushing towards the label
     (``OUTLINE_SEGMENTS`` superpixels, or the top ``OUTLINE_PERCENT`` % of a pixel map).
+    ``uncertainty``: dotted outlines (``mark_unsettled``) around the shown regions whose sign
+    the samples do not settle (the top-N shown, or the ``UNSETTLED_TOP`` strongest).
     """
     image = np.asarray(image, dtype=np.uint8)
     segmented = exp.segments is not None and exp.segment_weights is not None
@@ -318,10 +345,19 @@ def render_explanation(
             out[dim] = (out[dim].astype(np.float32) * 0.25 + 191).astype(np.uint8)
         if boundaries and exp.segments is not None:
             out = draw_boundaries(out, exp.segments)
+    if uncertainty:
+        out = _mark(out, exp, top_n, positive_only)
     if outline_top:
         n = OUTLINE_SEGMENTS if segmented else OUTLINE_PERCENT
         out = outline(out, top_mask(exp, n, positive_only=True))
     return out
+
+
+def _mark(picture: np.ndarray, exp: Explanation, top_n: int | None, positive_only: bool) -> np.ndarray:
+    if exp.segments is None or exp.segment_weights is None or exp.segment_std is None:
+        return picture
+    shown = selected_segments(exp.segment_weights, top_n or UNSETTLED_TOP, positive_only)
+    return mark_unsettled(picture, exp.segments, exp.unsettled() & shown)
 
 
 def _font(size: int):

@@ -5,6 +5,10 @@ simple fields (the UI builds its controls from them) and returns ids relabelled 
 ``0..M-1``: the perturbation engine indexes coalition vectors with the segment map directly.
 Quickshift's defaults are lime_image's (kernel_size=4, max_dist=200, ratio=0.2); its random
 tie-breaking takes a seed so that the same image always gives the same superpixels.
+
+Every algorithm is held to ``MAX_SEGMENTS`` superpixels (the perturbation engine's limit): the
+grid, SLIC and watershed are refused before any work when their parameters ask for more;
+quickshift and Felzenszwalb, whose count depends on the image, are checked on their result.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from explainers.base import ExplainerError, make_params
+from explainers.perturbation import MAX_SEGMENTS, check_segment_count
 
 
 def _number(name: str, value: Any) -> float:
@@ -57,8 +62,11 @@ class SlicParams:
     sigma: float = 1.0
 
     def validate(self) -> None:
-        if not 1 <= _number("n_segments", self.n_segments) <= 10_000:
-            raise ExplainerError(f"n_segments must be between 1 and 10000, not {self.n_segments}")
+        if not 1 <= _number("n_segments", self.n_segments) <= MAX_SEGMENTS:
+            raise ExplainerError(
+                f"n_segments must be between 1 and {MAX_SEGMENTS} (the superpixel limit), "
+                f"not {self.n_segments}"
+            )
         _positive("compactness", self.compactness)
         _positive("sigma", self.sigma, allow_zero=True)
 
@@ -86,8 +94,10 @@ class WatershedParams:
     compactness: float = 0.001
 
     def validate(self) -> None:
-        if not 1 <= _number("markers", self.markers) <= 10_000:
-            raise ExplainerError(f"markers must be between 1 and 10000, not {self.markers}")
+        if not 1 <= _number("markers", self.markers) <= MAX_SEGMENTS:
+            raise ExplainerError(
+                f"markers must be between 1 and {MAX_SEGMENTS} (the superpixel limit), not {self.markers}"
+            )
         _positive("compactness", self.compactness, allow_zero=True)
 
 
@@ -100,8 +110,15 @@ class GridParams:
 
     def validate(self) -> None:
         for name in ("rows", "cols"):
-            if not 1 <= _number(name, getattr(self, name)) <= 512:
-                raise ExplainerError(f"{name} must be between 1 and 512, not {getattr(self, name)}")
+            value = _number(name, getattr(self, name))
+            if not 1 <= value <= 512 or value != int(value):
+                raise ExplainerError(f"{name} must be a whole number between 1 and 512, not {getattr(self, name)}")
+        cells = int(self.rows) * int(self.cols)
+        if cells > MAX_SEGMENTS:
+            raise ExplainerError(
+                f"a {int(self.rows)}×{int(self.cols)} grid has {cells:,} cells; the limit is "
+                f"{MAX_SEGMENTS:,} superpixels: use bigger cells (fewer rows or columns, e.g. 32×31)"
+            )
 
 
 USER_REGIONS = "regions"
@@ -201,7 +218,8 @@ def segment(
         raise
     except (ValueError, TypeError, RuntimeError) as exc:
         raise ExplainerError(f"{algorithm} segmentation failed: {exc}") from None
-    _, inverse = np.unique(np.asarray(raw), return_inverse=True)
+    ids, inverse = np.unique(np.asarray(raw), return_inverse=True)
+    check_segment_count(len(ids), f"this {algorithm} segmentation")
     return inverse.reshape(image.shape[:2]).astype(np.int32)
 
 

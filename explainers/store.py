@@ -45,16 +45,34 @@ class RunRequest:
     methods: tuple[tuple[str, Any], ...]  # (name, frozen params)
     labels: tuple[int, ...]
     seed: int = 0
-    samples: int = 1000
+    samples: int | str = "auto"  # a count, or "auto": grow until stable (threshold) or the budget
     fill: str = "mean"
     segmentation: str = "quickshift"
     segmentation_params: Any = ()
+    threshold: float = 0.8  # auto: split-half top-N overlap at which sampling stops
+    budget: int = 4000  # auto: the most samples
+
+    def sampling(self, fill: str | None = None) -> SamplingParams:
+        return SamplingParams(samples=self.samples, fill=fill or self.fill, threshold=float(self.threshold),
+                              budget=int(self.budget))
+
+    def design(self) -> frozenset:
+        """The superpixel estimators of the request: the shared design follows them (λ)."""
+        from explainers.metrics import refits_on_rows
+
+        return frozenset(n for n, _ in self.methods if refits_on_rows(n))
 
     def method_params(self, name: str) -> dict[str, Any]:
         for n, params in self.methods:
             if n == name:
                 return dict(params)
         return {}
+
+
+def _params(name: str, req: RunRequest) -> Any:
+    from explainers.base import make_params
+
+    return make_params(get_method(name).params_type, req.method_params(name))
 
 
 class ExplanationStore:
@@ -109,7 +127,10 @@ class ExplanationStore:
         return probs
 
     def _context(self, classifier: Any, image: PreparedImage, req: RunRequest):
-        key = (classifier.id, image.key, req.seed, req.fill, req.segmentation, req.segmentation_params)
+        # The design (λ) follows the request's superpixel methods, so a result never depends on
+        # which request created the context.
+        key = (classifier.id, image.key, req.seed, req.fill, req.segmentation, req.segmentation_params,
+               req.design())
         with self._lock:
             if key in self._contexts:
                 self._contexts.move_to_end(key)
@@ -118,7 +139,7 @@ class ExplanationStore:
             ctx = ExplainContext(
                 classifier, image.pixels, seed=req.seed, segmentation=req.segmentation,
                 segmentation_params=None if regions is not None else (dict(req.segmentation_params) or None),
-                sampling=SamplingParams(samples=req.samples, fill=req.fill), regions=regions,
+                sampling=req.sampling(), regions=regions,
             )
             ctx.cache["probs"] = self._probs.get((classifier.id, image.key))
             if ctx.cache["probs"] is None:
@@ -138,7 +159,9 @@ class ExplanationStore:
             return found
 
     def _result_key(self, classifier: Any, image: PreparedImage, req: RunRequest, name: str) -> Any:
-        samples = req.samples if get_method(name).family == "perturbation" else None
+        samples = None
+        if get_method(name).family == "perturbation":
+            samples = (req.samples, req.threshold, req.budget, req.design()) if req.samples == "auto" else req.samples
         return (classifier.id, image.key, name, freeze(req.method_params(name)), req.labels,
                 req.seed, req.fill, req.segmentation, req.segmentation_params, samples)
 
@@ -154,7 +177,9 @@ class ExplanationStore:
 
         ctx, ctx_lock = self._context(classifier, image, req)
         with ctx_lock:
-            ctx.sampling = dataclasses.replace(ctx.sampling, samples=req.samples)
+            ctx.sampling = req.sampling(ctx.sampling.fill)
+            # "auto" settles every superpixel method of the request together, whichever runs first
+            ctx.plan({n: _params(n, req) for n in req.design()}, req.labels)
             ctx.progress = progress
             try:
                 results = run_method(ctx, name, req.method_params(name), list(req.labels))
@@ -227,7 +252,7 @@ class ExplanationStore:
                    for r in self.compute(classifier, image, req, name) if r.label == int(label)]
         ctx, ctx_lock = self._context(classifier, image, req)
         with ctx_lock:
-            ctx.sampling = dataclasses.replace(ctx.sampling, samples=req.samples)
+            ctx.sampling = req.sampling(ctx.sampling.fill)
             report = trust_report(ctx, results, int(label), mask=mask, progress=progress, **dict(settings))
         key = self.trust_key(classifier, image, req, label, settings, mask_key)
         with self._lock:

@@ -72,8 +72,11 @@ def regions(exp: Explanation, top: int = 3) -> list[np.ndarray]:
     of the strongest 10 % of pixels.
     """
     if exp.segments is not None and exp.segment_weights is not None:
-        order = [i for i in np.argsort(-exp.segment_weights, kind="stable") if exp.segment_weights[i] > 0]
-        return [exp.segments == i for i in order[:top]]
+        # Only regions whose sign the samples settle are claimed (Explanation.unsettled).
+        unsettled = exp.unsettled()
+        order = [i for i in np.argsort(-exp.segment_weights, kind="stable")[:top]
+                 if exp.segment_weights[i] > 0 and not unsettled[i]]
+        return [exp.segments == i for i in order]
     from scipy.ndimage import label as connected
 
     heat = np.asarray(exp.heatmap, np.float32)
@@ -127,7 +130,8 @@ def story(results: Sequence[Explanation], verdicts: Mapping[str, Sequence[str]] 
         place = where(np.logical_or.reduce(found))
         look = f"It looks mostly at {_numbers(len(found))} ({place} of the picture)"
         if ref.segment_weights is not None:
-            ids = [i for i in np.argsort(-ref.segment_weights, kind="stable")[: len(found)]]
+            ids = [i for i in np.argsort(-ref.segment_weights, kind="stable")[:top]
+                   if ref.segment_weights[i] > 0 and not ref.unsettled()[i]]
             after = float(np.clip(score - float(ref.segment_weights[ids].sum()), 0.0, 1.0))
             if after < 0.01:
                 look += f"; covering them would take away almost all of its {score:.0%} confidence."
@@ -138,6 +142,14 @@ def story(results: Sequence[Explanation], verdicts: Mapping[str, Sequence[str]] 
         text.append(look)
     else:
         text.append("No part of the picture clearly pushes it towards this answer.")
+    if ref.segment_weights is not None:
+        doubtful = [i for i in np.argsort(-ref.segment_weights, kind="stable")[:top]
+                    if ref.segment_weights[i] > 0 and ref.unsettled()[i]]
+        if doubtful:
+            few = "One more region" if len(doubtful) == 1 else f"{len(doubtful)} more regions"
+            text.append(f"{few} may matter too, but the samples do not settle whether "
+                        f"{'it helps' if len(doubtful) == 1 else 'they help'} or "
+                        f"hurt{'s' if len(doubtful) == 1 else ''} the answer.")
     agree = mean_rank_correlation(results)
     if agree is not None:
         if agree >= 0.5:
@@ -234,7 +246,10 @@ def contrast_caption(results: Sequence[Explanation], top: int = 3) -> str:
     if not results:
         return ""
     first = results[0]
-    a, b = first.label_name, first.extras.get("contrast_name", f"class {first.contrast}")
+    from explainers.text import escape_markdown  # label names are user-controlled: markdown out
+
+    a = escape_markdown(first.label_name)
+    b = escape_markdown(first.extras.get("contrast_name", f"class {first.contrast}"))
     pa, pb = float(first.score), first.extras.get("contrast_score")
     gap = f" ({pa:.0%} vs {pb:.0%})" if pb is not None else ""
     head = f"What makes it **{a}** rather than **{b}**{gap}:"

@@ -13,6 +13,10 @@ import os
 from typing import Any, Iterable
 
 MAX_LABELS_BYTES = 5 * 2**20
+MAX_CLASSES = 100_000
+"""No image classifier has this many classes (ImageNet-21k has 21 843); class indices are
+checked against it (or the model's own count) before any list is built, so a 40-byte
+``{"0": "a", "20000000": "b"}`` is refused at once instead of walking 20 M indices."""
 LABEL_EXTENSIONS = (".txt", ".json", ".csv")
 _HEADER_WORDS = {
     "label", "labels", "name", "names", "class", "classes", "class_name", "classname",
@@ -24,12 +28,33 @@ class LabelsError(ValueError):
     """A labels file that cannot be used; the message is shown to users as is."""
 
 
-def parse_labels(data: bytes, filename: str) -> list[str]:
+def parse_labels(data: bytes, filename: str, max_classes: int | None = None) -> list[str]:
     """Class names in index order from a .txt (one per line), .json or .csv file.
 
     JSON: a list of names, ``{index: name}``, Keras' ``{"0": [wnid, name]}`` or a Hugging Face
     config with ``id2label``. CSV: ``index,name`` rows (optional header) or one name per row.
+    ``max_classes`` (the model's class count when known, else ``MAX_CLASSES``) bounds the
+    indices and the number of names before anything is built. Hostile nesting
+    (``[`` × 100 000) and memory exhaustion become a ``LabelsError`` too.
     """
+    limit = MAX_CLASSES if max_classes is None else max(1, min(int(max_classes), MAX_CLASSES))
+    try:
+        labels = _parse(data, filename, limit)
+    except (RecursionError, MemoryError):
+        raise LabelsError(
+            "the labels file is nested too deeply or too large to read; give a flat list of names"
+        ) from None
+    if len(labels) > limit:
+        raise LabelsError(_too_many(len(labels), limit, max_classes is not None))
+    return labels
+
+
+def _too_many(count: int, limit: int, from_model: bool) -> str:
+    whose = f"the model has {limit:,} classes" if from_model else f"the limit is {limit:,} classes"
+    return f"the labels file names {count:,} classes; {whose}"
+
+
+def _parse(data: bytes, filename: str, limit: int) -> list[str]:
     ext = os.path.splitext(str(filename or ""))[1].lower()
     if ext not in LABEL_EXTENSIONS:
         shown = ext or "no extension"
@@ -46,11 +71,11 @@ def parse_labels(data: bytes, filename: str) -> list[str]:
     if not text.strip():
         raise LabelsError("the labels file is empty")
     if ext == ".json":
-        labels = _parse_json(text)
+        labels = _parse_json(text, limit)
     elif ext == ".csv":
-        labels = _parse_csv(text)
+        labels = _parse_csv(text, limit)
     else:
-        labels = _parse_txt(text)
+        labels = _parse_txt(text, limit)
     if not labels:
         raise LabelsError("the labels file has no class names")
     return labels
@@ -74,7 +99,7 @@ def _decode(data: bytes) -> str:
 
 
 # ---------------------------------------------------------------------- formats
-def _parse_txt(text: str) -> list[str]:
+def _parse_txt(text: str, limit: int) -> list[str]:
     stripped = text.strip()
     if stripped.startswith("{") or stripped.startswith("["):
         # e.g. the widespread imagenet1000_clsidx_to_labels.txt: a Python dict literal
@@ -86,7 +111,7 @@ def _parse_txt(text: str) -> list[str]:
             except (ValueError, SyntaxError, MemoryError, RecursionError):
                 obj = None
         if obj is not None:
-            return _from_object(obj)
+            return _from_object(obj, limit)
     lines = [line.strip() for line in text.splitlines()]
     while lines and not lines[-1]:
         lines.pop()
@@ -108,23 +133,25 @@ def _pairs_no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _parse_json(text: str) -> list[str]:
+def _parse_json(text: str, limit: int) -> list[str]:
     try:
         obj = json.loads(text, object_pairs_hook=_pairs_no_duplicates)
     except json.JSONDecodeError as exc:
         raise LabelsError(
             f"the labels file is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from None
-    return _from_object(obj)
+    return _from_object(obj, limit)
 
 
-def _from_object(obj: Any) -> list[str]:
+def _from_object(obj: Any, limit: int) -> list[str]:
     if isinstance(obj, dict) and "id2label" in obj and isinstance(obj["id2label"], dict):
         obj = obj["id2label"]  # a Hugging Face config.json
     if isinstance(obj, list):
+        if len(obj) > limit:
+            raise LabelsError(_too_many(len(obj), limit, limit != MAX_CLASSES))
         return [_name(value, f"entry {i}") for i, value in enumerate(obj)]
     if isinstance(obj, dict):
-        return _from_index_pairs((key, value) for key, value in obj.items())
+        return _from_index_pairs(((key, value) for key, value in obj.items()), limit)
     raise LabelsError(
         "the JSON labels file must be a list of names or an object mapping indices to names"
     )
@@ -137,7 +164,8 @@ def _name(value: Any, where: str) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
-        raise LabelsError(f"{where} of the labels file is not a class name: {str(value)[:60]}")
+        shown = type(value).__name__ if isinstance(value, (list, tuple, dict)) else str(value)[:60]
+        raise LabelsError(f"{where} of the labels file is not a class name: {shown}")
     name = value.strip()
     if not name:
         raise LabelsError(f"{where} of the labels file has an empty class name")
@@ -156,7 +184,7 @@ def _index(key: Any, where: str) -> int:
         raise LabelsError(f"{where}: {text[:40]!r} is not a class index (0, 1, 2, …)") from None
 
 
-def _from_index_pairs(pairs: Iterable[tuple[Any, Any]]) -> list[str]:
+def _from_index_pairs(pairs: Iterable[tuple[Any, Any]], limit: int = MAX_CLASSES) -> list[str]:
     by_index: dict[int, str] = {}
     for key, value in pairs:
         i = _index(key, "class index")
@@ -164,12 +192,21 @@ def _from_index_pairs(pairs: Iterable[tuple[Any, Any]]) -> list[str]:
             raise LabelsError(f"class index {i} appears twice in the labels file")
         if i < 0:
             raise LabelsError(f"class index {i} is negative; indices run 0..N-1")
+        if i >= limit:  # before building anything: the list would have i + 1 entries
+            whose = (f"the model has {limit:,} classes" if limit != MAX_CLASSES
+                     else f"the limit is {limit:,} classes")
+            raise LabelsError(f"class index {i:,} is out of range; {whose} (indices 0..{limit - 1:,})")
         by_index[i] = _name(value, f"class {i}")
     if not by_index:
         raise LabelsError("the labels file has no class names")
     n = max(by_index) + 1
-    missing = [i for i in range(n) if i not in by_index]
-    if missing:
+    if len(by_index) < n:  # gaps: name the first few (at most len(by_index) + 10 steps)
+        missing = []
+        for i in range(n):
+            if i not in by_index:
+                missing.append(i)
+                if len(missing) > 10:
+                    break
         shown = ", ".join(str(i) for i in missing[:10]) + (" …" if len(missing) > 10 else "")
         raise LabelsError(
             f"class indices must run 0..{n - 1} without gaps; missing {shown}"
@@ -177,7 +214,7 @@ def _from_index_pairs(pairs: Iterable[tuple[Any, Any]]) -> list[str]:
     return [by_index[i] for i in range(n)]
 
 
-def _parse_csv(text: str) -> list[str]:
+def _parse_csv(text: str, limit: int) -> list[str]:
     try:
         rows = list(csv.reader(io.StringIO(text)))
     except csv.Error as exc:
@@ -207,7 +244,7 @@ def _parse_csv(text: str) -> list[str]:
             else:
                 raise LabelsError(f"row {number} of the labels file has no name column")
             pairs.append((row[0], name))
-        return _from_index_pairs(pairs)
+        return _from_index_pairs(pairs, limit)
 
     names = []
     for number, row in enumerate(rows, start=start):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from explainers.render import method_limits, render_explanation
+from explainers.text import escape_markdown
 from ui import contrast_panel, explain_panel, page, services, state, widgets
 
 page.page_setup()
@@ -32,7 +33,7 @@ for col, name in zip(header[1:], names):
 for idx, label_name, prob in preds:
     st.divider()
     row = st.columns([1] + [1] * len(names))
-    row[0].markdown(f"**{widgets.escape_markdown(label_name)}**  \n{prob:.1%}")
+    row[0].markdown(f"**{escape_markdown(label_name)}**  \n{prob:.1%}")
     trust = widgets.trust_badges(classifier, image, request, idx)
     for col, name in zip(row[1:], names):
         found = [r for r in results[name] if r.label == idx]

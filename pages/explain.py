@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from explainers.text import escape_markdown
 from ui import explain_panel, exports, figures, live, page, services, state, widgets
 
 page.page_setup()
@@ -16,7 +17,8 @@ stakeholder = state.stakeholder_mode()
 if not stakeholder:
     left, right = st.columns([1, 1.4])
     with left:
-        st.image(image.pixels, caption=f"{state.current_image_choice().name} · {classifier.name}", width="stretch")
+        st.image(image.pixels, width="stretch",
+                 caption=escape_markdown(f"{state.current_image_choice().name} · {classifier.name}"))
     with right:
         st.plotly_chart(figures.top_k_bar(preds), key="topk_chart")
     live.live_panel(classifier)

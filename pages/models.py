@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from explainers.text import escape_markdown
 from ui import page, services, state
 from ui.downloads import download_button, size_words
 
@@ -50,11 +51,11 @@ def _describe(summary: dict) -> str:
     channels = "grayscale" if summary.get("channels") == 1 else "colour"
     cam = summary.get("cam_layer")
     return "\n".join([
-        f"**{summary['name']}**",
+        f"**{escape_markdown(summary['name'])}**",  # a custom model's name is its file name
         f"- Looks at {channels} images of {size_text}, scaled with the *{summary['preprocessing']}* preprocessing.",
         f"- Chooses among {summary['classes']:,} classes ({summary['output']} output); "
         f"{summary['parameters']:,} parameters.",
-        f"- Grad-CAM and its relatives read the layer `{cam}`." if cam else
+        f"- Grad-CAM and its relatives read the layer {escape_markdown(cam)}." if cam else
         "- No convolutional layer found: Grad-CAM and its relatives are not offered.",
     ])
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import streamlit as st
 
+from explainers.text import escape_markdown
+
 from ui import state
 
 JOB_KEY = "xai_audit_job"
@@ -148,7 +150,7 @@ def source_form() -> Any | None:
         rel = st.text_input(f"Folder under {server_root()}", key="xai_audit_folder")
         return open_source(resolve_server_folder(rel)) if rel.strip() else None
     except (SourceError, ValueError) as exc:
-        st.error(f"This source cannot be audited: {exc}")
+        st.error(f"This source cannot be audited: {escape_markdown(exc)}")
         return None
 
 
@@ -194,7 +196,7 @@ def progress_panel() -> None:
 
     panel()
     if job.error:
-        st.error(f"The audit stopped: {job.error}")
+        st.error(f"The audit stopped: {escape_markdown(job.error)}")
     elif job.summary is not None:
         s = job.summary
         st.success(f"{s['status'].capitalize()}: {s['images']} images, {s['errors']} unusable files, "
@@ -271,7 +273,7 @@ def gallery(store: Any, frame) -> None:
         if thumb.exists():
             col.image(str(thumb))
         flags = [f for f in FLAGS if getattr(row, f, None) is True]
-        col.caption(f"{row.image} · {row.label_name} {row.probability:.0%}"
+        col.caption(escape_markdown(f"{row.image} · {row.label_name}") + f" {row.probability:.0%}"
                     + (f" · ⚠ {', '.join(flags)}" if flags else ""))
         if col.button("Explain", key=f"xai_audit_open_{row.image_id}"):
             open_on_explain(store, row.image)
@@ -301,7 +303,7 @@ def open_on_explain(store: Any, name: str) -> None:
             state.remember_image(data, Path(name).name, "upload")
             st.switch_page("pages/explain.py")
             return
-    st.error(f"{name} is no longer in the source")
+    st.error(f"{escape_markdown(name)} is no longer in the source")
 
 
 def downloads(store: Any) -> None:

@@ -15,6 +15,7 @@ import streamlit as st
 from explainers.render import method_limits, render_explanation
 from explainers.store import PreparedImage, RunRequest
 from explainers.summary import contrast_caption
+from explainers.text import escape_markdown
 from ui import services, state, widgets
 
 A_KEY, B_KEY = "xai_contrast_a", "xai_contrast_b"
@@ -51,7 +52,8 @@ def draw(classifier: Any, image: PreparedImage, request: RunRequest,
     results = []
     slot = st.empty()
     for name in names:
-        reporter = services.ProgressReporter(slot, f"{specs[name].title}: {classifier.labels[a]} vs {classifier.labels[b]}")
+        reporter = services.ProgressReporter(
+            slot, escape_markdown(f"{specs[name].title}: {classifier.labels[a]} vs {classifier.labels[b]}"))
         try:
             results.append(services.store().contrast(classifier, image, request, name, a, b, progress=reporter))
         except services.EXPECTED_ERRORS as exc:
@@ -71,6 +73,6 @@ def draw(classifier: Any, image: PreparedImage, request: RunRequest,
             st.markdown(widgets.legend_markdown(r, limits[r.method], view), unsafe_allow_html=True)
             if not state.stakeholder_mode():
                 st.caption(widgets.stats_line(r))
-    st.caption(f"High end of each colour scale: favours {classifier.labels[a]}; low end: favours "
-               f"{classifier.labels[b]}."
+    st.caption(f"High end of each colour scale: favours {escape_markdown(classifier.labels[a])}; low end: "
+               f"favours {escape_markdown(classifier.labels[b])}."
                + (f" Not shown ({', '.join(others)}): they cannot contrast two labels." if others else ""))

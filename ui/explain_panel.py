@@ -10,8 +10,11 @@ from explainers.base import Explanation
 from explainers.render import method_limits
 from explainers.store import PreparedImage, RunRequest, freeze
 from ui import services, state
-from ui.state import DEFAULT_SAMPLES, SAMPLE_CHOICES, stakeholder_mode
+from ui.state import DEFAULT_SAMPLES, DEFAULT_THRESHOLD, SAMPLE_CHOICES, stakeholder_mode
 from ui.widgets import badge_for, dataclass_widgets, draw_result, trust_badges
+
+
+SEGMENTATION_ERROR_KEY = "xai_segmentation_error"
 
 
 def segmentation_panel(image: PreparedImage) -> None:
@@ -38,12 +41,18 @@ def segmentation_panel(image: PreparedImage) -> None:
             return
         with cols[0]:
             params = dataclass_widgets(ALGORITHMS[algorithm], f"xai_seg_{algorithm}")
+        # What is shown is what runs: the settings are stored even when they fail, with the
+        # reason, and the Explain button stays blocked until they work (no silent fallback to
+        # the previous valid settings).
+        st.session_state["xai_segmentation"] = (algorithm, params)
         try:
             segments, picture = services.segment_preview(image, algorithm, params)
         except services.EXPECTED_ERRORS as exc:
-            cols[1].error(f"These segmentation parameters do not work: {services.user_message(exc)}")
+            reason = services.user_message(exc)
+            st.session_state[SEGMENTATION_ERROR_KEY] = reason
+            cols[1].error(f"These segmentation parameters do not work: {reason}")
             return
-        st.session_state["xai_segmentation"] = (algorithm, params)
+        st.session_state[SEGMENTATION_ERROR_KEY] = None
         cols[1].image(picture, caption=f"{int(segments.max()) + 1} superpixels", width="stretch")
         run = st.session_state.get(state.RUN_KEY)
         if run is not None and not same_segmentation(run, algorithm, params):
@@ -73,10 +82,13 @@ def _regions_preview(image: PreparedImage, regions: Any, slot: Any) -> None:
     try:
         key, fitted = services.fit_regions(image, regions)
     except services.EXPECTED_ERRORS as exc:
-        slot.error(f"Your region map cannot be used: {services.user_message(exc)}")
+        reason = services.user_message(exc)
+        slot.error(f"Your region map cannot be used: {reason}")
         st.session_state.pop("xai_segmentation", None)
+        st.session_state[SEGMENTATION_ERROR_KEY] = f"your region map cannot be used: {reason}"
         return
     st.session_state["xai_segmentation"] = ("regions", {"key": key})
+    st.session_state[SEGMENTATION_ERROR_KEY] = None
     note = f" ({fitted.dropped} cut off by the crop)" if fitted.dropped else ""
     slot.image(draw_boundaries(image.pixels, fitted.segments), width="stretch")
     slot.caption(f"{fitted.count} regions from your map{note}")
@@ -94,16 +106,25 @@ def explain_form(classifier: Any) -> None:
     layers = ["", *[layer.path for layer in getattr(classifier, "conv_layers", [])]]
     # The Samples control shows the run's sample count, also after "More samples" changed it.
     run = st.session_state.get(state.RUN_KEY)
-    current = int(run.samples) if run is not None else DEFAULT_SAMPLES
+    current = run.samples if run is not None else DEFAULT_SAMPLES
     if st.session_state.get("xai_form_samples_of_run") != current:
         st.session_state["xai_form_samples"] = current
         st.session_state["xai_form_samples_of_run"] = current
-    choices = sorted({*SAMPLE_CHOICES, current})
+    choices = SAMPLE_CHOICES if current in SAMPLE_CHOICES else ["auto", *sorted(
+        {*(c for c in SAMPLE_CHOICES if c != "auto"), int(current)})]
     with st.form("explain_form"):
         cols = st.columns([3, 1, 1, 1])
         chosen = cols[0].multiselect("Methods", list(specs), default=default_methods(classifier),
                                      key="xai_form_methods", format_func=lambda n: specs[n].title)
-        samples = cols[1].select_slider("Samples", choices, key="xai_form_samples")
+        samples = cols[1].select_slider(
+            "Samples", choices, key="xai_form_samples",
+            help="auto: add batches of samples until the top-5 regions of LIME and KernelSHAP stop "
+                 "changing (two halves of the samples agree at least as much as the threshold "
+                 "below), at most 4000; or a fixed number.")
+        threshold = st.slider(
+            "Auto samples: stop when the top-5 regions agree at least this much (split-half overlap)",
+            0.5, 1.0, float(run.threshold) if run is not None else DEFAULT_THRESHOLD, 0.05,
+            key="xai_form_threshold", help="Used when Samples is auto. Higher: steadier top regions, more samples.")
         fill = cols[2].selectbox("Hidden superpixels", ["mean", "blur", "gray", "black"], key="xai_form_fill")
         seed = cols[3].number_input("Seed", 0, 2**31 - 1, 0, key="xai_form_seed")
         per_method: dict[str, dict[str, Any]] = {}
@@ -114,29 +135,36 @@ def explain_form(classifier: Any) -> None:
                         spec.params_type, f"xai_param_{name}", choices={"layer": layers},
                         labels={"layer": lambda v: v or "auto (the model's last conv layer)"},
                     )
-        submitted = st.form_submit_button("Explain", type="primary")
+        blocked = st.session_state.get(SEGMENTATION_ERROR_KEY)
+        if blocked:
+            st.error(f"Explain is blocked until the superpixel settings work: {blocked}")
+        submitted = st.form_submit_button("Explain", type="primary", disabled=bool(blocked))
     hidden = [spec.title for name, spec in services.method_specs().items() if name not in specs]
     if hidden:
         st.caption(f"Not offered for this model (it gives no gradients or feature maps): {', '.join(hidden)}.")
     if submitted:
+        if blocked:  # never run with settings other than those shown
+            return
         if not chosen:
             st.warning("Pick at least one method.")
             return
         algorithm, seg_params = st.session_state.get("xai_segmentation", ("quickshift", {}))
         try:
             req = build_request(
-                chosen, samples=int(samples), fill=fill, seed=int(seed),
+                chosen, samples=samples if samples == "auto" else int(samples), threshold=float(threshold),
+                fill=fill, seed=int(seed),
                 params={n: per_method.get(n, {}) for n in chosen},
                 segmentation=algorithm, segmentation_params=seg_params,
             )
         except services.EXPECTED_ERRORS as exc:
             st.error(f"These parameters do not work: {services.user_message(exc)}")
             return
-        st.session_state["xai_form_samples_of_run"] = int(samples)
+        st.session_state["xai_form_samples_of_run"] = req.samples
         st.session_state[state.RUN_KEY] = req
 
 
-def build_request(methods: Sequence[str], *, samples: int = DEFAULT_SAMPLES, fill: str = "mean", seed: int = 0,
+def build_request(methods: Sequence[str], *, samples: int | str = DEFAULT_SAMPLES,
+                  threshold: float = DEFAULT_THRESHOLD, fill: str = "mean", seed: int = 0,
                   params: Mapping[str, Mapping[str, Any]] | None = None,
                   segmentation: str = "quickshift", segmentation_params: dict | None = None) -> RunRequest:
     """A RunRequest with each method's parameters resolved and checked against its dataclass
@@ -149,7 +177,7 @@ def build_request(methods: Sequence[str], *, samples: int = DEFAULT_SAMPLES, fil
         resolved = make_params(get_method(name).params_type, params.get(name))
         per_method.append((name, freeze(params_dict(resolved))))
     return RunRequest(
-        methods=tuple(per_method), labels=(), seed=seed, samples=samples, fill=fill,
+        methods=tuple(per_method), labels=(), seed=seed, samples=samples, fill=fill, threshold=float(threshold),
         segmentation=segmentation, segmentation_params=freeze(segmentation_params or {}),
     )
 
@@ -275,7 +303,8 @@ def run_settings(results: Sequence[Explanation]) -> dict[str, Any] | None:
             return {
                 "segmentation": p["segmentation"], "segmentation_params": dict(p.get("segmentation_params") or {}),
                 "num_segments": int(p.get("num_segments", 0)), "samples": int(p["samples"]),
-                "requested": int(p.get("requested_samples", p["samples"])),
+                "requested": p.get("requested_samples", p["samples"]),
+                "sampling": r.sampling,
                 "exhaustive": bool(p.get("exhaustive", False)), "fill": p.get("fill", ""),
                 "seed": int(p.get("seed", 0)),
             }
@@ -288,6 +317,14 @@ def settings_words(info: dict[str, Any]) -> str:
     m = info["num_segments"]
     if info["exhaustive"]:
         samples = f"all {info['samples']} combinations of the {m} superpixels (exact)"
+    elif info["requested"] == "auto" and info.get("sampling") is not None:
+        s = info["sampling"]
+        if s.stopped == "stable":
+            samples = (f"{info['samples']} samples (auto: the top-{s.top_n} regions were stable, "
+                       f"split-half overlap {s.stability:.2f} ≥ {s.threshold:.2f})")
+        else:
+            samples = (f"{info['samples']} samples (auto: stopped at the budget with the top-{s.top_n} "
+                       f"regions not yet stable, overlap {s.stability:.2f} < {s.threshold:.2f})")
     else:
         samples = f"{info['samples']} samples"
         if info["requested"] != info["samples"]:
@@ -312,7 +349,7 @@ def computed_with(results: Sequence[Explanation]) -> None:
 
 def next_samples(samples: int) -> int:
     """The next sample count of the form's choices above ``samples`` (doubling past the last)."""
-    bigger = [c for c in SAMPLE_CHOICES if c > samples]
+    bigger = [c for c in SAMPLE_CHOICES if c != "auto" and c > samples]
     return min(MAX_SAMPLES, bigger[0] if bigger else samples * 2)
 
 
@@ -379,10 +416,12 @@ def refine_button(req: RunRequest, results: Sequence[Explanation] = ()) -> None:
                    f"{info['num_segments']} superpixels are already computed, so "
                    f"{sampled_titles([n for n, _ in req.methods])} are exact for these superpixels. Choose finer superpixels to see more detail.")
         return
-    if req.samples >= MAX_SAMPLES:
+    used = info["samples"] if req.samples == "auto" and info is not None else req.samples
+    if used == "auto" or used >= MAX_SAMPLES:
         return
-    target = next_samples(req.samples)
-    if st.button(f"More samples ({req.samples} → {target})", key="xai_more_samples",
+    target = next_samples(int(used))
+    shown = f"auto: {used}" if req.samples == "auto" else str(used)
+    if st.button(f"More samples ({shown} → {target})", key="xai_more_samples",
                  help="Adds samples to the same run; the ones already computed are reused."):
         base = st.session_state[state.RUN_KEY]
         st.session_state[state.RUN_KEY] = dataclasses.replace(base, samples=target)

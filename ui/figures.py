@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 from explainers.base import Explanation
 from explainers.export import png_data_uri
 from explainers.render import COLORMAPS, upsample
+from explainers.text import escape_html
 
 _DIVERGING_SCALE = [[p, f"rgb{tuple(c)}"] for p, c in COLORMAPS["blue-white-red"]]
 
@@ -16,7 +17,7 @@ _DIVERGING_SCALE = [[p, f"rgb{tuple(c)}"] for p, c in COLORMAPS["blue-white-red"
 def top_k_bar(predictions: Sequence[tuple[int, str, float]], height: int = 260) -> go.Figure:
     """Horizontal bar chart of the top-k labels, best on top (names only: class ids mean nothing
     to a person; the probability is written beside each bar, horizontally)."""
-    labels = [name for _, name, _ in predictions][::-1]
+    labels = [escape_html(name) for _, name, _ in predictions][::-1]  # plotly renders HTML
     probs = [p for _, _, p in predictions][::-1]
     fig = go.Figure(
         go.Bar(
@@ -50,15 +51,18 @@ def interactive_heatmap(
     ys = np.arange(0, h, step)
     xs = np.arange(0, w, step)
     shown = heat * legend.scale
-    meaning = np.where(heat > 0, f"pushes towards {exp.label_name}",
-                       np.where(heat < 0, f"pushes away from {exp.label_name}", "no effect"))
+    name = escape_html(exp.label_name)  # plotly renders HTML in hover text
+    meaning = np.where(heat > 0, f"pushes towards {name}", np.where(heat < 0, f"pushes away from {name}", "no effect"))
     if exp.segments is not None and exp.segment_weights is not None:
         seg = exp.segments[::step, ::step]
         value = exp.segment_weights[seg] * legend.scale
         text = np.char.add(np.char.add(np.char.add("region ", seg.astype(str)), ": "),
                            np.char.mod("%+.3g", value))
-        meaning = np.where(value > 0, f"pushes towards {exp.label_name}",
-                           np.where(value < 0, f"pushes away from {exp.label_name}", "no effect"))
+        meaning = np.where(value > 0, f"pushes towards {name}",
+                           np.where(value < 0, f"pushes away from {name}", "no effect"))
+        if exp.segment_std is not None:  # the weight's standard error, and whether its sign is settled
+            text = np.char.add(np.char.add(text, " ± "), np.char.mod("%.2g", exp.segment_std[seg] * legend.scale))
+            meaning = np.char.add(meaning, np.where(exp.unsettled()[seg], " (sign not settled: could be either)", ""))
     else:
         text = np.char.mod("%+.3g", shown)
     text = np.char.add(np.char.add(np.char.add(text, f" {legend.units} — "), meaning), "")
@@ -83,7 +87,7 @@ def interactive_heatmap(
     ))
     fig.update_layout(
         height=480, margin=dict(l=0, r=0, t=30, b=0),
-        title=f"{title or exp.method} — {exp.label_name}",
+        title=escape_html(f"{title or exp.method} — {exp.label_name}"),
         xaxis=dict(visible=False), yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"),
     )
     return fig

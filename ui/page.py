@@ -75,7 +75,7 @@ def require_model_and_image() -> tuple[Any, PreparedImage]:
         if classifier.input_size is None:
             raise ValueError("this model accepts any input size; set an input size in the sidebar")
         image = services.prepare(classifier, choice, st.session_state.get("xai_resize", "crop"))
-    except services.EXPECTED_ERRORS as exc:
+    except Exception as exc:  # noqa: BLE001 - a hostile file must never replace the page with a traceback
         st.error(f"This image cannot be used: {services.user_message(exc)}")
         st.info("Upload a PNG, JPEG, GIF, BMP, TIFF or WebP photo, or pick a sample image.")
         st.stop()

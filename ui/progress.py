@@ -19,6 +19,11 @@ from explainers.progress import EtaEstimator, format_eta
 _MIN_INTERVAL_S = 0.25  # redraws at most 4×/s: each costs a websocket message
 
 
+_SIDE_STAGES = {"sampling": "drawing coalitions", "segmentation": "computing superpixels",
+                "regression": "fitting"}
+"""Library stages that report progress (and can be cancelled) but make no model calls."""
+
+
 class ProgressReporter:
     """Drives one ``st.progress`` bar from a library callback ``(done, total, stage)``.
 
@@ -37,6 +42,12 @@ class ProgressReporter:
         self.bar = placeholder.progress(0.0, text=self.text)
 
     def __call__(self, done: int, total: int, stage: str = "") -> None:
+        if stage in _SIDE_STAGES:  # steps without model calls: named, the bar and ETA unchanged
+            now = time.perf_counter()
+            if now - self._drawn >= _MIN_INTERVAL_S:  # drawing lets Streamlit stop a cancelled run
+                self._drawn = now
+                self.bar.progress(self.fraction, text=f"{self.label}: {_SIDE_STAGES[stage]}…")
+            return
         self.fraction = min(1.0, done / total) if total else 1.0
         eta = format_eta(self.eta.update(self.fraction))
         if self.unit:

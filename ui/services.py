@@ -4,14 +4,16 @@ Everything that loads a model, decodes an image or computes an explanation goes 
 so caching rules live in one place:
 - models: catalog models from ``model_zoo.registry``'s one bounded LRU cache, uploads in
   ``st.cache_resource`` (one instance per process; ``Classifier`` holds the inference lock);
-- images: decoded once per sha256 of their bytes (never hashed from the array: Streamlit samples
-  big arrays when hashing, see DESIGN.md §4);
+- images: fitted to the model input once per (model, sha256 of the bytes, policy) and kept in a
+  byte-bounded LRU (``explainers.bytecache``); full-resolution pixels are never cached (never
+  hashed from the array either: Streamlit samples big arrays when hashing, see DESIGN.md §4);
 - explanations: one ``explainers.store.ExplanationStore`` in ``st.cache_resource``, shared by all
   sessions; progress callbacks are never part of a cached function (they break on cache hits).
 Functions here take explicit arguments; session state lives in ``ui.state``.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -19,6 +21,7 @@ import numpy as np
 import streamlit as st
 
 from explainers.base import ExplainerError, methods_for
+from explainers.bytecache import ByteLRU
 from explainers.store import ExplanationStore, PreparedImage, freeze
 from ui.progress import ProgressReporter  # noqa: F401  (pages and panels reach it through services)
 
@@ -59,16 +62,32 @@ def _fit_regions_cached(image_key: str, shape: tuple, sha256: str, *, _image: An
     return load_region_map(_regions.data, _image.fitted)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _decode_image(sha256: str, _data: bytes) -> np.ndarray:
-    from model_zoo.images import load_image
+FITTED_CACHE_BYTES = 256 * 2**20
+"""Fitted images (model input size + the geometry back to the file) kept for all sessions."""
 
-    return load_image(_data)
+SEGMENT_CACHE_BYTES = 128 * 2**20
+"""Superpixel previews (segments + boundary picture) kept for all sessions."""
+
+
+@st.cache_resource(show_spinner=False)
+def _fitted_cache() -> ByteLRU:
+    return ByteLRU(FITTED_CACHE_BYTES)
+
+
+@st.cache_resource(show_spinner=False)
+def _segment_cache() -> ByteLRU:
+    return ByteLRU(SEGMENT_CACHE_BYTES)
 
 
 def decode_image(choice: ImageChoice) -> np.ndarray:
-    """RGB uint8 pixels of the chosen image (raises ImageError with a user message)."""
-    return _decode_image(choice.sha256, choice.data)
+    """RGB uint8 pixels of the chosen image at full resolution (raises ImageError with a user message).
+
+    Not cached: full-resolution pixels of big photos are what made memory follow image size;
+    ``prepare`` keeps only the fitted image and its coordinate mapping.
+    """
+    from model_zoo.images import load_image
+
+    return load_image(choice.data)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -191,15 +210,21 @@ def get_classifier(ref: str, custom: CustomModelChoice | None = None) -> Any:
 
 
 def prepare(classifier: Any, choice: ImageChoice, policy: str = "crop") -> PreparedImage:
-    fitted = _prepare_cached(classifier.id, choice.sha256, policy, _classifier=classifier, _choice=choice)
-    return PreparedImage(fitted.image, fitted, f"{choice.sha256}:{policy}")
+    """The image fitted to the model input (shared by all sessions, bounded by bytes).
 
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _prepare_cached(model_id: str, sha256: str, policy: str, *, _classifier: Any, _choice: ImageChoice) -> Any:
+    The full-resolution decode is dropped as soon as the image is fitted; the cached
+    ``FittedImage`` holds the input-size pixels (read-only) and the mapping back to the file.
+    """
     from model_zoo.registry import prepare_image
 
-    return prepare_image(_classifier, decode_image(_choice), policy=policy)
+    def fit() -> Any:
+        fitted = prepare_image(classifier, decode_image(choice), policy=policy)
+        fitted.image.setflags(write=False)  # shared between sessions: nobody may draw on it
+        return fitted
+
+    key = (classifier.id, tuple(classifier.input_size or ()), choice.sha256, policy)
+    fitted = _fitted_cache().get_or_compute(key, fit)
+    return PreparedImage(fitted.image, fitted, f"{choice.sha256}:{policy}")
 
 
 def predictions(classifier: Any, image: PreparedImage, top_k: int) -> list[tuple[int, str, float]]:
@@ -231,22 +256,35 @@ def method_table_markdown() -> str:
 
 def segment_preview(image: PreparedImage, algorithm: str, params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """(segments, picture with boundaries) — cheap, before any model call."""
-    return _segment_cached(image.key, algorithm, freeze(params), _pixels=image.pixels)
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def _segment_cached(key: str, algorithm: str, params: Any, *, _pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from explainers.render import draw_boundaries
     from explainers.segmentation import segment
 
-    segments = segment(_pixels, algorithm, dict(params) or None)
-    return segments, draw_boundaries(_pixels, segments)
+    frozen = freeze(params)
+
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        segments = segment(image.pixels, algorithm, dict(frozen) or None)
+        picture = draw_boundaries(image.pixels, segments)
+        segments.setflags(write=False)
+        picture.setflags(write=False)
+        return segments, picture
+
+    # the fitted pixels depend on the model (input size, crop): key on them, not on the file
+    digest = hashlib.sha256(np.ascontiguousarray(image.pixels).tobytes()).hexdigest()
+    key = (digest, image.pixels.shape, algorithm, frozen)
+    return _segment_cache().get_or_compute(key, compute)
 
 
 def user_message(exc: BaseException) -> str:
-    """One readable line for an expected error (bad image, model, parameter)."""
+    """One readable line for an expected error (bad image, model, parameter), escaped for markdown.
+
+    Messages quote file names and file contents (a labels file's bad entry), so they are
+    escaped: shown with ``st.error`` they stay text, never links or images.
+    """
+    from explainers.text import escape_markdown
+
     text = str(exc).strip() or exc.__class__.__name__
-    return text[0].upper() + text[1:] if text else text
+    text = text[0].upper() + text[1:] if text else text
+    return escape_markdown(text[:2000])
 
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, ExplainerError, OSError)

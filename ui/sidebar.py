@@ -2,10 +2,29 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Callable
 
 import streamlit as st
 
 from ui import services, state
+
+
+def _guarded(callback: Callable[[], None], error_key: str) -> Callable[[], None]:
+    """An upload callback whose unexpected failures become one message, never a traceback.
+
+    Expected problems (bad files) are reported by the callbacks themselves; anything else
+    (a library bug on a hostile file, memory exhaustion) is shown under ``error_key`` too.
+    """
+    def run() -> None:
+        st.session_state[error_key] = None
+        try:
+            callback()
+        except Exception as exc:  # noqa: BLE001 - the user sees a message, the session survives
+            st.session_state[error_key] = (
+                f"This upload could not be read ({exc.__class__.__name__}: {services.user_message(exc)})"
+            )
+
+    return run
 
 
 def _on_upload() -> None:
@@ -40,25 +59,38 @@ def remember_custom_model_from_widgets() -> None:
 
     Problems are stored as one message under CUSTOM_ERROR_KEY, shown once by the page (not
     also in the sidebar); a rejected file replaces the previously loaded model, so the page
-    never explains with a model the user meant to replace.
+    never explains with a model the user meant to replace. After a page switch the uploaders
+    are empty (Streamlit drops the widget state of pages not drawn) while the remembered model
+    is still in use: a preprocessing, input-size or labels change then applies to the
+    remembered model instead of being silently ignored.
     """
     session = st.session_state
     session[state.CUSTOM_ERROR_KEY] = None
+    remembered = state.current_custom_model()
+    if remembered is not None and remembered.kind != "keras":
+        remembered = None
     model_file = session.get("xai_model_file")
-    if model_file is None:
-        return
-    labels = None
     labels_file = session.get("xai_labels_file")
+    if model_file is None and remembered is None:
+        return
     try:
+        if model_file is not None:
+            data, filename = model_file.getvalue(), model_file.name
+            sha = hashlib.sha256(data).hexdigest()
+        else:  # the uploader was emptied by a page switch: keep the remembered model
+            data, filename, sha = remembered.data, remembered.filename, remembered.sha256
         if labels_file is not None:
             from model_zoo.labels import parse_labels
 
             labels = tuple(parse_labels(labels_file.getvalue(), labels_file.name))
-        data = model_file.getvalue()
+        elif model_file is None:
+            labels = remembered.labels
+        else:
+            labels = None
         pre = session.get("xai_preprocessing") or "guess"
         size = int(session.get("xai_input_size") or 0)
         choice = services.CustomModelChoice(
-            data=data, filename=model_file.name, sha256=hashlib.sha256(data).hexdigest(),
+            data=data, filename=filename, sha256=sha,
             labels=labels, preprocessing=None if pre == "guess" else pre,
             input_size=(size, size) if size else None,
         )
@@ -70,8 +102,7 @@ def remember_custom_model_from_widgets() -> None:
     state.remember_custom_model(choice)
 
 
-def _on_custom_model() -> None:
-    remember_custom_model_from_widgets()
+_on_custom_model = _guarded(remember_custom_model_from_widgets, state.CUSTOM_ERROR_KEY)
 
 
 def remember_sklearn_model_from_widgets() -> None:
@@ -104,25 +135,32 @@ def remember_sklearn_model_from_widgets() -> None:
     state.remember_custom_model(choice)
 
 
+_on_upload = _guarded(_on_upload, state.IMAGE_ERROR_KEY)
+_on_camera = _guarded(_on_camera, state.IMAGE_ERROR_KEY)
+_on_sample = _guarded(_on_sample, state.IMAGE_ERROR_KEY)
+_on_regions = _guarded(_on_regions, state.IMAGE_ERROR_KEY)
+_on_sklearn_model = _guarded(remember_sklearn_model_from_widgets, state.CUSTOM_ERROR_KEY)
+
+
 def _sklearn_sidebar() -> None:
     st.file_uploader("scikit-learn model (.skops)", type=["skops"], key="xai_skops_file",
-                     on_change=remember_sklearn_model_from_widgets,
+                     on_change=_on_sklearn_model,
                      help="A fitted Pipeline or classifier with predict_proba on flattened images, "
                      "saved with skops.io.dump. Loaded with skops' safe loader; pickles are never loaded.")
     st.file_uploader("Labels (optional)", type=["txt", "json", "csv"], key="xai_skops_labels",
-                     on_change=remember_sklearn_model_from_widgets)
+                     on_change=_on_sklearn_model)
     cols = st.columns(2)
     cols[0].number_input("Input height", 1, 1024, 8, step=1, key="xai_skops_height",
-                         on_change=remember_sklearn_model_from_widgets)
+                         on_change=_on_sklearn_model)
     cols[1].number_input("Input width", 1, 1024, 8, step=1, key="xai_skops_width",
-                         on_change=remember_sklearn_model_from_widgets)
+                         on_change=_on_sklearn_model)
     st.radio("Channels", [1, 3], horizontal=True, key="xai_skops_channels",
-             format_func={1: "1 (gray)", 3: "3 (RGB)"}.get, on_change=remember_sklearn_model_from_widgets)
+             format_func={1: "1 (gray)", 3: "3 (RGB)"}.get, on_change=_on_sklearn_model)
     cols = st.columns(2)
     cols[0].number_input("Value of black", value=0.0, key="xai_skops_low", format="%.4g",
-                         on_change=remember_sklearn_model_from_widgets)
+                         on_change=_on_sklearn_model)
     cols[1].number_input("Value of white", value=1.0, key="xai_skops_high", format="%.4g",
-                         on_change=remember_sklearn_model_from_widgets,
+                         on_change=_on_sklearn_model,
                          help="The values a black and a white pixel had in training "
                          "(e.g. 0 and 16 for scikit-learn's digits).")
     st.caption("Gradient and CAM methods are hidden: scikit-learn models give no gradients.")
@@ -165,6 +203,9 @@ def image_sidebar() -> None:
                          key="xai_upload", on_change=_on_upload)
     else:
         st.camera_input("Snapshot", key="xai_camera", on_change=_on_camera)
+    problem = st.session_state.get(state.IMAGE_ERROR_KEY)
+    if problem:
+        st.error(problem)
     st.selectbox("Fit to model input", ["crop", "stretch", "pad"], key="xai_resize",
                  help="crop: centre crop like the model's evaluation; stretch: ignore aspect; pad: letterbox.")
     st.file_uploader("Your regions (optional)", type=["png", "bmp", "tif", "tiff", "gif"],

@@ -31,6 +31,9 @@ RUN_KEY = "xai_run_request"
 CUSTOM_ERROR_KEY = "xai_custom_error"
 
 
+IMAGE_ERROR_KEY = "xai_image_error"
+
+
 CURRENT_LABELS_KEY = "xai_current_labels"
 
 
@@ -40,10 +43,16 @@ TRUST_KEY = "xai_trust_request"
 REGIONS_KEY = "xai_regions"
 
 
-DEFAULT_SAMPLES = int(os.environ.get("XAI_LENS_DEFAULT_SAMPLES", "1000"))  # lowered by the browser tests
+_ENV_SAMPLES = os.environ.get("XAI_LENS_DEFAULT_SAMPLES", "auto").strip().lower()  # lowered by the browser tests
+DEFAULT_SAMPLES: int | str = "auto" if _ENV_SAMPLES == "auto" else int(_ENV_SAMPLES)
+"""'auto' (grow until the top regions are stable, see explainers.context.SamplingParams) or a count."""
+
+DEFAULT_THRESHOLD = 0.8
+"""Auto samples stop when the split-half top-5 overlap of every superpixel method reaches this."""
 
 
-SAMPLE_CHOICES = sorted({50, 100, 250, 500, 1000, 2000, 5000, DEFAULT_SAMPLES})
+SAMPLE_CHOICES: list[int | str] = ["auto", *sorted({50, 100, 250, 500, 1000, 2000, 5000} | (
+    {DEFAULT_SAMPLES} if isinstance(DEFAULT_SAMPLES, int) else set()))]
 
 
 VIEW_DEFAULTS = {
@@ -84,7 +93,8 @@ SIDEBAR_DEFAULTS = {
 PERSISTENT_KEYS = (*SIDEBAR_DEFAULTS, MODEL_KEY, "xai_sample", *VIEW_DEFAULTS, "xai_view_label")
 
 
-TRUST_DEFAULTS = {"seeds": 3, "noise_sigma": 3.0, "top_n": 5, "steps": 16, "stability_samples": 300}
+TRUST_DEFAULTS = {"seeds": 3, "noise_sigma": 3.0, "top_n": 5, "steps": 16, "stability_samples": 300,
+                  "sanity": False}
 
 
 def remember_image(data: bytes, name: str, source: str) -> ImageChoice:

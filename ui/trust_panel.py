@@ -25,13 +25,18 @@ def trust_settings_form() -> dict[str, Any] | None:
         steps = cols[3].number_input("Curve steps", 4, 64, TRUST_DEFAULTS["steps"], key="xai_trust_steps")
         samples = cols[4].number_input("Samples per rerun", 16, 5000, TRUST_DEFAULTS["stability_samples"],
                                        key="xai_trust_samples")
+        sanity = st.checkbox(
+            "Sanity check: randomise the model's weights layer by layer (on a copy) and see whether "
+            "each map changes", TRUST_DEFAULTS["sanity"], key="xai_trust_sanity",
+            help="Adebayo et al. 2018: a map that barely changes when what the model learned is "
+                 "destroyed does not explain the model. Costs a few reruns of every method.")
         mask_file = st.file_uploader("Ground-truth mask (optional: white = the object)", type=["png", "jpg", "jpeg", "bmp"],
                                      key="xai_trust_mask")
         go = st.form_submit_button("Compute trust metrics", type="primary")
     if not go:
         return None
     return {"settings": {"seeds": int(seeds), "noise_sigma": float(sigma), "top_n": int(top_n),
-                         "steps": int(steps), "stability_samples": int(samples)},
+                         "steps": int(steps), "stability_samples": int(samples), "sanity": bool(sanity)},
             "mask": (mask_file.getvalue(), mask_file.name) if mask_file is not None else None}
 
 
@@ -108,8 +113,29 @@ def trust_panel(classifier: Any, image: PreparedImage) -> None:
     cols[1].plotly_chart(figures.matrix(agree.top_iou, [title[m] for m in agree.methods],
                                         f"Agreement: top-{asked['settings']['top_n']} IoU", zmin=0.0),
                          key="xai_trust_iou")
+    if report.sanity is not None:
+        sanity_charts(report.sanity, title)
     conv = {title[r.method]: (r.convergence.samples, r.convergence.rel_error)
             for r in report.methods if r.convergence is not None}
     if conv:
         st.plotly_chart(figures.curves(conv, "Convergence: change of the weights vs the full run",
                                        "samples", "relative error"), key="xai_trust_conv")
+
+
+def sanity_charts(sanity: Any, title: dict[str, str]) -> None:
+    """Similarity of each map to the original as more layers (from the top) are randomised."""
+    from ui import figures
+
+    x = list(sanity.randomized)
+    st.caption("Sanity check: layers randomised from the top down, the last point every layer "
+               f"({' → '.join(sanity.layers)}). A map that stays similar (above "
+               f"{sanity.threshold:.1f}) does not depend on what the model learned.")
+    cols = st.columns(2)
+    rho = {title.get(m, m): (x, r.spearman) for m, r in sanity.methods.items()}
+    ssim = {title.get(m, m): (x, r.ssim) for m, r in sanity.methods.items()}
+    cols[0].plotly_chart(figures.curves(rho, "Sanity: rank correlation with the trained model's map",
+                                        "layers randomised (from the top)", "Spearman ρ"),
+                         key="xai_trust_sanity_rho")
+    cols[1].plotly_chart(figures.curves(ssim, "Sanity: SSIM with the trained model's map",
+                                        "layers randomised (from the top)", "SSIM"),
+                         key="xai_trust_sanity_ssim")

@@ -183,7 +183,7 @@ def plain_caption(classifier: Any, image: PreparedImage, results: Sequence[Expla
 
 
 def escape_markdown(text: str) -> str:
-    """Plain text shown through st.markdown without any character turning into formatting."""
-    for ch in "\\`*_{}[]<>()#+-.!|~$":
-        text = text.replace(ch, "\\" + ch)
-    return text
+    """Plain text shown through st.markdown as literal characters (``explainers.text``)."""
+    from explainers.text import escape_markdown as escape
+
+    return escape(text)

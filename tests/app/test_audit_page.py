@@ -100,3 +100,23 @@ def test_uploads_are_saved_under_their_hash(tmp_path, monkeypatch):
     path = audit.save_upload(b"zip bytes", ".zip")
     assert path.parent == tmp_path / "uploads" and path.suffix == ".zip"
     assert path.read_bytes() == b"zip bytes" and len(path.stem) == 64
+
+
+@pytest.mark.slow
+def test_uploaded_video_is_audited_and_its_overlay_played(audit_app: AppTest, tmp_path) -> None:
+    from tests.explainers.audit_models import write_video
+
+    at = audit_app
+    data = write_video(tmp_path / "clip.mp4").read_bytes()
+    at.radio(key="xai_audit_kind").set_value("Upload a video").run()
+    at.number_input(key="xai_audit_every").set_value(3).run()
+    at.file_uploader(key="xai_audit_video").set_value(("my clip.mp4", data, "video/mp4")).run()
+    at.multiselect(key="xai_audit_methods").set_value(["gradcam"]).run()
+    at.button(key="xai_audit_start").click().run()
+    wait_for_job(at)
+    assert not at.exception
+    job = at.session_state[audit.JOB_KEY]
+    assert job.error is None and job.summary["images"] == 4
+    assert "my clip" not in job.source.location  # stored under its hash, not the user's name
+    assert (Path(job.out_dir) / "overlay.mp4").exists()
+    assert at.get("video"), "the overlay video is played on the page"

@@ -47,3 +47,20 @@ def bomb_png() -> bytes:
     buf = io.BytesIO()
     Image.new("1", (12_000, 8_000), 1).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def write_video(path: Path, frames: int = 12, height: int = 48, width: int = 64, fps: int = 6, seed: int = 0) -> Path:
+    """A short H.264 clip of noise frames (PyAV)."""
+    import av
+
+    rng = np.random.default_rng(seed)
+    with av.open(str(path), mode="w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
+        for _ in range(frames):
+            img = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path

@@ -10,25 +10,14 @@ from explainers.audit import AuditConfig, open_source, run_audit
 from explainers.audit.sources import SourceError
 from explainers.audit.video import BAND, write_overlay_video
 from model_zoo.registry import load_classifier
-from tests.explainers.audit_models import save_model, tiny_cnn
+from tests.explainers.audit_models import save_model, tiny_cnn, write_video
 
 FRAMES, H, W, FPS = 12, 48, 64, 6
 
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    rng = np.random.default_rng(0)
-    with av.open(str(path), mode="w") as c:
-        s = c.add_stream("libx264", rate=FPS)
-        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        for i in range(FRAMES):
-            img = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
-            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
+    return write_video(tmp_path_factory.mktemp("video") / "clip.mp4", FRAMES, H, W, FPS)
 
 
 @pytest.fixture(scope="module")

@@ -147,6 +147,14 @@ def test_readable_table(chelsea_png, capsys):
     assert "tiger cat" in out and "gradcam_pp" in out and "PEAK (row, col)" in out
 
 
+def test_readable_table_says_what_auto_samples_did(chelsea_png, capsys):
+    code = main(["explain", str(chelsea_png), "--model", "efficientnet-lite0", "--methods", "kernel_shap",
+                 "--top-k", "1", "--budget", "64", "--threshold", "1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "samples auto: 64 used (budget reached, not yet stable; split-half top-5 overlap" in out, out
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [

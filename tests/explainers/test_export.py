@@ -137,3 +137,21 @@ def test_app_download_and_cli_json_have_the_same_schema_for_the_same_run(tmp_pat
     app_npz = np.load(io.BytesIO(export.results_npz(fitted, results, app)))
     with np.load(tmp_path / "cli.npz") as cli_npz:
         assert set(app_npz.files) == set(cli_npz.files)
+
+
+def test_html_report_escapes_hostile_label_names_and_captions(run):
+    """A labels file naming a class ``<img src=…>`` must not put an image (a request) in the report."""
+    import dataclasses
+
+    from explainers.summary import caption
+
+    fitted, results, doc = run
+    labels = list(dict.fromkeys(r.label for r in results))
+    hostile = {labels[0]: "<img src=http://127.0.0.1:9/track.png>", labels[1]: "[x](http://127.0.0.1:9/)"}
+    results = [dataclasses.replace(r, label_name=hostile[r.label]) for r in results]
+    captions = {label: caption([r for r in results if r.label == label]) for label in hostile}
+    html = export.html_report(fitted.image, results, dict(doc, image_name="<script>alert(1)</script>"), captions)
+    assert "<img src=http" not in html and "<script>alert" not in html
+    assert "&lt;img src=http://127.0.0.1:9/track.png&gt;" in html
+    assert "The model says &lt;img src=http://127.0.0.1:9/track.png&gt; with" in html  # plain text, no \ or **
+    assert "[x](http://127.0.0.1:9/)" in html and "href=" not in html

@@ -115,23 +115,27 @@ def test_progress_counts_this_calls_rows_and_cancellation_keeps_a_consistent_sta
     img, seg, model = setup
     run = PerturbationRun(model, img, seg, fill="black", seed=2, batch_size=10)
     run.extend(40)
-    seen = []
+    seen, stages = [], []
 
     def progress(done, total, stage):
+        stages.append(stage)
+        if stage != "perturbation":
+            return
         seen.append((done, total, stage))
         if len(seen) == 3:
             raise Cancelled()
 
     with pytest.raises(Cancelled):
         run.extend(400, progress=progress)
-    assert [t for _, t, _ in seen] == [360] * 3 and seen[0][2] == "perturbation"
+    assert stages[0] == "sampling"  # drawing the coalitions reports (and can be cancelled) first
+    assert [t for _, t, _ in seen] == [360] * 3
     assert seen[0][0] < seen[1][0] < seen[2][0]
     assert run.n == 40 + seen[-1][0]
     assert run.eta_seconds is not None and run.eta_seconds >= 0
     np.testing.assert_array_equal(run.Y, model.game(run.Z).astype(np.float32))  # rows match
     calls_before = run.model_calls
     done = []
-    run.extend(400, progress=lambda d, t, s: done.append((d, t)))
+    run.extend(400, progress=lambda d, t, s: done.append((d, t)) if s == "perturbation" else None)
     assert done[-1] == (400 - 40 - seen[-1][0],) * 2
     fresh = PerturbationRun(model, img, seg, fill="black", seed=2).extend(400)
     assert np.array_equal(run.Z, fresh.Z) and np.array_equal(run.Y, fresh.Y)
@@ -281,8 +285,16 @@ def test_extending_to_every_coalition_reuses_rows_and_survives_cancellation():
     run = PerturbationRun(model, img, seg, fill="black", batch_size=8).extend(40)
     Z_before = run.Z.copy()
 
-    def cancel(done, total, stage):
+    def cancel_sampling(done, total, stage):
         raise Cancelled()
+
+    with pytest.raises(Cancelled):  # cancelled while drawing coalitions: nothing changes
+        run.extend(64, progress=cancel_sampling)
+    assert run.n == 40 and np.array_equal(run.Z, Z_before)
+
+    def cancel(done, total, stage):
+        if stage == "perturbation":
+            raise Cancelled()
 
     with pytest.raises(Cancelled):
         run.extend(64, progress=cancel)
@@ -337,3 +349,45 @@ def test_render_into_a_reused_buffer():
     out = render(img, fill, seg, Z, out=buffer, index=render_index(seg))
     assert out.shape == (7, 30, 40, 3) and np.shares_memory(out, buffer)
     np.testing.assert_array_equal(out, np.where(Z[:, seg][..., None], img[None], fill[None]))
+
+
+# ----------------------------------------------------------------------------- limits (issue 8)
+def test_pair_counts_match_exact_binomials_including_the_cap_and_the_middle():
+    from explainers.perturbation import pair_counts
+
+    for m in list(range(1, 70)) + [121, 130, 131, 200]:
+        j = np.arange(1, m // 2 + 1)
+        exact = [min(comb(m, int(k), exact=True), 1 << 62) for k in j]
+        if m % 2 == 0 and len(j):
+            exact[-1] //= 2  # old formula: cap, then halve the middle stratum
+        assert pair_counts(m).tolist() == exact, m
+
+
+def test_strata_for_huge_m_do_only_a_handful_of_exact_binomials(monkeypatch):
+    from explainers import perturbation
+
+    calls = []
+    real = perturbation._exact_comb
+    monkeypatch.setattr(perturbation, "_exact_comb", lambda m, k: calls.append(k) or real(m, k))
+    for m in (10_000, 50_176):
+        calls.clear()
+        strata.cache_clear()
+        st = strata(m)
+        # C(M, j) < 2^62 only for the smallest j (j ≤ 5 at M = 10 000, ≤ 4 at 50 176)
+        assert 1 <= len(calls) <= 6 and max(calls) <= 6
+        assert len(st.pairs) == m // 2 and np.all(np.isfinite(st.shares))
+        assert abs(st.shares.sum() - 1.0) < 1e-9 and np.all(st.shares > 0)
+        assert st.pairs[0] == m and st.pairs[-2] == 1 << 62 and st.total_pairs == 1 << 62
+    strata.cache_clear()
+
+
+def test_the_engine_refuses_more_than_max_segments_with_advice():
+    from explainers.perturbation import MAX_SEGMENTS
+
+    img = noise_image(32, 64)
+    seg = np.arange(32 * 64, dtype=np.int32).reshape(32, 64) % (MAX_SEGMENTS + 1)
+    with pytest.raises(ExplainerError, match=r"1,001 superpixels.*at most 1,000.*coarser grid"):
+        PerturbationRun(lambda x: np.ones((len(x), 2)), img, seg)
+    ok = seg % MAX_SEGMENTS
+    run = PerturbationRun(lambda x: np.ones((len(x), 2), np.float32), img, ok)
+    assert run.num_segments == MAX_SEGMENTS

@@ -306,3 +306,50 @@ def test_caption_mentions_label_score_region_and_agreement():
     disagree = caption([shap, exp("gradcam", (seg == 0).astype(np.float32))])
     assert "disagree" in disagree
     assert caption([]) == ""
+
+
+# ---------------------------------------------------------------------- uncertainty
+def test_caption_never_claims_a_region_whose_sign_is_unsettled():
+    seg = np.zeros((10, 10), np.int32)
+    seg[:4, :4] = 1  # upper left
+    seg[6:, 6:] = 2  # lower right
+    weights = np.array([0.0, 0.25, 0.30])
+    settled = Explanation(method="kernel_shap", label=3, label_name="cat", score=0.8,
+                          heatmap=weights[seg], segments=seg, segment_weights=weights,
+                          segment_std=np.array([0.01, 0.01, 0.01]))
+    assert "55 points" in caption([settled])  # both regions claimed: 0.25 + 0.30
+    doubtful = Explanation(method="kernel_shap", label=3, label_name="cat", score=0.8,
+                           heatmap=weights[seg], segments=seg, segment_weights=weights,
+                           segment_std=np.array([0.01, 0.01, 0.2]))  # 0.30 < 1.96 × 0.2
+    text = caption([doubtful])
+    assert "the upper left" in text and "25 points" in text and "55 points" not in text
+    assert "do not settle whether it helps or hurts" in text
+    nothing = Explanation(method="kernel_shap", label=3, label_name="cat", score=0.8,
+                          heatmap=weights[seg], segments=seg, segment_weights=weights,
+                          segment_std=np.array([1.0, 1.0, 1.0]))
+    text = caption([nothing])
+    assert "points" not in text and "looks mostly at" not in text and "do not settle" in text
+
+
+def test_unsettled_regions_get_a_dotted_outline():
+    from explainers.render import mark_unsettled
+
+    seg = np.zeros((12, 12), np.int32)
+    seg[:, 6:] = 1
+    img = np.zeros((12, 12, 3), np.uint8)
+    out = mark_unsettled(img, seg, np.array([False, True]))
+    marked = (out == 255).all(axis=-1)
+    assert not marked[:, :6].any()  # the settled segment is untouched
+    edge = np.zeros((12, 12), bool)
+    edge[0, 6:] = edge[-1, 6:] = edge[:, 6] = edge[:, -1] = True
+    assert marked[edge].any() and not marked[edge].all()  # dotted, on the outline only
+    assert not marked[~edge].any()
+    np.testing.assert_array_equal(mark_unsettled(img, seg, np.array([False, False])), img)
+
+    weights = np.array([0.5, 0.01])
+    e = Explanation(method="lime", label=0, label_name="x", score=0.5, heatmap=weights[seg],
+                    segments=seg, segment_weights=weights, segment_std=np.array([0.01, 0.05]))
+    with_marks = render_explanation(img, e, style="segments", top_n=2)
+    without = render_explanation(img, e, style="segments", top_n=2, uncertainty=False)
+    diff = (with_marks != without).any(axis=-1)
+    assert diff.any() and not diff[:, :6].any()

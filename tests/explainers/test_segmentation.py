@@ -111,3 +111,25 @@ def test_default_segmentation_is_cheap_at_inception_size():
     seconds = time.perf_counter() - start
     assert 10 <= seg.max() + 1 <= 400
     assert seconds < 3.0, f"quickshift took {seconds:.2f} s"  # ~0.45 s measured on 2 quiet cores
+
+
+# ----------------------------------------------------------------------------- limits (issue 8)
+def test_a_224_by_224_grid_is_refused_before_any_work(monkeypatch):
+    """50 176 cells: refused by the parameter check, before the grid is built."""
+    from explainers import segmentation
+
+    monkeypatch.setattr(segmentation, "_raw_segments", lambda *a: pytest.fail("segmented anyway"))
+    with pytest.raises(ExplainerError, match=r"224×224 grid has 50,176 cells.*1,000.*bigger cells"):
+        segment(np.zeros((224, 224, 3), np.uint8), "grid", {"rows": 224, "cols": 224})
+    with pytest.raises(ExplainerError, match="1000"):
+        segment(np.zeros((224, 224, 3), np.uint8), "slic", {"n_segments": 5000})
+    with pytest.raises(ExplainerError, match="1000"):
+        segment(np.zeros((224, 224, 3), np.uint8), "watershed", {"markers": 1001})
+    monkeypatch.undo()
+    assert int(segment(np.zeros((64, 64, 3), np.uint8), "grid", {"rows": 25, "cols": 40}).max()) == 999
+
+
+def test_segmenters_whose_count_depends_on_the_image_are_checked_on_the_result():
+    noise = np.random.default_rng(0).integers(0, 256, (80, 80, 3), dtype=np.uint8)
+    with pytest.raises(ExplainerError, match=r"felzenszwalb segmentation has [\d,]+ superpixels.*larger Felzenszwalb scale"):
+        segment(noise, "felzenszwalb", {"scale": 0.01, "sigma": 0.0, "min_size": 1})

@@ -76,3 +76,65 @@ def test_bad_files_give_clear_errors(data, filename, words):
 
 def test_labels_error_is_a_value_error():
     assert issubclass(LabelsError, ValueError)
+
+
+# ----------------------------------------------------------------------------- hostile files (issue 8)
+@pytest.mark.parametrize("filename", ["deep.json", "deep.txt"])
+@pytest.mark.parametrize("data", [b"[" * 100_000, b'{"a":' * 50_000, b"[" * 1000 + b"]" * 1000])
+def test_deep_nesting_is_a_labels_error_not_a_recursion_error(data, filename):
+    with pytest.raises(LabelsError) as info:
+        parse_labels(data, filename)
+    assert "Recursion" not in str(info.value)
+
+
+def test_a_huge_class_index_is_refused_before_anything_is_built(monkeypatch):
+    """{"0": "a", "20000000": "b"} took 13 s and 776 MB: the parser walked range(max + 1)."""
+    import builtins
+
+    from model_zoo import labels as mod
+
+    real_range = builtins.range
+    ranges = []
+
+    def counting_range(*args):
+        ranges.append(args)
+        return real_range(*args)
+
+    monkeypatch.setattr(mod, "range", counting_range, raising=False)  # the module's range only
+    for data, filename in [(b'{"0": "a", "20000000": "b"}', "l.json"), (b"0,a\n20000000,b\n", "l.csv"),
+                           (b"{0: 'a', 20000000: 'b'}", "l.txt")]:
+        with pytest.raises(LabelsError, match=r"class index 20,000,000 is out of range; the limit is 100,000"):
+            parse_labels(data, filename)
+        with pytest.raises(LabelsError, match=r"class index 20,000,000 is out of range; the model has 10 classes"):
+            parse_labels(data, filename, max_classes=10)
+    assert ranges == []  # refused before any range was walked
+    with pytest.raises(LabelsError, match="the model has 2 classes"):
+        parse_labels(b'{"0": "a", "2": "b"}', "l.json", max_classes=2)
+    with pytest.raises(LabelsError, match="names 3 classes; the model has 2 classes"):
+        parse_labels(b'["a", "b", "c"]', "l.json", max_classes=2)
+    with pytest.raises(LabelsError, match="names 3 classes; the model has 2 classes"):
+        parse_labels(b"a\nb\nc\n", "l.txt", max_classes=2)
+    assert parse_labels(b'["a", "b"]', "l.json", max_classes=2) == ["a", "b"]
+
+
+def test_gaps_in_a_sparse_file_are_named_without_walking_every_index():
+    with pytest.raises(LabelsError, match=r"run 0\.\.99999 without gaps; missing 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 …"):
+        parse_labels(b'{"0": "a", "99999": "b"}', "l.json")
+
+
+@pytest.mark.parametrize(
+    "data, filename, message",
+    [
+        (b"", "l.txt", "empty"),
+        (b"\xff\xfe\xfd\x80abc", "l.json", "not UTF-8"),  # ‘\xff\xfe’ reads as UTF-16: odd bytes
+        (b"caf\xe9\nb\n", "l.txt", "not UTF-8"),  # Latin-1
+        (b'[["a", ["b"]]]', "l.json", "entry 0 of the labels file is not a class name: list"),
+        (b'[1e999999]', "l.json", None),  # inf as a name is a string "inf": accepted
+    ],
+)
+def test_odd_files_get_a_message(data, filename, message):
+    if message is None:
+        assert parse_labels(data, filename) == ["inf"]
+        return
+    with pytest.raises(LabelsError, match=message):
+        parse_labels(data, filename)

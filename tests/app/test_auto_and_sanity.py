@@ -1,0 +1,61 @@
+"""AppTest: samples "auto" in the Explain form and the sanity check on the Trust page, with the
+real bundled model."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from ui import explain_panel, services, state
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 300
+
+
+def fresh(req) -> AppTest:
+    st.cache_data.clear()
+    services.store().clear()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.session_state[state.RUN_KEY] = req
+    return at
+
+
+@pytest.mark.slow
+def test_auto_samples_say_how_many_they_used_and_the_threshold_is_shown() -> None:
+    assert state.SAMPLE_CHOICES[0] == "auto"
+    req = explain_panel.build_request(["lime", "kernel_shap"], samples="auto", threshold=0.9)
+    assert req.samples == "auto" and req.threshold == 0.9
+    app = fresh(dataclasses.replace(req, budget=96, segmentation="grid"))
+    app.run()
+    assert not app.exception
+    assert app.select_slider(key="xai_form_samples").value == "auto"
+    assert app.slider(key="xai_form_threshold").value == 0.9
+    used = [c.value for c in app.caption if c.value.startswith("LIME and KernelSHAP computed with")]
+    assert used and "96 samples (auto: stopped at the budget" in used[0], used
+    more = [b for b in app.button if b.label.startswith("More samples")]
+    assert len(more) == 1 and more[0].label == "More samples (auto: 96 → 100)"
+    more[0].click().run()
+    assert not app.exception
+    assert app.session_state[state.RUN_KEY].samples == 100  # a fixed count from now on
+
+
+@pytest.mark.slow
+def test_trust_page_sanity_check_draws_its_curves() -> None:
+    app = fresh(explain_panel.build_request(["gradcam"], samples=32))
+    app.run()
+    app.switch_page("pages/trust.py").run()
+    assert not app.exception
+    app.number_input(key="xai_trust_seeds").set_value(1)
+    app.number_input(key="xai_trust_steps").set_value(4)
+    app.checkbox(key="xai_trust_sanity").check()
+    submit = [b for b in app.get("form_submit_button") if b.label == "Compute trust metrics"]
+    submit[0].click().run()
+    assert not app.exception
+    texts = " ".join(m.value for m in app.markdown) + " ".join(c.value for c in app.caption)
+    assert "Sanity check: layers randomised from the top down" in texts
+    assert "passes the sanity check" in texts or "does not depend on what the model learned" in texts
+    charts = [c for c in app.get("plotly_chart")]
+    assert len(charts) >= 6  # deletion, insertion, 2 agreement, 2 sanity

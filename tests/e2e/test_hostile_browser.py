@@ -1,0 +1,120 @@
+"""Hostile inputs in a real browser (issue 8): a labels file whose names are HTML and markdown
+links must never make the browser fetch them, and the server keeps serving other sessions.
+
+A fake tracker URL on a closed local port stands in for an external site; every request the
+page makes is recorded with ``page.on("request")``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.e2e.conftest import ARTIFACTS
+from tests.e2e.test_browser import RUN_TIMEOUT_MS, wait_idle, wait_three_overlays
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+TRACKER = "http://127.0.0.1:9/"
+HOSTILE_NAMES = [f"<img src={TRACKER}track.png>", f"[x]({TRACKER})", f"![p]({TRACKER}p.png)"]
+
+
+def tiny_model(path) -> None:
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(3, activation="softmax")(x)
+    keras.Model(inputs, outputs).save(path)
+
+
+def upload(page, path) -> None:
+    """Upload an image (the sidebar also has a regions uploader: pick the Source radio's)."""
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_role("radiogroup", name="Source").get_by_text("Upload").click()
+    wait_idle(page)
+    sidebar.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(path))
+    wait_idle(page)
+
+
+def choose_custom_model(page) -> None:
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_test_id("stSelectbox").filter(has_text="Classifier").click()
+    page.get_by_role("option", name="Your own model (.keras / .h5)…").click()
+    wait_idle(page)
+
+
+def test_hostile_labels_never_reach_the_network_and_a_second_session_still_works(server, browser, tmp_path) -> None:
+    model = tmp_path / "tiny.keras"
+    tiny_model(model)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(HOSTILE_NAMES) + "\n", encoding="utf-8")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"<img src=%sbad.png>": "a"}' % TRACKER, encoding="utf-8")
+
+    page = browser.new_page(viewport={"width": 1500, "height": 1800})
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(server)
+    wait_idle(page)
+    choose_custom_model(page)
+    uploaders = page.get_by_test_id("stFileUploaderDropzoneInput")
+    # an error message that quotes the file: the class index is the hostile text
+    uploaders.nth(1).set_input_files(str(bad))
+    wait_idle(page)
+    uploaders.nth(0).set_input_files(str(model))
+    wait_idle(page)
+    page.get_by_text("is not a class index").first.wait_for(timeout=60_000)
+    # now the hostile names themselves
+    uploaders.nth(1).set_input_files(str(labels))
+    wait_idle(page)
+    try:
+        wait_three_overlays(page)  # the custom model is explained with the hostile names
+        page.screenshot(path=str(ARTIFACTS / "hostile-explain.png"), full_page=True)
+        page.get_by_role("link", name="Compare labels").click()
+        wait_idle(page)
+        page.get_by_text("track.png", exact=False).first.wait_for(timeout=RUN_TIMEOUT_MS)
+        wait_idle(page)
+    finally:
+        page.screenshot(path=str(ARTIFACTS / "hostile-compare.png"), full_page=True)
+    body = page.inner_text("body").replace("\u200b", "")  # the zero-width spaces that stop autolinks
+    assert HOSTILE_NAMES[0] in body  # shown as the characters it is made of
+    assert page.locator(f"img[src^='{TRACKER}'], a[href^='{TRACKER}']").count() == 0
+    leaked = [u for u in requests if u.startswith(TRACKER)]
+    assert not leaked, leaked
+    page.close()
+
+    # the server keeps serving a second session normally
+    second = browser.new_page(viewport={"width": 1400, "height": 1600})
+    second.goto(server)
+    wait_idle(second)
+    wait_three_overlays(second)
+    assert "cat" in second.inner_text("body").lower()
+    second.close()
+
+
+def test_hostile_images_get_messages_and_the_server_keeps_serving(server, browser, tmp_path) -> None:
+    from tests.app.test_hostile import png_header_only
+
+    zero = tmp_path / "zero.png"
+    zero.write_bytes(b"")
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header_only(100_000, 100_000))
+    one = tmp_path / "one.png"
+    Image.fromarray(np.full((1, 1, 3), 128, np.uint8)).save(one)
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(server)
+    wait_idle(page)
+    for path in (zero, bomb):
+        upload(page, path)
+        page.get_by_text("This image cannot be used").first.wait_for(timeout=60_000)
+        assert page.get_by_test_id("stSidebar").count() == 1
+    upload(page, one)
+    wait_three_overlays(page)
+    page.close()
+    second = browser.new_page()
+    second.goto(server)
+    wait_idle(second)
+    wait_three_overlays(second)
+    second.close()
