@@ -153,5 +153,5 @@ def test_html_report_escapes_hostile_label_names_and_captions(run):
     html = export.html_report(fitted.image, results, dict(doc, image_name="<script>alert(1)</script>"), captions)
     assert "<img src=http" not in html and "<script>alert" not in html
     assert "&lt;img src=http://127.0.0.1:9/track.png&gt;" in html
-    assert "The model says &lt;img src=http://127.0.0.1:9/track.png&gt; with" in html  # plain text, no \ or **
+    assert "The model says “&lt;img src=http://127.0.0.1:9/track.png&gt;” with" in html  # plain text, no \ or **
     assert "[x](http://127.0.0.1:9/)" in html and "href=" not in html

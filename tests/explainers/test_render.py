@@ -317,18 +317,18 @@ def test_caption_never_claims_a_region_whose_sign_is_unsettled():
     settled = Explanation(method="kernel_shap", label=3, label_name="cat", score=0.8,
                           heatmap=weights[seg], segments=seg, segment_weights=weights,
                           segment_std=np.array([0.01, 0.01, 0.01]))
-    assert "55 points" in caption([settled])  # both regions claimed: 0.25 + 0.30
+    assert "from 80% to about 25%" in caption([settled])  # both regions claimed: 0.8 − (0.25 + 0.30)
     doubtful = Explanation(method="kernel_shap", label=3, label_name="cat", score=0.8,
                            heatmap=weights[seg], segments=seg, segment_weights=weights,
                            segment_std=np.array([0.01, 0.01, 0.2]))  # 0.30 < 1.96 × 0.2
     text = caption([doubtful])
-    assert "the upper left" in text and "25 points" in text and "55 points" not in text
+    assert "region 1 (the upper left" in text and "from 80% to about 55%" in text  # only 0.25 claimed
     assert "do not settle whether it helps or hurts" in text
     nothing = Explanation(method="kernel_shap", label=3, label_name="cat", score=0.8,
                           heatmap=weights[seg], segments=seg, segment_weights=weights,
                           segment_std=np.array([1.0, 1.0, 1.0]))
     text = caption([nothing])
-    assert "points" not in text and "looks mostly at" not in text and "do not settle" in text
+    assert "covering" not in text and "looks mostly at" not in text and "do not settle" in text
 
 
 def test_unsettled_regions_get_a_dotted_outline():
