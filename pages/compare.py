@@ -40,7 +40,7 @@ for idx, label_name, prob in preds:
         if found:
             with col:
                 st.image(render_explanation(image.pixels, found[0], limit=limits[name], **view), width="stretch")
-                st.markdown(widgets.legend_markdown(found[0], limits[name], view), unsafe_allow_html=True)
+                st.html(widgets.legend_block(found[0], limits[name], view))
                 if not stakeholder:
                     st.caption(widgets.stats_line(found[0]))
                     hint = trust.get(name) or widgets.badge_for(found[0])

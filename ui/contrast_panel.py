@@ -70,7 +70,7 @@ def draw(classifier: Any, image: PreparedImage, request: RunRequest,
         with col:
             st.markdown(f"**{specs[r.method].title}**")
             st.image(render_explanation(image.pixels, r, limit=limits[r.method], **view), width="stretch")
-            st.markdown(widgets.legend_markdown(r, limits[r.method], view), unsafe_allow_html=True)
+            st.html(widgets.legend_block(r, limits[r.method], view))
             if not state.stakeholder_mode():
                 st.caption(widgets.stats_line(r))
     st.caption(f"High end of each colour scale: favours {escape_markdown(classifier.labels[a])}; low end: "

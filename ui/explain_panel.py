@@ -362,7 +362,7 @@ def draw_story(classifier: Any, image: PreparedImage, req: RunRequest, label: in
     other methods small beside it. No numbers a non-specialist would have to decode."""
     from explainers.render import render_explanation
     from explainers.summary import story, story_picture
-    from ui.widgets import escape_markdown, legend_markdown, trust_verdicts
+    from ui.widgets import escape_markdown, legend_block, trust_verdicts
 
     specs = services.method_specs(classifier)
     results = collect_results(classifier, image, req, progress_slot=status if status is not None else st.empty())
@@ -379,8 +379,7 @@ def draw_story(classifier: Any, image: PreparedImage, req: RunRequest, label: in
     with main:
         st.image(story_picture(image.pixels, mine, told, limit=limits[told.method], cmap=view["cmap"]),
                  width="stretch")
-        st.markdown(legend_markdown(ref, limits[told.method], view, title=specs[told.method].title),
-                    unsafe_allow_html=True)
+        st.html(legend_block(ref, limits[told.method], view, title=specs[told.method].title))
     with side:
         st.markdown(f"#### {escape_markdown(told.text)}")
         st.markdown(escape_markdown(told.trust))
@@ -392,7 +391,7 @@ def draw_story(classifier: Any, image: PreparedImage, req: RunRequest, label: in
                 with cols[i % 2]:
                     st.markdown(f"**{specs[r.method].title}**")
                     st.image(render_explanation(image.pixels, r, limit=limits[r.method], **view), width="stretch")
-                    st.markdown(legend_markdown(r, limits[r.method], view), unsafe_allow_html=True)
+                    st.html(legend_block(r, limits[r.method], view))
     return flat
 
 

@@ -104,8 +104,8 @@ def stats_line(exp: Explanation) -> str:
     return " · ".join(parts)
 
 
-def legend_markdown(exp: Explanation, limit: float, view: dict[str, Any], title: str = "") -> str:
-    """The colour legend of one overlay as HTML for ``st.markdown(..., unsafe_allow_html=True)``."""
+def legend_block(exp: Explanation, limit: float, view: dict[str, Any], title: str = "") -> str:
+    """The colour legend of one overlay as HTML for ``st.html`` (label names escaped; no user markup)."""
     from explainers.legend import legend_for, legend_html
     from ui import services
 
@@ -122,7 +122,7 @@ def draw_result(container: Any, image: np.ndarray, exp: Explanation, limit: floa
     with container:
         st.markdown(f"**{title}**")
         st.image(render_explanation(image, exp, limit=limit, **view), width="stretch")
-        st.markdown(legend_markdown(exp, limit, view), unsafe_allow_html=True)
+        st.html(legend_block(exp, limit, view))
         if stats:
             st.caption(stats_line(exp))
         if caption:

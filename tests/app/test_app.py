@@ -174,8 +174,9 @@ def visible_texts(at: AppTest) -> list[str]:
         spec = json.loads(chart.proto.spec)
         texts += [str(v) for trace in spec.get("data", []) for k in ("y", "x", "text") for v in trace.get(k, [])
                   if isinstance(v, str)]
-    # HTML legends: their visible words only
-    return [re.sub(r"<[^>]+>|data:image/png;base64,[^'\"]+", " ", t) for t in texts]
+    # HTML legends (st.html): their visible words only
+    texts += [re.sub(r"<[^>]+>", " ", e.proto.body) for e in at.get("html")]
+    return texts
 
 
 def test_stakeholder_mode_shows_one_numbered_picture_a_plain_caption_and_no_jargon(app: AppTest) -> None:
