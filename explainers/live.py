@@ -31,6 +31,7 @@ class LiveFrame:
     seconds: float  # time spent on this frame (fit + model + drawing)
     heatmap: np.ndarray  # Grad-CAM at the layer's resolution, after the ReLU (unnormalised)
     box: tuple[int, int, int, int]  # (top, left, height, width) of the frame the model saw
+    model_seconds: float = 0.0  # of ``seconds``, the forward + backward pass
 
 
 class LiveGradCam:
@@ -62,7 +63,9 @@ class LiveGradCam:
         top, left, bh, bw = crop_box(h, w, th, tw)
         crop = frame[top : top + bh, left : left + bw]
         small = _resize(crop, (th, tw))
+        t_model = time.perf_counter()
         feats, scores, classes, grads = self.classifier.top_k_gradients(small[None], 1, self.layer)
+        model_seconds = time.perf_counter() - t_model
         a = feats[0].astype(np.float32)
         cam = np.maximum(a @ grads[0, 0].mean(axis=(0, 1)), 0.0)
         label = int(classes[0, 0])
@@ -76,12 +79,22 @@ class LiveGradCam:
         picture[top : top + bh, left : left + bw] = self._blend(crop, cam)
         seconds = time.perf_counter() - t0
         result = LiveFrame(picture, label, self.classifier.labels[label], prob, seconds, cam,
-                           (top, left, bh, bw))
+                           (top, left, bh, bw), model_seconds)
         with self._lock:
             self.frames += 1
             self.last = result
             self._times.append(time.perf_counter())
         return result
+
+    def warm_up(self) -> None:
+        """Trace the gradient function on a gray frame (seconds), then forget that frame, so
+        the first camera frame is as fast as the others."""
+        th, tw = self.classifier.input_size
+        self.process(np.full((th, tw, 3), 128, np.uint8))
+        with self._lock:
+            self.frames = 0
+            self.last = None
+            self._times.clear()
 
     def _blend(self, crop: np.ndarray, cam: np.ndarray) -> np.ndarray:
         """The map over the crop, as ``render.overlay(..., cmap="jet", positive_only=True)``

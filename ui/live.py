@@ -23,12 +23,20 @@ def preload_webrtc() -> None:
     pylibsrtp`` is a segmentation fault, the other order works. app.py calls this first thing,
     so the live mode can load aiortc later in the same process.
     """
+    import sys
+
+    if "tensorflow" in sys.modules:  # too late: importing it now would crash the process
+        return
     try:
         import pylibsrtp  # noqa: F401
     except ImportError:
         pass
 
 NO_ICE_SERVERS = {"iceServers": []}  # localhost: host candidates only, no STUN/TURN lookups
+VIDEO_CONSTRAINTS = {"width": {"ideal": 320}, "height": {"ideal": 240}, "frameRate": {"max": 10}}
+"""Small, slow video: aiortc depacketises and encodes in Python threads of the Streamlit server,
+and at 640×480 × 30 frames/s that work starved the model on 2 cores (1.1–1.7 s per frame in
+the model instead of ~50 ms). The model sees a 224² crop either way."""
 
 
 def live_panel(classifier: Any) -> None:
@@ -39,6 +47,12 @@ def live_panel(classifier: Any) -> None:
     if not getattr(classifier, "supports_gradients", False) or classifier.cam_layer is None:
         st.info("The live view shows Grad-CAM, which this model cannot give (no gradients or "
                 "convolutional layer). Use a snapshot from the camera instead.")
+        return
+    import sys
+
+    if "pylibsrtp" not in sys.modules and "tensorflow" in sys.modules:
+        st.info("The live view needs streamlit-webrtc loaded before TensorFlow, and this process "
+                "loaded TensorFlow first; start the dashboard with `streamlit run app.py`.")
         return
     try:
         import av
@@ -58,7 +72,7 @@ def live_panel(classifier: Any) -> None:
         mode=WebRtcMode.SENDRECV,
         rtc_configuration=NO_ICE_SERVERS,
         server_rtc_configuration=NO_ICE_SERVERS,
-        media_stream_constraints={"video": True, "audio": False},
+        media_stream_constraints={"video": VIDEO_CONSTRAINTS, "audio": False},
         video_frame_callback=explain_frame,
         async_processing=True,
     )
@@ -71,7 +85,10 @@ def _engine(classifier: Any) -> Any:
 
     live = st.session_state.get(ENGINE_KEY)
     if live is None or live.classifier is not classifier:
-        live = st.session_state[ENGINE_KEY] = LiveGradCam(classifier)
+        live = LiveGradCam(classifier)
+        with st.spinner("Preparing Grad-CAM for the live view…"):
+            live.warm_up()
+        st.session_state[ENGINE_KEY] = live
     return live
 
 
@@ -83,4 +100,5 @@ def live_status() -> None:
         return
     last = live.last
     st.caption(f"Live: {live.frames} frames explained · {live.fps():.1f} frames/s · "
-               f"{last.label_name} {last.probability:.0%} · {last.seconds * 1000:.0f} ms per frame")
+               f"{last.label_name} {last.probability:.0%} · {last.seconds * 1000:.0f} ms per frame "
+               f"({last.model_seconds * 1000:.0f} ms in the model)")

@@ -10,7 +10,7 @@ from PIL import Image
 
 from tests.e2e.conftest import ARTIFACTS
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 RUN_TIMEOUT_MS = 240_000
 
 
@@ -25,16 +25,21 @@ def wait_idle(page, timeout: int = RUN_TIMEOUT_MS) -> None:
 
 
 def upload(page, path) -> None:
-    page.get_by_test_id("stSidebar").get_by_text("Upload", exact=True).click()
+    # the Source radio's option (the regions uploader below it has an "Upload" button too)
+    page.get_by_test_id("stSidebar").get_by_test_id("stRadio").get_by_text("Upload", exact=True).first.click()
     wait_idle(page)
-    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(path))
+    # the image uploader by its label: the regions uploader is always there, so `.first` could
+    # pick it before the image uploader appears
+    image_uploader = page.get_by_test_id("stFileUploader").filter(has_text="Image file")
+    image_uploader.wait_for(timeout=60_000)
+    image_uploader.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(path))
     wait_idle(page)
 
 
 def wait_three_overlays(page) -> None:
     page.wait_for_function(
         "() => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
-        ".filter(e => e.innerText.includes('model calls')).length >= 3",
+        ".filter(e => /model calls|perturbed images/.test(e.innerText)).length >= 3",
         timeout=RUN_TIMEOUT_MS,
     )
     wait_idle(page)
@@ -70,7 +75,7 @@ def test_upload_explain_compare_and_download(server, browser, tmp_path) -> None:
     wait_idle(page)
     page.wait_for_function(
         "() => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
-        ".filter(e => e.innerText.includes('model calls')).length >= 9",
+        ".filter(e => /model calls|perturbed images/.test(e.innerText)).length >= 9",
         timeout=RUN_TIMEOUT_MS,
     )
     page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
