@@ -282,7 +282,8 @@ def _segmentation_params(algorithm: str, params: Any) -> dict[str, Any]:
 def results_npz(fitted: Any, results: Sequence[Explanation], document: Mapping[str, Any]) -> bytes:
     """The one NPZ layout: heatmaps (R, H, W) at the model input, the input image, the mapping back
     to the file, segments and (R, M) segment weights / standard errors (NaN rows for methods
-    without them); ``meta`` is the JSON document. Loadable with ``np.load`` (no pickle)."""
+    without them), DFF's concept maps (K, H, W) and regions (H, W) when it ran; ``meta`` is the
+    JSON document. Loadable with ``np.load`` (no pickle)."""
     seg = next((r.segments for r in results if r.segments is not None), None)
     arrays: dict[str, Any] = {
         "schema": np.array(SCHEMA),
@@ -309,6 +310,10 @@ def results_npz(fitted: Any, results: Sequence[Explanation], document: Mapping[s
         arrays["segments"] = seg.astype(np.int32)
         arrays["segment_weights"] = weights
         arrays["segment_std"] = std
+    concepts = next((r for r in results if r.extras and r.extras.get("concept_maps") is not None), None)
+    if concepts is not None:  # Deep Feature Factorization: every concept's map and the regions
+        arrays["concept_maps"] = np.asarray(concepts.extras["concept_maps"], dtype=np.float32)
+        arrays["concept_regions"] = np.asarray(concepts.extras["concept_regions"], dtype=np.int32)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     return buf.getvalue()

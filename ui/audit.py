@@ -165,8 +165,10 @@ def settings_form(classifier: Any) -> Any:
     c1, c2, c3, c4 = st.columns(4)
     methods = c1.multiselect("Methods (the first drives the clusters)", names, default=default,
                              format_func=lambda n: specs[n].title, key="xai_audit_methods")
-    samples = c2.select_slider("Samples (LIME/KernelSHAP)", [50, 100, 200, 300, 500, 1000], 300,
-                               key="xai_audit_samples")
+    # 300 by default, less when the app's default is lower (XAI_LENS_DEFAULT_SAMPLES, browser tests)
+    default_samples = min(300, state.DEFAULT_SAMPLES)
+    samples = c2.select_slider("Samples (LIME/KernelSHAP)", sorted({50, 100, 200, 300, 500, 1000, default_samples}),
+                               default_samples, key="xai_audit_samples")
     top_k = c3.number_input("Top-k labels", 1, min(5, classifier.num_classes), 1, key="xai_audit_topk")
     seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="xai_audit_seed")
     return AuditConfig(methods=tuple(methods), samples=int(samples), top_k=int(top_k), seed=int(seed))

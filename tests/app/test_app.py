@@ -16,6 +16,8 @@ from streamlit.testing.v1 import AppTest
 from ui import explain_panel, services, state
 from model_zoo.registry import load_classifier
 
+pytestmark = pytest.mark.slow  # AppTest with the real bundled model
+
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 240
 PAGES = ["pages/explain.py", "pages/compare.py", "pages/trust.py", "pages/models.py", "pages/guide.py"]

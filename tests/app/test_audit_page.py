@@ -12,6 +12,8 @@ from streamlit.testing.v1 import AppTest
 from tests.explainers.audit_models import png
 from ui import audit, services
 
+pytestmark = pytest.mark.slow  # AppTest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from tests.e2e.conftest import ARTIFACTS
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 RUN_TIMEOUT_MS = 240_000
 
 

@@ -42,6 +42,7 @@ def chelsea_png(tmp_path_factory) -> Path:
 
 
 # ---------------------------------------------------------------------- bundled model, subprocess
+@pytest.mark.slow
 def test_bundled_model_json_end_to_end(chelsea_png, tmp_path):
     out = tmp_path / "maps.npz"
     proc = run_cli(
@@ -102,6 +103,7 @@ def test_bundled_model_json_end_to_end(chelsea_png, tmp_path):
             assert list(peak) == r["peak_input_rc"]
 
 
+@pytest.mark.slow
 def test_auto_samples_report_what_they_used(chelsea_png, capsys):
     """--samples auto (the default) with a tiny budget: the run stops at the budget and every
     superpixel result says so, with per-segment standard errors and the unsettled segments."""
@@ -139,6 +141,7 @@ def test_unreadable_image_is_one_line(tmp_path):
 
 
 # ---------------------------------------------------------------------- in process
+@pytest.mark.slow
 def test_readable_table(chelsea_png, capsys):
     code = main(["explain", str(chelsea_png), "--model", "efficientnet-lite0",
                  "--methods", "gradcam,gradcam_pp", "--top-k", "1"])

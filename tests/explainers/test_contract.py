@@ -8,7 +8,6 @@ test that registers a method of its own runs the same checks on it.
 from __future__ import annotations
 
 
-import keras
 import numpy as np
 import pytest
 
@@ -16,36 +15,10 @@ from explainers.base import Explanation, methods, params_dict
 from explainers.context import ExplainContext, SamplingParams
 from explainers.runner import run_method
 from model_zoo.classifier import Classifier
+from tests.models import tiny_classifier, tiny_image  # noqa: F401  (re-exported for other tests)
 
 SIZE = 32
 LABELS = [2, 1]  # the two most probable classes (Score-CAM gives 0 to labels below the black image)
-
-
-def tiny_classifier() -> Classifier:
-    keras.utils.set_random_seed(3)
-    inp = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inp)
-    x = keras.layers.MaxPooling2D(2)(x)
-    x = keras.layers.Conv2D(12, 3, padding="same", activation="relu", name="conv2")(x)
-    x = keras.layers.Flatten()(x)
-    out = keras.layers.Dense(3, activation="softmax", name="head")(x)
-    model = keras.Model(inp, out)
-    # Fixed, seeded weights (not Keras' initialiser), so the maps are the same on every run; a
-    # small head keeps the softmax unsaturated (every label has a real probability to explain).
-    rng = np.random.default_rng(11)
-    scale = {4: 0.3, 2: 0.02, 1: 0.0}  # conv kernels, dense kernel, biases
-    model.set_weights(
-        [rng.normal(0, scale[w.ndim], w.shape).astype(np.float32) for w in model.get_weights()]
-    )
-    return Classifier(model, id="tiny", name="tiny", labels=["ant", "bee", "cat"],
-                      preprocessing="unit", batch_size=16)
-
-
-def tiny_image() -> np.ndarray:
-    rng = np.random.default_rng(5)
-    img = rng.integers(0, 120, (SIZE, SIZE, 3), dtype=np.uint8)
-    img[4:14, 18:28] = (250, 240, 60)  # a bright object so the maps have structure
-    return img
 
 
 @pytest.fixture(scope="module")

@@ -156,3 +156,34 @@ def test_concepts_render_as_coloured_regions(stripes_model):
     legend = concept_legend(r.extras["concept_top"])
     k_red = r.extras["concept"]
     assert legend[k_red][0] == CONCEPT_COLOURS[k_red] and legend[k_red][1].startswith("red thing")
+
+
+def test_cli_writes_the_concepts(stripes_model, tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from explainers.cli import main
+
+    model_path = tmp_path / "stripes.keras"
+    stripes_model.model.save(model_path)
+    png = tmp_path / "stripes.png"
+    Image.fromarray(stripes_image()).save(png)
+    npz = tmp_path / "out.npz"
+    code = main(["explain", str(png), "--model", str(model_path), "--preprocess", "unit",
+                 "--labels", str(_labels(tmp_path)), "--methods", "dff", "--param", "dff.concepts=3",
+                 "--target", "2", "--json", "--out", str(npz)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    (result,) = json.loads(captured.out)["results"]
+    k = result["extras"]["concept"]
+    assert result["extras"]["concept_top"][k][0][1] == "blue thing"
+    saved = np.load(npz)
+    assert saved["concept_maps"].shape == (3, SIZE, SIZE)
+    assert (saved["concept_regions"][:, 16:] == k).all()  # the blue stripe is the label's concept
+
+
+def _labels(folder):
+    path = folder / "labels.txt"
+    path.write_text("\n".join(CLASSES) + "\n")
+    return path

@@ -3,7 +3,6 @@ brightness of a square, agreement, stability of a deterministic method, converge
 bootstrap on additive games, pointing game and mask IoU."""
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
 
@@ -15,6 +14,7 @@ from explainers.lime import LimeParams
 from explainers.perturbation import PerturbationRun
 from explainers.runner import run_method
 from model_zoo.classifier import Classifier
+from tests.models import box_model, small_cnn
 
 SIZE = 32
 BOX = (4, 20, 4, 20)  # rows 4..19, cols 4..19: spans 3×3 cells of the 4×4 grid, 4 of them partly
@@ -24,32 +24,12 @@ GRID = {"rows": 4, "cols": 4}
 # ----------------------------------------------------------------------------- models
 @pytest.fixture(scope="module")
 def region_model() -> Classifier:
-    """Fixed weights: class 1's probability is the mean grey level (0..1) inside BOX, class 0
-    its complement. Linear in the pixels, so with a black fill each grid cell adds exactly the
-    brightness it holds inside the box."""
-    inp = keras.Input((SIZE, SIZE, 3))
-    gray = keras.layers.Conv2D(1, 1, use_bias=False, name="gray")(inp)
-    flat = keras.layers.Flatten()(gray)
-    out = keras.layers.Dense(2, name="head")(flat)
-    model = keras.Model(inp, out)
-    model.get_layer("gray").set_weights([np.full((1, 1, 3, 1), 1 / (3 * 255), np.float32)])
-    box = np.zeros((SIZE, SIZE))
-    box[BOX[0] : BOX[1], BOX[2] : BOX[3]] = 1
-    m = box.ravel() / box.sum()
-    model.get_layer("head").set_weights([np.stack([-m, m], 1).astype(np.float32), np.array([1, 0], np.float32)])
-    return Classifier(model, id="region", name="region", labels=["outside", "box"],
-                      preprocessing="raw", output="probabilities")
+    return box_model(BOX, SIZE)
 
 
 @pytest.fixture(scope="module")
 def tiny_cnn() -> Classifier:
-    keras.utils.set_random_seed(3)
-    inp = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu", name="c1")(inp)
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="c2")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(3, activation="softmax", name="head")(x)
-    return Classifier(keras.Model(inp, out), id="tiny", name="tiny", preprocessing="unit")
+    return small_cnn(3, SIZE)
 
 
 def bright_image(seed: int = 0) -> np.ndarray:

@@ -97,7 +97,7 @@ def test_bounds_from_the_metadata_are_enforced(toy):
 
 
 def test_the_toy_method_reaches_an_export_and_the_display_order(toy):
-    from tests.explainers.test_contract import tiny_classifier, tiny_image
+    from tests.models import tiny_classifier, tiny_image
     from explainers.context import ExplainContext
     from explainers.runner import run_method
 

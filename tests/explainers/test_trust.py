@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import keras
 import numpy as np
 import pytest
 
@@ -14,6 +13,7 @@ from explainers.context import ExplainContext, SamplingParams
 from explainers.runner import explain
 from explainers.trust import JSON_METHOD_KEYS, badge_list, badges, to_json, trust_report
 from model_zoo.classifier import Classifier
+from tests.models import box_model, small_cnn
 
 SIZE = 32
 GRID = {"rows": 4, "cols": 4}
@@ -23,30 +23,13 @@ METHODS = ["lime", "kernel_shap", "gradcam"]
 
 @pytest.fixture(scope="module")
 def tiny_cnn() -> Classifier:
-    keras.utils.set_random_seed(11)
-    inp = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu", name="c1")(inp)
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="c2")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(3, activation="softmax", name="head")(x)
-    return Classifier(keras.Model(inp, out), id="tiny", name="tiny", labels=["a", "b", "c"],
-                      preprocessing="unit")
+    return small_cnn(11, SIZE, labels=["a", "b", "c"])
 
 
 @pytest.fixture(scope="module")
 def region_model() -> Classifier:
-    """Fixed weights: class 1's probability is the mean grey level (0..1) inside BOX."""
-    inp = keras.Input((SIZE, SIZE, 3))
-    gray = keras.layers.Conv2D(1, 1, use_bias=False, name="gray")(inp)
-    out = keras.layers.Dense(2, name="head")(keras.layers.Flatten()(gray))
-    model = keras.Model(inp, out)
-    model.get_layer("gray").set_weights([np.full((1, 1, 3, 1), 1 / (3 * 255), np.float32)])
-    box = np.zeros((SIZE, SIZE))
-    box[BOX[0] : BOX[1], BOX[2] : BOX[3]] = 1
-    m = box.ravel() / box.sum()
-    model.get_layer("head").set_weights([np.stack([-m, m], 1).astype(np.float32), np.array([1, 0], np.float32)])
-    return Classifier(model, id="region", name="region", labels=["outside", "box"],
-                      preprocessing="raw", output="probabilities")
+    """Class 1's probability is the mean grey level (0..1) inside BOX."""
+    return box_model(BOX, SIZE)
 
 
 def image(seed: int = 0) -> np.ndarray:

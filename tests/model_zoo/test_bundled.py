@@ -28,6 +28,8 @@ from model_zoo.imagenet import (
 )
 from model_zoo.torch_legacy import load_state_dict
 
+pytestmark = pytest.mark.slow  # the real bundled weights
+
 FELINES = range(281, 294)  # 281–285 domestic cats, 286 cougar … 293 cheetah
 
 

@@ -119,6 +119,7 @@ def test_list_table(tmp_path, monkeypatch, capsys):
     assert str(tmp_path / "models") in out
 
 
+@pytest.mark.slow
 def test_predict_default_model_on_a_cat(env, chelsea_png):
     result = run(env, "predict", str(chelsea_png), "--json")
     assert result.returncode == 0, result.stderr
