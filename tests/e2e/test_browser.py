@@ -150,9 +150,10 @@ def test_screenshots_at_1400x900_explain_stakeholder_trust_and_report(server, br
     shoot(page, "1400-explain")
     page.get_by_text("Interactive view (hover a superpixel to see its weight)").click()
     wait_idle(page)
-    chart = page.get_by_test_id("stPlotlyChart").last
-    chart.wait_for(timeout=60_000)
-    assert "points of probability" in chart.inner_text() or "relative strength" in chart.inner_text()
+    # the interactive chart: its colour bar is titled with the method's units
+    chart = page.get_by_test_id("stPlotlyChart").filter(has_text=re.compile("points of probability|relative strength"))
+    chart.first.wait_for(timeout=60_000)
+    chart = chart.first
     chart.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "1400-interactive.png"))
     page.get_by_text("Interactive view (hover a superpixel to see its weight)").click()
@@ -161,6 +162,8 @@ def test_screenshots_at_1400x900_explain_stakeholder_trust_and_report(server, br
     page.get_by_test_id("stSidebar").get_by_text("Stakeholder mode").click()
     wait_idle(page)
     page.get_by_text("How far to trust it").first.wait_for(timeout=RUN_TIMEOUT_MS)
+    wait_idle(page)  # stale elements of the previous run are removed when the run ends
+    page.wait_for_timeout(500)
     body = page.locator("[data-testid=stMain]").inner_text()
     for jargon in ("model call", "R²", "kernel_shap", "gradcam", " s ·"):
         assert jargon not in body, jargon
