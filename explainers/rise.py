@@ -31,8 +31,9 @@ class RiseParams:
     """Number of masks, their cell size in pixels, the probability a cell is kept, the fill."""
 
     masks: int = param(1000, low=2, high=100_000, help="random masks, one model call each")
-    cell: int = param(32, low=1, high=4096,
-                      help="pixels per grid cell (the paper: 7×7 cells on 224², i.e. 32 px)")
+    cell: int = param(0, low=0, high=4096,
+                      help="pixels per grid cell; 0 = automatic: a seventh of the shorter side "
+                      "(the paper's 7×7 cells, 32 px on 224²)")
     keep: float = param(0.5, above=0.0, high=0.99, help="probability that a cell is kept visible")
     fill: str = param("black", help=f"what hidden parts show: {', '.join(RISE_FILLS)} (black: the paper) or #rrggbb")
     batch_size: int = param(32, low=1, high=1024, help="masked images per model call")
@@ -60,6 +61,12 @@ def _interpolation(points: int, cell: int) -> np.ndarray:
     return out
 
 
+def cell_size(shape: tuple[int, int], params: RiseParams) -> int:
+    """The cell in pixels: the chosen one, or (0) a seventh of the shorter side, so the default
+    grid is the paper's 7×7 on any image size (a fixed 32 px would be one cell on a 32² image)."""
+    return int(params.cell) or max(1, min(shape) // 7)
+
+
 def mask_batches(shape: tuple[int, int], params: RiseParams, seed: int) -> Iterator[np.ndarray]:
     """The N masks (k, H, W) float32 in [0, 1], in batches of ``batch_size``, the same for a seed.
 
@@ -67,7 +74,7 @@ def mask_batches(shape: tuple[int, int], params: RiseParams, seed: int) -> Itera
     probability ``keep``; at least two cells a side) and shifts in [0, cell).
     """
     h, w = shape
-    cell, n, bs = int(params.cell), int(params.masks), int(params.batch_size)
+    cell, n, bs = cell_size(shape, params), int(params.masks), int(params.batch_size)
     gh, gw = max(2, -(-h // cell)), max(2, -(-w // cell))
     ch = cw = cell  # gh × cell ≥ h: the shifted crop always lies inside the upsampled grid
     up_h, up_w = _interpolation(gh + 1, ch), _interpolation(gw + 1, cw)
@@ -171,4 +178,4 @@ register(MethodSpec(
     "weighting each pixel by how visible it was.",
 ))
 
-__all__ = ["RiseParams", "mask_batches", "rise_run", "rise_maps", "run_rise", "RISE_FILLS"]
+__all__ = ["RiseParams", "cell_size", "mask_batches", "rise_run", "rise_maps", "run_rise", "RISE_FILLS"]

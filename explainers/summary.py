@@ -1,12 +1,16 @@
 """Plain-language captions for stakeholder mode, computed from results already at hand.
 
-No model calls: the region comes from the maps, the score drop from KernelSHAP's additive
-values (or LIME's coefficients), agreement from rank correlation of the maps pooled on the
-same superpixels (``explainers.metrics``).
+No model calls: the regions come from the maps, the confidence after covering them from an
+additive method's superpixel values (KernelSHAP; LIME's coefficients otherwise), agreement from
+rank correlation of the maps on the same superpixels (``explainers.metrics``), and "how far to
+trust it" from the trust verdicts when they were measured (from the fit otherwise). Every text
+here is plain text: no markdown, no method ids, class ids, seconds, model calls or statistics
+jargon.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -54,46 +58,98 @@ def _reference(results: Sequence[Explanation]) -> Explanation | None:
     return (additive or with_weights or [None])[0]
 
 
-def caption(results: Sequence[Explanation], top: int = 3) -> str:
-    """One or two sentences of markdown for a non-technical audience about one label.
+def reference(results: Sequence[Explanation]) -> Explanation | None:
+    """The explanation the story is told from: an additive superpixel method, then any with
+    superpixel weights, then the first map."""
+    found = _reference(results)
+    return found if found is not None else (results[0] if results else None)
 
-    The label name is user-controlled (a labels file): it is escaped, so the caption can go into
-    Streamlit markdown as is; ``explainers.text.markdown_to_text`` gives the plain text.
+
+def regions(exp: Explanation, top: int = 3) -> list[np.ndarray]:
+    """Pixel masks of the (at most ``top``) strongest regions pushing towards the label.
+
+    Superpixel methods: the best positive superpixels. Pixel maps: the largest connected parts
+    of the strongest 10 % of pixels.
     """
-    from explainers.text import escape_markdown
-
-    if not results:
-        return ""
-    label = escape_markdown(results[0].label_name)
-    score = results[0].score
-    ref = _reference(results)
-    text = [f"The model says **{label}** with {score:.0%} confidence."]
-    if ref is not None:
+    if exp.segments is not None and exp.segment_weights is not None:
         # Only regions whose sign the samples settle are claimed (Explanation.unsettled).
-        unsettled = ref.unsettled()
-        order = np.argsort(-ref.segment_weights)[:top]
-        positive = [i for i in order if ref.segment_weights[i] > 0 and not unsettled[i]]
-        doubtful = [i for i in order if ref.segment_weights[i] > 0 and unsettled[i]]
-        if positive:
-            mask = np.isin(ref.segments, positive)
-            drop = float(ref.segment_weights[positive].sum())
-            regions = "that region" if len(positive) == 1 else f"those {len(positive)} regions"
-            text.append(
-                f"It looks mostly at {where(mask)} of the picture; hiding {regions} "
-                f"would lower the score by about {drop * 100:.0f} points ({ref.method} estimate)."
-            )
-        if doubtful:
-            few = "one more region" if len(doubtful) == 1 else f"{len(doubtful)} more regions"
-            text.append(
-                f"{few.capitalize()} may matter too, but the samples do not settle whether "
-                f"{'it helps' if len(doubtful) == 1 else 'they help'} or hurt{'s' if len(doubtful) == 1 else ''} "
-                "the score."
-            )
-        if not positive and not doubtful:
-            text.append("No region clearly raises the score.")
+        unsettled = exp.unsettled()
+        order = [i for i in np.argsort(-exp.segment_weights, kind="stable")[:top]
+                 if exp.segment_weights[i] > 0 and not unsettled[i]]
+        return [exp.segments == i for i in order]
+    from scipy.ndimage import label as connected
+
+    heat = np.asarray(exp.heatmap, np.float32)
+    if not (heat > 0).any():
+        return []
+    strong = (heat >= np.quantile(heat, 0.9)) & (heat > 0)
+    parts, count = connected(strong)
+    if count == 0:
+        return []
+    sums = np.bincount(parts.ravel(), weights=heat.ravel(), minlength=count + 1)[1:]
+    order = np.argsort(-sums, kind="stable")[:top]
+    return [parts == int(i) + 1 for i in order]
+
+
+def _numbers(n: int) -> str:
+    if n == 1:
+        return "region 1"
+    if n == 2:
+        return "regions 1 and 2"
+    return f"regions 1–{n}"
+
+
+@dataclass(frozen=True)
+class Story:
+    """What stakeholder mode says about one label: the text and the regions it talks about."""
+
+    label_name: str
+    score: float
+    method: str  # the registry name of the explanation the regions come from
+    regions: list[np.ndarray] = field(default_factory=list)
+    after: float | None = None  # estimated confidence with the regions covered
+    text: str = ""
+    trust: str = ""
+
+
+def story(results: Sequence[Explanation], verdicts: Mapping[str, Sequence[str]] | None = None,
+          top: int = 3) -> Story | None:
+    """The plain-language story of one label (all ``results`` must be for the same label).
+
+    ``verdicts`` are ``explainers.trust.badge_list`` of a trust report for this label, if one
+    was computed.
+    """
+    ref = reference(results)
+    if ref is None:
+        return None
+    found = regions(ref, top)
+    score = float(ref.score)
+    text = [f"The model says “{ref.label_name}” with {score:.0%} confidence."]
+    after = None
+    if found:
+        place = where(np.logical_or.reduce(found))
+        look = f"It looks mostly at {_numbers(len(found))} ({place} of the picture)"
+        if ref.segment_weights is not None:
+            ids = [i for i in np.argsort(-ref.segment_weights, kind="stable")[:top]
+                   if ref.segment_weights[i] > 0 and not ref.unsettled()[i]]
+            after = float(np.clip(score - float(ref.segment_weights[ids].sum()), 0.0, 1.0))
+            if after < 0.01:
+                look += f"; covering them would take away almost all of its {score:.0%} confidence."
+            else:
+                look += f"; covering them would lower its confidence from {score:.0%} to about {after:.0%}."
+        else:
+            look += "."
+        text.append(look)
     else:
-        heat = results[0].heatmap
-        text.append(f"It looks mostly at {where(heat >= np.quantile(heat, 0.9))} of the picture.")
+        text.append("No part of the picture clearly pushes it towards this answer.")
+    if ref.segment_weights is not None:
+        doubtful = [i for i in np.argsort(-ref.segment_weights, kind="stable")[:top]
+                    if ref.segment_weights[i] > 0 and ref.unsettled()[i]]
+        if doubtful:
+            few = "One more region" if len(doubtful) == 1 else f"{len(doubtful)} more regions"
+            text.append(f"{few} may matter too, but the samples do not settle whether "
+                        f"{'it helps' if len(doubtful) == 1 else 'they help'} or "
+                        f"hurt{'s' if len(doubtful) == 1 else ''} the answer.")
     agree = mean_rank_correlation(results)
     if agree is not None:
         if agree >= 0.5:
@@ -102,7 +158,79 @@ def caption(results: Sequence[Explanation], top: int = 3) -> str:
             text.append("The methods partly agree — treat the details with care.")
         else:
             text.append("The methods disagree — this explanation is not reliable.")
-    return " ".join(text)
+    trust = trust_line(ref, verdicts, agree)
+    return Story(ref.label_name, score, ref.method, found, after, " ".join(text), trust)
+
+
+_WORRIES = (
+    ("not faithful", "covering the highlighted regions hurts the answer no more than covering random ones"),
+    ("unstable", "another random start highlights other regions"),
+    ("fragile", "invisible noise in the photo changes the picture"),
+    ("not converged", "the picture had not settled yet"),
+    ("low fit", "the simple model behind the picture imitates the real one poorly here"),
+    ("misses the object", "the highlighted regions miss the object"),
+)
+_GOOD = ("faithful:", "stable across seeds", "robust to image noise", "points at the object")
+
+
+def trust_line(ref: Explanation, verdicts: Mapping[str, Sequence[str]] | None = None,
+               agree: float | None = None) -> str:
+    """"How far to trust it" in one plain sentence."""
+    mine = list((verdicts or {}).get(ref.method, []))
+    if mine:
+        worries = [plain for key, plain in _WORRIES if any(v.startswith(key) for v in mine)]
+        good = sum(any(v.startswith(g) for v in mine) for g in _GOOD)
+        if worries:
+            return "How far to trust it: with care — the checks found that " + "; ".join(worries) + "."
+        if good >= 2:
+            return ("How far to trust it: well — checked: covering these regions really lowers the "
+                    "confidence, and repeated runs give the same picture.")
+        return "How far to trust it: fairly — the checks found nothing wrong, but not every check applied."
+    fit = ref.r2
+    if fit is not None and fit < 0.4:
+        return ("How far to trust it: with care — the simple model behind the picture imitates the real "
+                "one poorly here (not checked further yet).")
+    if agree is not None and agree < 0.2:
+        return "How far to trust it: with care — the methods disagree (not checked further yet)."
+    if fit is not None and fit >= 0.7 and (agree is None or agree >= 0.5):
+        return ("How far to trust it: fairly — the simple model behind the picture imitates the real one "
+                "well (not checked further yet).")
+    return "How far to trust it: fairly — not checked further yet."
+
+
+def caption(results: Sequence[Explanation], top: int = 3) -> str:
+    """One or two plain sentences for a non-technical audience about one label."""
+    told = story(results, top=top)
+    return told.text if told is not None else ""
+
+
+def story_picture(image: np.ndarray, results: Sequence[Explanation], told: Story, *,
+                  limit: float | None = None, cmap: str = "blue-white-red", scale: int = 2) -> np.ndarray:
+    """The main stakeholder picture: the story's map, its regions outlined and numbered.
+
+    Drawn ``scale`` times larger than the model input so that outlines and numbers stay sharp
+    when shown big.
+    """
+    from PIL import Image
+
+    from explainers.render import numbered_regions, render_explanation
+
+    ref = next(r for r in results if r.method == told.method)
+    picture = render_explanation(image, ref, limit=limit, cmap=cmap)
+    h, w = picture.shape[:2]
+    big = np.asarray(Image.fromarray(picture).resize((w * scale, h * scale), Image.Resampling.BICUBIC))
+    masks = [np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize((w * scale, h * scale),
+                                                                         Image.Resampling.NEAREST)) > 127
+             for m in told.regions]
+    return numbered_regions(big, masks)
+
+
+def _title(method: str) -> str:
+    """A method's title from the registry (ids such as ``kernel_shap`` never reach a person)."""
+    from explainers.base import methods
+
+    spec = methods().get(method)
+    return spec.title if spec is not None else method
 
 
 def contrast_caption(results: Sequence[Explanation], top: int = 3) -> str:
@@ -134,7 +262,7 @@ def contrast_caption(results: Sequence[Explanation], top: int = 3) -> str:
                 else f"{head} nothing in the picture favours {a}")
         if lo < 0:
             text += f"; {where(heat <= 0.5 * lo)} favours {b}"
-        return text + f" ({first.method})."
+        return text + f" ({_title(first.method)})."
     w = ref.segment_weights
     order = np.argsort(-w, kind="stable")
     floor = 0.25 * float(np.abs(w).max())  # regions that matter, not the noise around zero
@@ -147,4 +275,4 @@ def contrast_caption(results: Sequence[Explanation], top: int = 3) -> str:
         body = f"no region raises {a} over {b}"
     if con:
         body += f"; {where(np.isin(ref.segments, con))} leans towards {b} (about {-w[con].sum() * 100:.0f} points)"
-    return f"{head} {body} ({ref.method} estimate)."
+    return f"{head} {body} ({_title(ref.method)} estimate)."

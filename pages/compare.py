@@ -10,7 +10,8 @@ from ui import contrast_panel, explain_panel, page, services, state, widgets
 
 page.page_setup()
 st.title("Compare labels")
-st.caption("Every top-k label explained by every method of the current run, on one colour scale per method.")
+st.caption("Every top-k label explained by every method of the current run, on one colour scale per method "
+           "and with the colours chosen on the Explain page.")
 classifier, image = page.require_model_and_image()
 preds = services.predictions(classifier, image, state.top_k())
 request = explain_panel.current_request(classifier, preds)
@@ -22,24 +23,31 @@ if not flat:
 
 specs = services.method_specs(classifier)
 limits = method_limits(flat)
-view = dict(state.PLAIN_VIEW)
-names = list(results)
+view = state.current_view()
+stakeholder = state.stakeholder_mode()
+names = explain_panel.ordered(list(results))
 header = st.columns([1] + [1] * len(names))
-header[0].markdown("**Label**")
+header[0].image(image.pixels, caption="The photo", width="stretch")  # once, not on every row
 for col, name in zip(header[1:], names):
     col.markdown(f"**{specs[name].title}**")
 for idx, label_name, prob in preds:
+    st.divider()
     row = st.columns([1] + [1] * len(names))
-    row[0].markdown(f"**{escape_markdown(label_name)}**  \n{prob:.1%} (#{idx})")
-    row[0].image(image.pixels, width="stretch")
+    row[0].markdown(f"**{escape_markdown(label_name)}**  \n{prob:.1%}")
+    trust = widgets.trust_badges(classifier, image, request, idx)
     for col, name in zip(row[1:], names):
         found = [r for r in results[name] if r.label == idx]
         if found:
             with col:
                 st.image(render_explanation(image.pixels, found[0], limit=limits[name], **view), width="stretch")
-                st.caption(widgets.stats_line(found[0]))
-    if state.stakeholder_mode():
-        st.caption(widgets.plain_caption(classifier, image, flat, idx))
+                st.html(widgets.legend_block(found[0], limits[name], view))
+                if not stakeholder:
+                    st.caption(widgets.stats_line(found[0]))
+                    hint = trust.get(name) or widgets.badge_for(found[0])
+                    if hint:
+                        st.caption(hint)
+    if stakeholder:
+        row[0].caption(widgets.escape_markdown(widgets.plain_caption(classifier, image, flat, idx)))
 
 st.divider()
 contrast_panel.draw(classifier, image, request, preds)

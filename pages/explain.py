@@ -14,16 +14,14 @@ preds = services.predictions(classifier, image, state.top_k())
 state.reset_labels_on_new_input(classifier.id, image.key, preds[0][0])
 stakeholder = state.stakeholder_mode()
 
-left, right = st.columns([1, 1.4] if not stakeholder else [1, 1])
-with left:
-    st.image(image.pixels, width="stretch",
-             caption=escape_markdown(f"{state.current_image_choice().name} · {classifier.name}"))
-with right:
-    st.plotly_chart(figures.top_k_bar(preds), key="topk_chart")
-
-live.live_panel(classifier)
-
 if not stakeholder:
+    left, right = st.columns([1, 1.4])
+    with left:
+        st.image(image.pixels, width="stretch",
+                 caption=escape_markdown(f"{state.current_image_choice().name} · {classifier.name}"))
+    with right:
+        st.plotly_chart(figures.top_k_bar(preds), key="topk_chart")
+    live.live_panel(classifier)
     explain_panel.segmentation_panel(image)
     explain_panel.explain_form(classifier)
 
@@ -31,6 +29,8 @@ request = explain_panel.current_request(classifier, preds)
 view = widgets.view_controls(preds)
 results = explain_panel.draw_comparison(classifier, image, request, view, preds, status=status)
 
+if stakeholder:  # the story comes first; what else the model considered, after it
+    st.plotly_chart(figures.top_k_bar(preds, height=200), key="topk_chart")
 if results and not stakeholder:
     explain_panel.refine_button(request, results)
     explain_panel.interactive_view(image, results, view["label"])

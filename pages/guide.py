@@ -12,11 +12,16 @@ st.markdown(
 **XAI Lens answers "why did my image classifier say that?"** Pick a model and an image in the
 sidebar, then compare explanations on the **Explain** page.
 
-**Reading the pictures.** Red areas pushed the model *towards* the selected label, blue areas
-*against* it; white means no effect. Each method has its own units, so every method gets its
-own symmetric colour scale, shared across labels; LIME and KernelSHAP measure the same thing
-(change in probability per superpixel) and share one scale. The *pros & cons* style paints the
-top superpixels green (for) and red (against), as the `lime` package does.
+**Reading the pictures.** The high end of every colour scale (red, orange or yellow) means the
+region pushed the model *towards* the selected label, the low end (blue or purple) *away* from
+it, in every style, page and export; the legend under each picture gives the scale's ends in the
+method's units. Weak regions leave the photo as it is, so what stands out is what mattered; the
+white outlines mark the strongest regions. *Blue – orange* and *viridis* are safe for colour-blind
+viewers. Each method has its own units, so every method gets its own symmetric colour scale,
+shared across labels; LIME and KernelSHAP measure the same thing (change in probability per
+superpixel) and share one scale. The *pros & cons* style paints the top superpixels with the two
+end colours of the chosen scale. *Top-N* keeps the N strongest superpixels, or the strongest N %
+of pixels for pixel maps such as Grad-CAM.
 
 **Superpixels.** LIME and KernelSHAP hide groups of pixels (superpixels) and watch the prediction
 change. The preview shows them before any model call is spent; fewer, larger superpixels give

@@ -41,7 +41,7 @@ def draw(classifier: Any, image: PreparedImage, request: RunRequest,
         return
     probs = services.store().probabilities(classifier, image)
     options = label_options(classifier, image, preds)
-    fmt = lambda i: f"{classifier.labels[i]} ({probs[i]:.1%}, #{i})"  # noqa: E731
+    fmt = lambda i: f"{classifier.labels[i]} ({probs[i]:.1%})"  # noqa: E731
     left, right = st.columns(2)
     a = left.selectbox("Why this label…", options, index=0, format_func=fmt, key=A_KEY)
     b = right.selectbox("…rather than this one", options, index=min(1, len(options) - 1),
@@ -64,12 +64,15 @@ def draw(classifier: Any, image: PreparedImage, request: RunRequest,
         return
     st.markdown(contrast_caption(results))
     limits = method_limits(results)
+    view = {**state.current_view(), "style": "heatmap", "top_n": None, "hide_rest": False, "positive_only": False}
     columns = st.columns(len(results))
     for col, r in zip(columns, results):
         with col:
             st.markdown(f"**{specs[r.method].title}**")
-            st.image(render_explanation(image.pixels, r, limit=limits[r.method],
-                                        **state.PLAIN_VIEW), width="stretch")
-            st.caption(widgets.stats_line(r))
-    st.caption(f"Red: favours {escape_markdown(classifier.labels[a])}; blue: favours {escape_markdown(classifier.labels[b])}."
+            st.image(render_explanation(image.pixels, r, limit=limits[r.method], **view), width="stretch")
+            st.html(widgets.legend_block(r, limits[r.method], view))
+            if not state.stakeholder_mode():
+                st.caption(widgets.stats_line(r))
+    st.caption(f"High end of each colour scale: favours {escape_markdown(classifier.labels[a])}; low end: "
+               f"favours {escape_markdown(classifier.labels[b])}."
                + (f" Not shown ({', '.join(others)}): they cannot contrast two labels." if others else ""))

@@ -11,7 +11,7 @@ from explainers.render import method_limits
 from explainers.store import PreparedImage, RunRequest, freeze
 from ui import services, state
 from ui.state import DEFAULT_SAMPLES, DEFAULT_THRESHOLD, SAMPLE_CHOICES, stakeholder_mode
-from ui.widgets import badge_for, dataclass_widgets, draw_result, plain_caption, trust_badges
+from ui.widgets import badge_for, dataclass_widgets, draw_result, trust_badges
 
 
 SEGMENTATION_ERROR_KEY = "xai_segmentation_error"
@@ -250,14 +250,15 @@ def draw_comparison(classifier: Any, image: PreparedImage, req: RunRequest,
     from ui.progress import RunProgress
 
     specs = services.method_specs(classifier)
-    names = [n for n, _ in req.methods]
+    names = ordered([n for n, _ in req.methods])
     if not names:
         st.info("Choose methods and press Explain.")
         return []
+    if stakeholder_mode():
+        return draw_story(classifier, image, req, view["label"], status)
     columns = st.columns(len(names))
     slots = {name: col.empty() for name, col in zip(names, columns)}
     label = view["label"]
-    captions = st.empty()
 
     trust = trust_badges(classifier, image, req, label)
 
@@ -271,19 +272,17 @@ def draw_comparison(classifier: Any, image: PreparedImage, req: RunRequest,
                 draw_result(box, image.pixels, found[0], limits[name], view["view"], specs[name].title,
                             trust.get(name) or badge_for(found[0]))
 
-    st.caption("Colours: the warm end pushed the model towards the label, the cool end against it; "
-               f"each method has its own symmetric scale{shared_scales_note(names, specs)}.")
+    st.caption(f"Each method has its own symmetric colour scale{shared_scales_note(names, specs)}; "
+               "the legend under each picture says what its colours mean.")
     progress = RunProgress(status if status is not None else st.empty(), slots,
                            {n: specs[n].title for n in names},
                            shared=[n for n in names if specs[n].family == "perturbation"])
     results = collect_results(classifier, image, req, on_result=redraw, run_progress=progress)
     progress.close()
     flat = [r for rs in results.values() for r in rs]
-    if flat and not stakeholder_mode():
+    if flat:
         computed_with(flat)
-    if stakeholder_mode() and flat:
-        captions.success(plain_caption(classifier, image, flat, label))
-    return flat
+    return [r for name in names for r in results.get(name, [])]
 
 
 def shared_scales_note(names: Sequence[str], specs: Mapping[str, Any]) -> str:
@@ -357,6 +356,52 @@ def next_samples(samples: int) -> int:
 MAX_SAMPLES = 20000
 
 
+def draw_story(classifier: Any, image: PreparedImage, req: RunRequest, label: int,
+               status: Any = None) -> list[Explanation]:
+    """Stakeholder mode: one large numbered picture, a plain caption, how far to trust it, the
+    other methods small beside it. No numbers a non-specialist would have to decode."""
+    from explainers.render import render_explanation
+    from explainers.summary import story, story_picture
+    from ui.widgets import escape_markdown, legend_block, trust_verdicts
+
+    specs = services.method_specs(classifier)
+    results = collect_results(classifier, image, req, progress_slot=status if status is not None else st.empty())
+    flat = [r for name in ordered(list(results)) for r in results[name]]
+    mine = [r for r in flat if r.label == label]
+    told = story(mine, trust_verdicts(classifier, image, req, label)) if mine else None
+    if told is None:
+        st.info("Nothing to show yet.")
+        return flat
+    view = state.current_view()
+    limits = method_limits(flat)
+    ref = next(r for r in mine if r.method == told.method)
+    main, side = st.columns([1.5, 1])
+    with main:
+        st.image(story_picture(image.pixels, mine, told, limit=limits[told.method], cmap=view["cmap"]),
+                 width="stretch")
+        st.html(legend_block(ref, limits[told.method], view, title=specs[told.method].title))
+    with side:
+        st.markdown(f"#### {escape_markdown(told.text)}")
+        st.markdown(escape_markdown(told.trust))
+        others = [r for r in mine if r.method != told.method]
+        if others:
+            st.markdown("**What the other methods see**")
+            cols = st.columns(2)
+            for i, r in enumerate(others):
+                with cols[i % 2]:
+                    st.markdown(f"**{specs[r.method].title}**")
+                    st.image(render_explanation(image.pixels, r, limit=limits[r.method], **view), width="stretch")
+                    st.html(legend_block(r, limits[r.method], view))
+    return flat
+
+
+def ordered(names: Sequence[str]) -> list[str]:
+    """Method names in the registry's display order (the same on every page and in every export)."""
+    from explainers.base import display_order
+
+    return display_order(list(dict.fromkeys(names)))
+
+
 def refine_button(req: RunRequest, results: Sequence[Explanation] = ()) -> None:
     """"More samples" adds rows to the same run; disabled (with the reason) when nothing can change."""
     specs = services.method_specs()
@@ -393,8 +438,15 @@ def interactive_view(image: PreparedImage, results: Sequence[Explanation], label
         mine = [r for r in results if r.label == label]
         if not mine:
             return
-        names = [r.method for r in mine]
-        chosen = st.selectbox("Method", names, key="xai_interactive_method")
-        exp = mine[names.index(chosen)]
+        specs = services.method_specs()
+        names = ordered([r.method for r in mine])
+        chosen = st.selectbox("Method", names, key="xai_interactive_method",
+                              format_func=lambda n: specs[n].title if n in specs else n)
+        exp = next(r for r in mine if r.method == chosen)
         limit = method_limits(results)[exp.method]
-        st.plotly_chart(figures.interactive_heatmap(image.pixels, exp, limit), key="xai_interactive_chart")
+        view = state.current_view()
+        st.plotly_chart(
+            figures.interactive_heatmap(image.pixels, exp, limit, cmap=view["cmap"], view=view,
+                                        title=specs[chosen].title if chosen in specs else chosen,
+                                        family=specs[chosen].family if chosen in specs else ""),
+            key="xai_interactive_chart")

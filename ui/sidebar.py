@@ -174,6 +174,8 @@ def model_sidebar() -> None:
     titles["sklearn"] = "Your scikit-learn model (.skops)…"
     state.current_model_ref()  # initialises the default choice
     st.selectbox("Classifier", list(titles), format_func=titles.get, key=state.MODEL_KEY)
+    # The select box cuts long names: the full name of the current choice, wrapped.
+    st.caption(titles.get(st.session_state[state.MODEL_KEY], ""))
     if st.session_state[state.MODEL_KEY] == "custom":
         st.file_uploader("Model file", type=["keras", "h5"], key="xai_model_file",
                          on_change=_on_custom_model,
@@ -216,8 +218,10 @@ def draw_sidebar() -> None:
     state.ensure_default_image()
     with st.sidebar:
         model_sidebar()
+        st.slider("Labels to explain (top-k)", 1, 10, key="xai_top_k",
+                  help="Each label is explained by every chosen method: more labels, more model work "
+                       "(LIME and KernelSHAP reuse their samples; Grad-CAM and the others run again).")
         image_sidebar()
         st.header("View")
-        st.slider("Top-k labels", 1, 10, key="xai_top_k")
         st.toggle("Stakeholder mode", key="xai_stakeholder",
                   help="Hide the knobs, enlarge pictures and add plain-language captions.")

@@ -60,11 +60,28 @@ VIEW_DEFAULTS = {
     "xai_view_cmap": DEFAULT_VIEW["cmap"], "xai_view_boundaries": DEFAULT_VIEW["boundaries"],
     "xai_view_positive": DEFAULT_VIEW["positive_only"], "xai_view_top_n": DEFAULT_VIEW["top_n"] or 0,
     "xai_view_hide_rest": DEFAULT_VIEW["hide_rest"], "xai_view_upsampling": DEFAULT_VIEW["upsampling"],
+    "xai_view_outline": DEFAULT_VIEW["outline_top"],
 }
 """The view controls' session keys, starting from ``explainers.render.DEFAULT_VIEW``."""
 
-PLAIN_VIEW = {k: DEFAULT_VIEW[k] for k in ("opacity", "cmap", "upsampling")}
-"""What the Compare page, stakeholder mode and the exports draw with (no per-user knobs)."""
+PLAIN_VIEW = {k: DEFAULT_VIEW[k] for k in ("opacity", "cmap", "upsampling", "outline_top")}
+"""The default view without per-user knobs (the live camera view); pages and exports draw with
+``current_view()``, which follows the colours chosen on the Explain page."""
+
+
+def current_view() -> dict[str, Any]:
+    """The view options chosen on the Explain page (defaults until then): every page and export
+    draws with these, so colours mean the same everywhere. Stakeholder mode uses the defaults
+    with the chosen colours."""
+    s = {k: st.session_state.get(k, v) for k, v in VIEW_DEFAULTS.items()}
+    if stakeholder_mode():
+        s = {**VIEW_DEFAULTS, "xai_view_cmap": s["xai_view_cmap"]}
+    return {
+        "style": s["xai_view_style"], "opacity": float(s["xai_view_opacity"]), "cmap": s["xai_view_cmap"],
+        "boundaries": bool(s["xai_view_boundaries"]), "positive_only": bool(s["xai_view_positive"]),
+        "top_n": int(s["xai_view_top_n"]) or None, "hide_rest": bool(s["xai_view_hide_rest"]),
+        "upsampling": s["xai_view_upsampling"], "outline_top": bool(s["xai_view_outline"]),
+    }
 
 
 SIDEBAR_DEFAULTS = {

@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 from explainers.base import Explanation
-from explainers.render import COLORMAPS, render_explanation
+from explainers.render import COLORMAP_TITLES, render_explanation
 from explainers.store import PreparedImage
 from ui import state
 
@@ -54,6 +54,9 @@ def dataclass_widgets(params_type: type, key_prefix: str, skip: Sequence[str] = 
     return values
 
 
+COLOUR_CHOICES = ("blue-white-red", "blue-orange", "viridis", "cool-warm", "purple-white-green", "jet")
+
+
 def view_controls(labels: Sequence[tuple[int, str, float]], key: str = "xai_view_label") -> dict[str, Any]:
     """View-only controls: changing them re-renders from cache, never calls the model."""
     for k, v in state.VIEW_DEFAULTS.items():
@@ -65,31 +68,32 @@ def view_controls(labels: Sequence[tuple[int, str, float]], key: str = "xai_view
     cols = st.columns([2, 1, 1, 1])
     label = cols[0].selectbox("Label to explain", options, format_func=names.get, key=key)
     if state.stakeholder_mode():
-        return {"label": label, "view": dict(state.PLAIN_VIEW)}
-    style = cols[1].radio("Style", ["heatmap", "segments"], key="xai_view_style",
-                          format_func={"heatmap": "heatmap", "segments": "pros & cons"}.get)
-    cols[2].slider("Opacity", 0.0, 1.0, key="xai_view_opacity")
-    cols[3].selectbox("Colours", list(COLORMAPS), key="xai_view_cmap")
-    more = st.columns(5)
-    more[0].toggle("Boundaries", key="xai_view_boundaries")
-    more[1].toggle("Positive only", key="xai_view_positive")
-    more[2].number_input("Top-N segments (0 = all)", 0, 200, step=1, key="xai_view_top_n")
-    more[3].toggle("Hide the rest", key="xai_view_hide_rest")
-    more[4].selectbox("Upsampling", ["bilinear", "nearest", "bicubic"], key="xai_view_upsampling")
-    s = st.session_state
-    return {
-        "label": label,
-        "view": {
-            "style": style, "opacity": s.xai_view_opacity, "cmap": s.xai_view_cmap,
-            "boundaries": s.xai_view_boundaries, "positive_only": s.xai_view_positive,
-            "top_n": int(s.xai_view_top_n) or None, "hide_rest": s.xai_view_hide_rest,
-            "upsampling": s.xai_view_upsampling,
-        },
-    }
+        return {"label": label, "view": state.current_view()}
+    cols[1].radio("Style", ["heatmap", "segments"], key="xai_view_style",
+                  format_func={"heatmap": "heatmap", "segments": "pros & cons"}.get)
+    cols[2].slider("Opacity", 0.0, 1.0, key="xai_view_opacity",
+                   help="The tint of the strongest regions; weak regions always keep the photo as it is.")
+    cols[3].selectbox("Colours", COLOUR_CHOICES, key="xai_view_cmap", format_func=COLORMAP_TITLES.get,
+                      help="The high end always means 'pushes towards the label'. Blue–orange and viridis "
+                           "are safe for colour-blind viewers.")
+    more = st.columns(6)
+    more[0].toggle("Outlines", key="xai_view_outline",
+                   help="Outlines the 3 strongest superpixels, or the strongest 10 % of a pixel map.")
+    more[1].toggle("Boundaries", key="xai_view_boundaries")
+    more[2].toggle("Positive only", key="xai_view_positive")
+    more[3].number_input("Top-N (0 = all)", 0, 200, step=1, key="xai_view_top_n",
+                         help="LIME / KernelSHAP: the N strongest superpixels. Pixel maps (Grad-CAM, "
+                              "gradients, occlusion): the strongest N % of pixels.")
+    more[4].toggle("Hide the rest", key="xai_view_hide_rest")
+    more[5].selectbox("Upsampling", ["bilinear", "nearest", "bicubic"], key="xai_view_upsampling")
+    if st.session_state.xai_view_top_n or st.session_state.xai_view_hide_rest:
+        st.caption(f"Top-N on pixel maps (Grad-CAM and other non-superpixel methods) keeps the strongest "
+                   f"{int(st.session_state.xai_view_top_n) or 'non-zero'}"
+                   f"{' %' if st.session_state.xai_view_top_n else ''} of pixels.")
+    return {"label": label, "view": state.current_view()}
 
 
 def stats_line(exp: Explanation) -> str:
-    """Time, cost (``explainers.export.calls_text``: what this result used), fit and base value."""
     from explainers.export import calls_text
 
     parts = [f"{exp.seconds:.2f} s", calls_text(exp)]
@@ -100,12 +104,27 @@ def stats_line(exp: Explanation) -> str:
     return " · ".join(parts)
 
 
+def legend_block(exp: Explanation, limit: float, view: dict[str, Any], title: str = "") -> str:
+    """The colour legend of one overlay as HTML for ``st.html`` (label names escaped; no user markup)."""
+    from explainers.legend import legend_for, legend_html
+    from ui import services
+
+    spec = services.method_specs().get(exp.method)
+    family = spec.family if spec is not None else ""
+    positive = bool(view.get("positive_only")) and view.get("style") != "segments"
+    return legend_html(legend_for(exp.label_name, family, limit, view.get("cmap", "blue-white-red"),
+                                  positive, title))
+
+
 def draw_result(container: Any, image: np.ndarray, exp: Explanation, limit: float, view: dict[str, Any],
-                title: str, caption: str | None = None) -> None:
+                title: str, caption: str | None = None, stats: bool = True) -> None:
+    """One method's picture with its title, colour legend, numbers (unless ``stats`` is off) and hint."""
     with container:
         st.markdown(f"**{title}**")
         st.image(render_explanation(image, exp, limit=limit, **view), width="stretch")
-        st.caption(stats_line(exp))
+        st.html(legend_block(exp, limit, view))
+        if stats:
+            st.caption(stats_line(exp))
         if caption:
             st.caption(caption)
         if exp.extras and exp.extras.get("concept_maps") is not None:
@@ -149,7 +168,22 @@ def trust_badges(classifier: Any, image: PreparedImage, req: Any, label: int) ->
     return badges(report) if report is not None else {}
 
 
+def trust_verdicts(classifier: Any, image: PreparedImage, req: Any, label: int) -> dict[str, list[str]]:
+    """The trust verdicts (``explainers.trust.badge_list``) measured for this run and label, if any."""
+    from explainers.trust import badge_list
+
+    report = state.trust_report_for(classifier, image, req, label)
+    return badge_list(report) if report is not None else {}
+
+
 def plain_caption(classifier: Any, image: PreparedImage, results: Sequence[Explanation], label: int) -> str:
     from explainers.summary import caption
 
     return caption([r for r in results if r.label == label])
+
+
+def escape_markdown(text: str) -> str:
+    """Plain text shown through st.markdown as literal characters (``explainers.text``)."""
+    from explainers.text import escape_markdown as escape
+
+    return escape(text)

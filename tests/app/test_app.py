@@ -60,8 +60,9 @@ def test_default_run_fills_three_columns_and_shows_the_cat(app: AppTest) -> None
     for title in ("LIME", "Grad-CAM", "KernelSHAP"):
         assert title in titles, titles
     captions = [c.value for c in app.caption]
-    costs = [c for c in captions if "model calls" in c or "reused" in c]
+    costs = [c for c in captions if "model call" in c or "reused" in c]
     assert len(costs) == 3, captions
+    assert not any("1 model calls" in c for c in captions), "singular for one call"
     # the method sharing LIME's rows reports the 64 rows it used, not the shared run's total
     assert sum("reused 64 perturbed images" in c for c in costs) == 1, costs
     label = app.selectbox(key="xai_view_label")
@@ -81,6 +82,11 @@ def test_view_changes_and_label_switch_do_not_call_the_model(app: AppTest) -> No
     app.slider(key="xai_view_opacity").set_value(0.9).run()
     app.toggle(key="xai_view_positive").set_value(True).run()
     app.radio(key="xai_view_style").set_value("segments").run()
+    app.selectbox(key="xai_view_cmap").select("blue-orange").run()
+    app.toggle(key="xai_view_outline").set_value(False).run()
+    app.number_input(key="xai_view_top_n").set_value(5).run()
+    app.toggle(key="xai_interactive").set_value(True).run()
+    assert not app.exception
     app.switch_page("pages/compare.py").run()
     assert not app.exception
     assert classifier.images_seen == before, "view-only changes must render from cache"
@@ -144,14 +150,64 @@ def test_trust_page_computes_metrics_and_badges_reach_the_explain_page(app: AppT
     assert "across seeds" in texts or "faithful" in texts, texts
 
 
-def test_stakeholder_mode_hides_knobs_and_writes_a_caption(app: AppTest) -> None:
+JARGON = [
+    (r"\d+(\.\d+)? ?s\b", "seconds"), (r"model calls?", "model calls"), (r"R²|\bR2\b", "R²"),
+    (r"\bbase value|\bbase \d", "base values"), (r"#\d+", "class ids"), (r"\bcalls?\b", "calls"),
+    (r"\b(lime|kernel_shap|gradcam|gradcampp|scorecam|eigencam|occlusion|saliency|smoothgrad|"
+     r"integrated_gradients|gradient_shap|xgradcam|layercam|hirescam)\b", "method ids"),
+    (r"surrogate|intercept|coalition|superpixel|IoU|AUC", "statistics words"),
+]
+
+
+def visible_texts(at: AppTest) -> list[str]:
+    """Every text a person sees in the main area and sidebar (markdown, captions, alerts, titles,
+    widget labels and options, chart labels)."""
+    import json
+    import re
+
+    texts = [e.value for kind in ("markdown", "caption", "success", "info", "warning", "error", "title",
+                                  "header", "subheader") for e in getattr(at, kind)]
+    texts += [e.value for kind in ("caption", "markdown", "header") for e in getattr(at.sidebar, kind)]
+    for box in list(at.selectbox) + list(at.radio):
+        texts.append(box.label)
+        texts += [str(o) for o in box.options]
+    texts += [t.label for t in at.toggle] + [s.label for s in at.slider]
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        texts += [str(v) for trace in spec.get("data", []) for k in ("y", "x", "text") for v in trace.get(k, [])
+                  if isinstance(v, str)]
+    # HTML legends (st.html): their visible words only
+    texts += [re.sub(r"<[^>]+>", " ", e.proto.body) for e in at.get("html")]
+    return texts
+
+
+def test_stakeholder_mode_shows_one_numbered_picture_a_plain_caption_and_no_jargon(app: AppTest) -> None:
+    import re
+
     app.session_state["xai_stakeholder"] = True
     app.run()
     assert not app.exception
     assert not app.get("form_submit_button"), "the Explain form is a knob: hidden in stakeholder mode"
-    text = " ".join(s.value for s in app.success)
-    assert "The model says" in text and "confidence" in text, text
-    assert "tiger cat" in text or "cat" in text
+    texts = visible_texts(app)
+    story = [t for t in texts if t.startswith("#### The model says")]
+    assert len(story) == 1, texts
+    plain = story[0].removeprefix("#### ").replace("\\", "")
+    assert re.search(r"“(tiger|tabby|Egyptian) cat” with \d+% confidence", plain), plain
+    assert re.search(r"covering them would (lower its confidence from \d+% to about \d+%|take away almost all "
+                     r"of its \d+% confidence)", plain), plain
+    assert "*" not in plain and "_" not in plain
+    assert any(t.replace("\\", "").startswith("How far to trust it:") for t in texts), texts
+    assert sum("pushes towards" in t for t in texts) == 3, "a legend under the main picture and each small one"
+    assert {"**Grad-CAM**", "**LIME**"} <= set(texts), "the other methods, small, by title"
+    for pattern, what in JARGON:
+        flags = 0 if what == "method ids" else re.IGNORECASE  # ids are lower case; titles ("LIME") are fine
+        found = [t for t in texts if re.search(pattern, t, flags=flags)]
+        assert not found, f"{what} shown in stakeholder mode: {found}"
+    # the jargon check can fail: the same texts in normal mode contain it
+    app.session_state["xai_stakeholder"] = False
+    app.run()
+    normal = visible_texts(app)
+    assert any(re.search(JARGON[1][0], t) for t in normal) and any("R²" in t for t in normal)
 
 
 def test_more_samples_refines_the_same_run(app: AppTest) -> None:
@@ -171,7 +227,9 @@ def test_export_buttons_are_offered(app: AppTest) -> None:
     app.run()
     assert not app.exception
     labels = {d.label for d in app.get("download_button")}
-    assert labels == {"PNG grid", "HTML report", "Raw NPZ", "JSON"}
+    assert labels == {"PNG grid", "HTML report", "PDF report", "Raw NPZ", "JSON"}
+    pdf = next(d for d in app.get("download_button") if d.label == "PDF report")
+    assert not pdf.proto.disabled, "WeasyPrint and Pango are installed here: PDF must be offered"
 
 
 def test_custom_model_with_labels_gets_predictions(app: AppTest, tmp_path) -> None:
@@ -251,7 +309,8 @@ def test_compare_page_explains_one_label_rather_than_another_without_model_calls
     assert caption and f"**{names[labels[1]]}** rather than **{names[labels[0]]}**" in caption[0]
     # LIME and KernelSHAP from the rows already computed; Grad-CAM's pass holds both gradients
     assert classifier.images_seen == before
-    assert sum("model calls" in c.value for c in app.caption) >= 6  # 2 labels × 3 + 3 contrasts
+    costs = [c.value for c in app.caption if "model call" in c.value or "perturbed images" in c.value]
+    assert len(costs) >= 6, costs  # 2 labels × 3 + 3 contrasts
     app.selectbox(key="xai_contrast_b").select(labels[1]).run()
     assert any("two different labels" in w.value for w in app.warning)
 

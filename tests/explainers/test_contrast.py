@@ -124,7 +124,7 @@ def test_caption_says_where_the_two_labels_differ(classifier, image):
     results = explain(ctx, ["kernel_shap", "hirescam"], labels=[A], contrast=B)
     text = contrast_caption(results)
     assert text.startswith("What makes it **A** rather than **B**")
-    assert "the upper" in text and "kernel_shap estimate" in text  # REGION is cell (0, 3)
+    assert "the upper" in text and "KernelSHAP estimate" in text and "kernel_shap" not in text  # REGION is cell (0, 3)
     only_cam = contrast_caption([r for r in results if r.method == "hirescam"])
     assert "the upper right of the picture favours A" in only_cam
     assert contrast_caption(explain(ctx, ["kernel_shap"], labels=[A])) == ""  # not a contrast

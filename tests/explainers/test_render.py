@@ -10,15 +10,20 @@ import pytest
 from explainers.base import ExplainerError, Explanation
 from explainers.render import (
     COLORMAPS,
+    OUTLINE,
     colormap,
     grid,
     method_limits,
     normalise,
+    numbered_regions,
+    outline,
     overlay,
     pros_and_cons,
     render_explanation,
     selected_segments,
     shared_limit,
+    top_mask,
+    top_pixels,
 )
 from explainers.metrics import pool_to_segments as pool
 from explainers.summary import caption, mean_rank_correlation as agreement, where
@@ -82,16 +87,43 @@ def test_overlay_known_pixel():
     # zero attribution: the photo is left untouched
     out = overlay(image, np.zeros((2, 2)), limit=1.0, opacity=0.5)
     np.testing.assert_array_equal(out, image)
-    # a quarter of the limit: colour a quarter of the way from white to red, tint sqrt(0.25) = 0.5
-    # of the opacity
-    out = overlay(image, np.full((2, 2), 0.25), limit=1.0, opacity=0.5)
-    colour = np.array([247, 247, 247]) + 0.25 * (np.array([178, 24, 43]) - 247)
-    np.testing.assert_allclose(out[0, 0], np.round(100 * 0.75 + np.round(colour) * 0.25), atol=1)
+    # weak attribution (under WEAK of the limit): still the photo, no wash-out
+    out = overlay(image, np.full((2, 2), 0.09), limit=1.0, opacity=0.5)
+    np.testing.assert_array_equal(out, image)
+    # 55 % of the limit: the red end (not a pale mid-tone) at 0.5 × ((0.55 − 0.1) / 0.9) ** 1.5
+    alpha = 0.5 * 0.5 ** 1.5
+    out = overlay(image, np.full((2, 2), 0.55), limit=1.0, opacity=0.5)
+    np.testing.assert_allclose(out[0, 0], np.round(100 * (1 - alpha) + np.array([178, 24, 43]) * alpha), atol=1)
+    # negative: the blue end
+    out = overlay(image, np.full((2, 2), -0.55), limit=1.0, opacity=0.5)
+    np.testing.assert_allclose(out[0, 0], np.round(100 * (1 - alpha) + np.array([33, 102, 172]) * alpha), atol=1)
     # full positive attribution: the red end at full opacity 0.5
     out = overlay(image, np.ones((2, 2)), limit=1.0, opacity=0.5)
     np.testing.assert_array_equal(out[0, 0], np.round(100 * 0.5 + np.array([178, 24, 43]) * 0.5))
     with pytest.raises(ExplainerError):
         overlay(image, np.zeros((2, 2)), opacity=1.5)
+
+
+def test_overlay_on_a_sequential_map_uses_the_value_colour():
+    image = np.full((1, 1, 3), 0, np.uint8)
+    out = overlay(image, np.ones((1, 1)), limit=1.0, opacity=1.0, cmap="viridis")
+    np.testing.assert_array_equal(out[0, 0], [253, 231, 37])  # the top of viridis
+
+
+def test_red_means_towards_in_every_style():
+    """One meaning of colour: the map's high end marks "towards" in heatmaps and pros & cons."""
+    image = np.full((4, 6, 3), 128, np.uint8)
+    seg = halves()
+    weights = np.array([1.0, -1.0], np.float32)
+    e = exp("lime", weights[seg], seg, weights)
+    for cmap in ("blue-white-red", "blue-orange", "cool-warm"):
+        heat = render_explanation(image, e, limit=1.0, cmap=cmap)
+        cons = render_explanation(image, e, style="segments", cmap=cmap)
+        towards = np.array(COLORMAPS[cmap][-1][1])
+        for pic in (heat, cons):
+            left, right = pic[0, 0].astype(int), pic[0, 5].astype(int)
+            # the "towards" half moved towards the high-end colour, the other half away from it
+            assert np.abs(left - towards).sum() < np.abs(right - towards).sum(), (cmap, pic[0])
 
 
 def test_overlay_upsamples_low_resolution_maps():
@@ -114,8 +146,8 @@ def test_pros_and_cons_colours():
     image = np.full((4, 6, 3), 100, np.uint8)
     seg = halves()
     out = pros_and_cons(image, seg, np.array([1.0, -1.0]), top_n=None, opacity=0.5, boundaries=False)
-    np.testing.assert_array_equal(out[0, 0], [50, 135, 50])  # for: green (0, 170, 0) at 50 %
-    np.testing.assert_array_equal(out[0, 5], [160, 50, 50])  # against: red (220, 0, 0) at 50 %
+    np.testing.assert_array_equal(out[0, 0], [139, 62, 72])  # towards: the red end (178, 24, 43) at 50 %
+    np.testing.assert_array_equal(out[0, 5], [66, 101, 136])  # away: the blue end (33, 102, 172) at 50 %
 
 
 def test_pros_and_cons_hides_the_rest():
@@ -123,7 +155,7 @@ def test_pros_and_cons_hides_the_rest():
     seg = halves()
     out = pros_and_cons(image, seg, np.array([1.0, -0.5]), top_n=1, hide_rest=True, opacity=0.5,
                         boundaries=False)
-    np.testing.assert_array_equal(out[0, 0], [50, 135, 50])
+    np.testing.assert_array_equal(out[0, 0], [139, 62, 72])
     np.testing.assert_array_equal(out[0, 5], [145, 145, 145])  # 100 × 0.15 + 255 × 0.85 × 0.6
 
 
@@ -150,6 +182,54 @@ def test_render_explanation_styles():
     neutral = overlay(image, np.zeros((4, 6)), limit=1.0, opacity=0.5)
     np.testing.assert_array_equal(only_top[:, 3:], neutral[:, 3:])  # unselected segment: zero
     assert not np.array_equal(only_top[:, :3], neutral[:, :3])
+
+
+def test_top_n_applies_to_pixel_maps_as_a_percentage_of_pixels():
+    heat = np.arange(100, dtype=np.float32).reshape(10, 10) - 49.5  # -49.5 … 49.5, no ties
+    image = np.full((10, 10, 3), 128, np.uint8)
+    e = exp("gradcam", heat)
+    keep = top_pixels(heat, 10)
+    assert keep.sum() == 10 and keep[0, :5].all() and keep[9, 5:].all()  # the five most negative and the five most positive
+    keep_pos = top_pixels(heat, 10, positive_only=True)
+    assert keep_pos.sum() == 10 and keep_pos[9].all() and not keep_pos[:9].any()
+    np.testing.assert_array_equal(top_pixels(heat, None, positive_only=True), heat > 0)
+    np.testing.assert_array_equal(top_mask(e, 10), keep)
+    top = render_explanation(image, e, limit=50.0, top_n=10)
+    full = render_explanation(image, e, limit=50.0)
+    np.testing.assert_array_equal(top[keep], full[keep])  # the top 10 % keep their colour
+    np.testing.assert_array_equal(top[5, 0], image[5, 0])  # a strong pixel outside the top 10 %: photo
+    assert not np.array_equal(full[1, 0], image[1, 0])
+    hidden = render_explanation(image, e, limit=50.0, top_n=10, hide_rest=True)
+    assert (hidden[~keep] == int(128 * 0.25 + 191)).all()  # the rest is dimmed, as for segments
+
+
+def test_outline_marks_the_top_regions_in_white_inside_and_dark_outside():
+    image = np.full((12, 12, 3), 128, np.uint8)
+    mask = np.zeros((12, 12), bool)
+    mask[3:9, 3:9] = True
+    out = outline(image, mask)
+    np.testing.assert_array_equal(out[3, 5], OUTLINE[0])
+    np.testing.assert_array_equal(out[2, 5], OUTLINE[1])
+    np.testing.assert_array_equal(out[6, 6], image[6, 6])  # the inside keeps the picture
+    np.testing.assert_array_equal(out[0, 0], image[0, 0])
+    seg = halves(12, 12)
+    weights = np.array([0.5, -1.0], np.float32)
+    drawn = render_explanation(image, exp("lime", weights[seg], seg, weights), limit=1.0, outline_top=True)
+    white = np.all(drawn == OUTLINE[0], axis=-1)
+    assert white[:, :6].any() and not white[:, 7:].any()  # only the positive segment is outlined
+
+
+def test_numbered_regions_draws_a_disc_with_the_number():
+    image = np.full((120, 120, 3), 100, np.uint8)
+    a = np.zeros((120, 120), bool)
+    a[10:60, 10:60] = True
+    b = np.zeros((120, 120), bool)
+    b[70:115, 70:115] = True
+    out = numbered_regions(image, [a, b], size=16)
+    # a white disc with dark digit pixels at the centre of each region
+    for r, c in ((35, 35), (92, 92)):
+        patch = out[r - 10 : r + 11, c - 10 : c + 11]
+        assert (np.all(patch == 255, axis=-1)).sum() > 100 and (patch.max(axis=-1) < 80).sum() > 5
 
 
 def test_grid_tiles_with_padding():
@@ -220,8 +300,8 @@ def test_caption_mentions_label_score_region_and_agreement():
     weights = np.array([-0.02, 0.25])
     shap = exp("kernel_shap", weights[seg], seg, weights, name="tiger cat", score=0.385)
     text = caption([shap, exp("gradcam", (seg == 1).astype(np.float32))])
-    assert "**tiger cat**" in text and "38%" in text
-    assert "the upper left" in text and "25 points" in text
+    assert "“tiger cat”" in text and "38%" in text and "*" not in text  # plain text, no markdown
+    assert "the upper left" in text and "from 38% to about 14%" in text  # 0.385 − 0.25
     assert "agree on this" in text
     disagree = caption([shap, exp("gradcam", (seg == 0).astype(np.float32))])
     assert "disagree" in disagree
@@ -237,18 +317,18 @@ def test_caption_never_claims_a_region_whose_sign_is_unsettled():
     settled = Explanation(method="kernel_shap", label=3, label_name="cat", score=0.8,
                           heatmap=weights[seg], segments=seg, segment_weights=weights,
                           segment_std=np.array([0.01, 0.01, 0.01]))
-    assert "55 points" in caption([settled])  # both regions claimed: 0.25 + 0.30
+    assert "from 80% to about 25%" in caption([settled])  # both regions claimed: 0.8 − (0.25 + 0.30)
     doubtful = Explanation(method="kernel_shap", label=3, label_name="cat", score=0.8,
                            heatmap=weights[seg], segments=seg, segment_weights=weights,
                            segment_std=np.array([0.01, 0.01, 0.2]))  # 0.30 < 1.96 × 0.2
     text = caption([doubtful])
-    assert "the upper left" in text and "25 points" in text and "55 points" not in text
+    assert "region 1 (the upper left" in text and "from 80% to about 55%" in text  # only 0.25 claimed
     assert "do not settle whether it helps or hurts" in text
     nothing = Explanation(method="kernel_shap", label=3, label_name="cat", score=0.8,
                           heatmap=weights[seg], segments=seg, segment_weights=weights,
                           segment_std=np.array([1.0, 1.0, 1.0]))
     text = caption([nothing])
-    assert "points" not in text and "looks mostly at" not in text and "do not settle" in text
+    assert "covering" not in text and "looks mostly at" not in text and "do not settle" in text
 
 
 def test_unsettled_regions_get_a_dotted_outline():

@@ -85,6 +85,18 @@ def test_progress_and_cancel(classifier, image):
 
 
 def test_bad_parameters():
-    for bad in ({"masks": 1}, {"cell": 0}, {"keep": 1.0}, {"keep": 0}, {"fill": "noise"}, {"batch_size": 0}):
+    for bad in ({"masks": 1}, {"cell": -1}, {"keep": 1.0}, {"keep": 0}, {"fill": "noise"}, {"batch_size": 0}):
         with pytest.raises(ExplainerError):
             make_params(RiseParams, bad)
+
+
+def test_automatic_cell_is_a_seventh_of_the_shorter_side():
+    from explainers.rise import cell_size
+
+    assert cell_size((224, 224), RiseParams()) == 32  # the paper's 7×7 on 224²
+    assert cell_size((32, 48), RiseParams()) == 4
+    assert cell_size((5, 5), RiseParams()) == 1
+    assert cell_size((224, 224), RiseParams(cell=10)) == 10
+    masks = np.concatenate(list(mask_batches((35, 35), RiseParams(masks=64, keep=0.5), seed=0)))
+    # 5-pixel cells: neighbouring pixels differ by at most 1/5 (bilinear), unlike 1-pixel noise
+    assert np.abs(np.diff(masks, axis=1)).max() <= 1 / 5 + 1e-6
