@@ -138,7 +138,8 @@ def explain_form(classifier: Any) -> None:
         blocked = st.session_state.get(SEGMENTATION_ERROR_KEY)
         if blocked:
             st.error(f"Explain is blocked until the superpixel settings work: {blocked}")
-        submitted = st.form_submit_button("Explain", type="primary", disabled=bool(blocked))
+        submitted = st.form_submit_button("Explain", type="primary", disabled=bool(blocked),
+                                          key="xai_explain_button")
     hidden = [spec.title for name, spec in services.method_specs().items() if name not in specs]
     if hidden:
         st.caption(f"Not offered for this model (it gives no gradients or feature maps): {', '.join(hidden)}.")

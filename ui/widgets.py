@@ -76,7 +76,7 @@ def view_controls(labels: Sequence[tuple[int, str, float]], key: str = "xai_view
     cols[3].selectbox("Colours", COLOUR_CHOICES, key="xai_view_cmap", format_func=COLORMAP_TITLES.get,
                       help="The high end always means 'pushes towards the label'. Blue–orange and viridis "
                            "are safe for colour-blind viewers.")
-    more = st.columns(6)
+    more = st.expander("More view options: outlines, boundaries, top-N, upsampling").columns(6)
     more[0].toggle("Outlines", key="xai_view_outline",
                    help="Outlines the 3 strongest superpixels, or the strongest 10 % of a pixel map.")
     more[1].toggle("Boundaries", key="xai_view_boundaries")
