@@ -38,9 +38,11 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def png_data_uri(image: np.ndarray) -> str:
-    """The one PNG data-URI helper (HTML report, plotly figures): images travel inside the file."""
-    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
+def png_data_uri(image: np.ndarray | bytes) -> str:
+    """The one PNG data-URI helper (HTML reports, the audit summary, plotly figures): images travel
+    inside the file. Takes an array or PNG bytes already encoded."""
+    data = image if isinstance(image, bytes) else png_bytes(image)
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
 def _method_facts(names: Sequence[str]) -> tuple[list[str], dict[str, str], dict[str, str]]:

@@ -451,8 +451,6 @@ MASK_THRESHOLD = 128
 def fit_mask(classifier: "Classifier", data: bytes, fitted: "FittedImage") -> "np.ndarray":
     """A ground-truth mask file (white = the object) fitted to the model input exactly like the
     image was (same crop / stretch / pad): the one mask fitting of the app, the CLI and audits."""
-    import numpy as np
-
     from model_zoo.images import ImageError, load_image
 
     pixels = load_image(data)
@@ -461,6 +459,14 @@ def fit_mask(classifier: "Classifier", data: bytes, fitted: "FittedImage") -> "n
             f"the mask is {pixels.shape[1]}×{pixels.shape[0]} but the image is "
             f"{fitted.original_shape[1]}×{fitted.original_shape[0]}; use a mask of the same size"
         )
+    return fit_mask_pixels(classifier, pixels, fitted)
+
+
+def fit_mask_pixels(classifier: "Classifier", pixels: "np.ndarray", fitted: "FittedImage") -> "np.ndarray":
+    """A mask image already decoded, at the file's size (H, W, 3 uint8, white = the object), fitted
+    like the image: the same crop / stretch / pad, thresholded at MASK_THRESHOLD, bars excluded."""
+    import numpy as np
+
     mask = prepare_image(classifier, pixels, policy=fitted.policy).image.mean(axis=-1) >= MASK_THRESHOLD
     top, left, bottom, right = fitted.target_box  # letterbox bars (grey padding) are never the object
     inside = np.zeros_like(mask)

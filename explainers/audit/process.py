@@ -183,7 +183,7 @@ class AuditWorker:
         while the model works on the previous batch."""
         from explainers.audit.sources import BadItem, read_item
         from model_zoo.images import ImageError
-        from model_zoo.registry import prepare_image
+        from model_zoo.registry import fit_mask_pixels, prepare_image
 
         outcomes: list[Outcome] = []
         fitted: list[Any] = []
@@ -201,7 +201,7 @@ class AuditWorker:
                     raw = self.truth.mask_for(item, pixels.shape[:2])
                     if raw is not None:
                         m = np.repeat((raw * 255).astype(np.uint8)[..., None], 3, axis=2)
-                        mask = prepare_image(self.clf, m, policy=self.config.resize).image[..., 0] >= 128
+                        mask = fit_mask_pixels(self.clf, m, fit)  # the app's and CLI's mask fitting
                         if not mask.any():
                             mask = None
             except (BadItem, ImageError, ValueError) as exc:

@@ -339,6 +339,7 @@ class GroundTruth:
     def mask_for(self, item: Item, shape: tuple[int, int]) -> np.ndarray | None:
         """The object mask (H, W) bool in the file's pixels, None when this image has none."""
         from model_zoo.images import ImageError, load_image
+        from model_zoo.registry import MASK_THRESHOLD
 
         if self.kind == "masks":
             for key in self._keys(item.name):
@@ -350,7 +351,7 @@ class GroundTruth:
                     if pixels.shape[:2] != tuple(shape):
                         raise BadItem(f"its mask is {pixels.shape[1]}×{pixels.shape[0]} but the "
                                       f"image is {shape[1]}×{shape[0]}")
-                    return pixels.mean(axis=-1) >= 128
+                    return pixels.mean(axis=-1) >= MASK_THRESHOLD
             return None
         if self.kind == "boxes":
             for key in self._keys(item.name):

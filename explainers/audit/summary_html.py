@@ -2,7 +2,6 @@
 in the style of the single-image report."""
 from __future__ import annotations
 
-import base64
 import html
 import json
 from typing import Any, Mapping
@@ -11,8 +10,9 @@ MAX_LISTED = 50
 
 
 def _uri(store: Any, rel: str) -> str:
-    data = (store.root / rel).read_bytes()
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    from explainers.export import png_data_uri
+
+    return png_data_uri((store.root / rel).read_bytes())
 
 
 def _flagged(frame, primary: str) -> list[tuple[str, list[str]]]:
