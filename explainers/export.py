@@ -11,7 +11,6 @@ image file, ``peak_input_rc`` in the model input the maps are drawn on.
 """
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as _dt
 import io
@@ -22,27 +21,13 @@ import numpy as np
 from PIL import Image
 
 from explainers.base import Explanation, ExplainerError
-from explainers.render import method_limits, render_explanation
+from explainers.render import method_limits, png_bytes, png_data_uri, render_explanation  # noqa: F401 (re-exported)
 
 SCHEMA = "xai-lens.run/1"
 """Version of the JSON document and of the NPZ layout (bump on any incompatible change)."""
 
 MAX_ARRAY_IN_JSON = 64
 """Arrays in params/extras with more elements than this stay out of the JSON (they are in the NPZ)."""
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """A uint8 RGB (or grey) array as PNG bytes."""
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def png_data_uri(image: np.ndarray | bytes) -> str:
-    """The one PNG data-URI helper (HTML reports, the audit summary, plotly figures): images travel
-    inside the file. Takes an array or PNG bytes already encoded."""
-    data = image if isinstance(image, bytes) else png_bytes(image)
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
 def _method_facts(names: Sequence[str]) -> tuple[list[str], dict[str, str], dict[str, str]]:

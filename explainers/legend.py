@@ -158,7 +158,7 @@ def _fit(draw, text: str, font, width: int) -> str:
 
 
 def _png_uri(image: np.ndarray) -> str:
-    from explainers.export import png_data_uri  # the one PNG data-URI helper
+    from explainers.render import png_data_uri  # the one PNG data-URI helper
 
     return png_data_uri(image)
 

@@ -10,9 +10,12 @@ style uses the same two end colours.
 """
 from __future__ import annotations
 
+import base64
+import io
 from typing import Iterable, Sequence
 
 import numpy as np
+from PIL import Image
 
 from explainers.base import ExplainerError, Explanation, upsample
 
@@ -447,3 +450,17 @@ def grid(images: Sequence[Sequence[np.ndarray]], pad: int = 6, background: int =
             y, x = pad + i * (h + pad), pad + j * (w + pad)
             out[y : y + im.shape[0], x : x + im.shape[1]] = im
     return out
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """A uint8 RGB (or grey) array as PNG bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def png_data_uri(image: np.ndarray | bytes) -> str:
+    """The one PNG data-URI helper (HTML reports, the audit summary, plotly figures): images travel
+    inside the file. Takes an array or PNG bytes already encoded."""
+    data = image if isinstance(image, bytes) else png_bytes(image)
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")

@@ -7,7 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from explainers.base import Explanation
-from explainers.export import png_data_uri
+from explainers.render import png_data_uri
 from explainers.render import COLORMAPS, upsample
 from explainers.text import escape_html
 

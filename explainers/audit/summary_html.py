@@ -10,7 +10,7 @@ MAX_LISTED = 50
 
 
 def _uri(store: Any, rel: str) -> str:
-    from explainers.export import png_data_uri
+    from explainers.render import png_data_uri
 
     return png_data_uri((store.root / rel).read_bytes())
 
