@@ -34,7 +34,7 @@ def test_first_run_shows_progress_above_the_fold(fresh_server, browser) -> None:
     # when the run ends, the status line goes and the pictures are there
     page.wait_for_function(
         "() => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
-        ".filter(e => /model calls|perturbed images/.test(e.innerText)).length >= 3", timeout=240_000)
+        ".filter(e => /model calls?|perturbed images/.test(e.innerText)).length >= 3", timeout=240_000)
     page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=240_000)
     assert bars.count() == 0  # no bar left once every picture is there
     page.screenshot(path=str(ARTIFACTS / "first-run-done.png"))
