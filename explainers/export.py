@@ -465,10 +465,18 @@ def pdf_report(html_text: str) -> bytes:
     problem = pdf_problem()
     if problem is not None:
         raise ExplainerError(problem)
+    from PIL import ImageFile
+
+    strict = ImageFile.LOAD_TRUNCATED_IMAGES
     try:
         import weasyprint
     except (ImportError, OSError) as exc:  # OSError: Pango found but could not be loaded
         raise ExplainerError(f"PDF export failed to load WeasyPrint: {str(exc).splitlines()[0]}") from None
+    finally:
+        # Importing WeasyPrint sets Pillow's process-wide LOAD_TRUNCATED_IMAGES = True, which would
+        # let every later upload through with half its pixels: our report holds only our own PNGs,
+        # so put Pillow's setting back.
+        ImageFile.LOAD_TRUNCATED_IMAGES = strict
     return weasyprint.HTML(string=html_text).write_pdf()
 
 

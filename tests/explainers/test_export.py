@@ -155,3 +155,21 @@ def test_html_report_escapes_hostile_label_names_and_captions(run):
     assert "&lt;img src=http://127.0.0.1:9/track.png&gt;" in html
     assert "The model says “&lt;img src=http://127.0.0.1:9/track.png&gt;” with" in html  # plain text, no \ or **
     assert "[x](http://127.0.0.1:9/)" in html and "href=" not in html
+
+
+def test_pdf_export_leaves_pillow_strict_about_truncated_files():
+    """WeasyPrint's import turns on Pillow's LOAD_TRUNCATED_IMAGES for the whole process; after a
+    PDF export a truncated upload must still be refused."""
+    import io
+
+    from PIL import Image
+
+    from explainers.export import pdf_report
+    from model_zoo.images import ImageError, load_image
+
+    assert pdf_report("<html><body><p>hello</p></body></html>")[:4] == b"%PDF"  # imports WeasyPrint
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, "PNG")
+    data = buf.getvalue()
+    with pytest.raises(ImageError, match="truncated|damaged"):
+        load_image(data[: len(data) // 2])
