@@ -24,15 +24,28 @@ def wait_idle(page, timeout: int = RUN_TIMEOUT_MS) -> None:
     page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=timeout)
 
 
-def upload(page, path) -> None:
-    # the Source radio's option (the regions uploader below it has an "Upload" button too)
-    page.get_by_test_id("stSidebar").get_by_test_id("stRadio").get_by_text("Upload", exact=True).first.click()
-    wait_idle(page)
-    # the image uploader by its label: the regions uploader is always there, so `.first` could
-    # pick it before the image uploader appears
+def upload(page, path, shown: bool = True) -> None:
+    """Choose Upload as the source and give the file. Returns once the script has taken it: with
+    ``shown`` when the photo's caption names the file (a bad file gets a message instead), else
+    after the rerun the upload starts (the idle state right after the click is the old one)."""
+    radio = page.get_by_test_id("stSidebar").get_by_test_id("stRadio").get_by_text("Upload", exact=True).first
+    radio.wait_for(timeout=RUN_TIMEOUT_MS)
+    # the image uploader by its label: the regions uploader is always there
     image_uploader = page.get_by_test_id("stFileUploader").filter(has_text="Image file")
-    image_uploader.wait_for(timeout=60_000)
+    for attempt in range(3):  # a click during a rerun can be lost under load
+        radio.click()
+        wait_idle(page)
+        try:
+            image_uploader.wait_for(timeout=60_000)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
     image_uploader.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(path))
+    if shown:
+        page.get_by_text(f"{path.name} · ").first.wait_for(timeout=RUN_TIMEOUT_MS)
+    else:
+        page.wait_for_timeout(2000)
     wait_idle(page)
 
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.e2e.conftest import ARTIFACTS
-from tests.e2e.test_browser import RUN_TIMEOUT_MS, top_label, wait_idle
+from tests.e2e.test_browser import RUN_TIMEOUT_MS, top_label, upload, wait_idle
 
 
 def wait_three_overlays(page) -> None:
@@ -37,15 +37,6 @@ def tiny_model(path) -> None:
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(3, activation="softmax")(x)
     keras.Model(inputs, outputs).save(path)
-
-
-def upload(page, path) -> None:
-    """Upload an image (the sidebar also has a regions uploader: pick the Source radio's)."""
-    sidebar = page.get_by_test_id("stSidebar")
-    sidebar.get_by_role("radiogroup", name="Source").get_by_text("Upload").click()
-    wait_idle(page)
-    sidebar.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(path))
-    wait_idle(page)
 
 
 def choose_custom_model(page) -> None:
@@ -117,7 +108,7 @@ def test_hostile_images_get_messages_and_the_server_keeps_serving(server, browse
     page.goto(server)
     wait_idle(page)
     for path in (zero, bomb):
-        upload(page, path)
+        upload(page, path, shown=False)
         page.get_by_text("This image cannot be used").first.wait_for(timeout=60_000)
         assert page.get_by_test_id("stSidebar").count() == 1
     upload(page, one)

@@ -15,25 +15,20 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import ARTIFACTS, CHROMIUM
+from tests.e2e.conftest import ARTIFACTS, BROWSER_ARGS, CHROMIUM
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 TIMEOUT_MS = 240_000
 
 
 @pytest.fixture(scope="module")
-def camera_browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run",
-                  "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
-        )
-        yield browser
-        browser.close()
+def camera_browser(playwright_driver):
+    browser = playwright_driver.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[*BROWSER_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
+    )
+    yield browser
+    browser.close()
 
 
 def test_live_camera_streams_explained_frames(server, camera_browser) -> None:
