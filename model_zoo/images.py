@@ -44,6 +44,15 @@ def sha256_bytes(data: bytes) -> str:
 
 
 # ---------------------------------------------------------------------- decoding
+def pixel_limit(max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
+    """The pixel cap of every decoder here (images, region maps): ours or Pillow's bomb limit,
+    whichever is lower; Pillow's global is read, never changed."""
+    limit = int(max_pixels)
+    if Image.MAX_IMAGE_PIXELS:
+        limit = min(limit, int(Image.MAX_IMAGE_PIXELS))
+    return limit
+
+
 def load_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode an uploaded file to an RGB uint8 array (H, W, 3), refusing anything unsafe.
 
@@ -55,9 +64,7 @@ def load_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
     data = bytes(data)
     if not data:
         raise ImageError("the image file is empty")
-    limit = int(max_pixels)
-    if Image.MAX_IMAGE_PIXELS:
-        limit = min(limit, int(Image.MAX_IMAGE_PIXELS))
+    limit = pixel_limit(max_pixels)
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:

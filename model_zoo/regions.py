@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from model_zoo.images import DEFAULT_MAX_PIXELS, FittedImage, ImageError
+from model_zoo.images import DEFAULT_MAX_PIXELS, FittedImage, ImageError, pixel_limit
 
 REGION_FORMATS: tuple[str, ...] = ("PNG", "BMP", "TIFF", "GIF")
 """Lossless formats only: JPEG would smear region borders into new colours."""
@@ -57,9 +57,7 @@ def decode_region_map(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> t
     if not isinstance(data, (bytes, bytearray, memoryview)) or not bytes(data):
         raise RegionError("the region map file is empty")
     data = bytes(data)
-    limit = int(max_pixels)
-    if Image.MAX_IMAGE_PIXELS:
-        limit = min(limit, int(Image.MAX_IMAGE_PIXELS))
+    limit = pixel_limit(max_pixels)
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
