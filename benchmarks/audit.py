@@ -93,6 +93,9 @@ def main() -> None:
     p.add_argument("--rss-small", type=int, default=200)
     p.add_argument("--rss-large", type=int, default=2000)
     p.add_argument("--skip-ray", action="store_true")
+    p.add_argument("--ray-images", type=int, default=0, metavar="N",
+                   help="images per Ray/local marginal run (default: --images; more = less noise "
+                        "from the per-run fixed cost)")
     p.add_argument("--skip-rss", action="store_true")
     p.add_argument("--json", action="store_true")
     p.add_argument("--rss-child", help=argparse.SUPPRESS)
@@ -138,22 +141,34 @@ def main() -> None:
     del maps
 
     if not args.skip_ray:
-        arrivals: list[float] = []
-        t0 = time.perf_counter()
-        run_audit(open_source(folder), work / "ray", model={"ref": args.model}, config=cfg, engine="ray",
-                  workers=args.workers, progress=lambda pr: arrivals.append(time.perf_counter()))
-        total = time.perf_counter() - t0
-        # steady state: from the first result to the last, for the images after the first batch
-        first = arrivals[cfg.batch_size - 1] if len(arrivals) > cfg.batch_size else arrivals[0]
-        steady = arrivals[-1] - first
-        results["ray"] = {"seconds": total, "startup_seconds": first - t0,
-                          "steady_seconds": steady, "steady_images": len(arrivals) - cfg.batch_size}
-        # the local engine's steady state on the same terms (its model is already loaded)
-        arrivals_l: list[float] = []
-        run_audit(open_source(folder), work / "local2", classifier=clf, config=cfg,
-                  progress=lambda pr: arrivals_l.append(time.perf_counter()))
-        results["local_steady"] = {"steady_seconds": arrivals_l[-1] - arrivals_l[cfg.batch_size - 1],
-                                   "steady_images": len(arrivals_l) - cfg.batch_size}
+        # Marginal throughput: the same engine on N and on 2N images, Ray started once
+        # (start_ray below) but the actors and their models loaded in every run, so the
+        # difference of the two wall times is the time of N more images with every fixed cost
+        # (Ray's start, actor start, model loading, first tracing) cancelled out. (The
+        # former "first result to last" window was wrong: Ray's results can arrive bunched.)
+        import ray
+
+        from explainers.audit.engines import start_ray
+
+        n_images = args.ray_images or len(files)
+        pool = sorted(make_photos(work / "photos2", 2 * n_images, seed=1).rglob("*.jpg"))
+        both = [str(f) for f in pool]
+        start_ray(None, args.workers)
+
+        def timed(engine: str, paths: list[str], tag: str) -> float:
+            t = time.perf_counter()
+            kw = dict(model={"ref": args.model}, engine="ray", workers=args.workers) if engine == "ray" \
+                else dict(classifier=clf)
+            run_audit(open_source(paths), work / tag, config=cfg, aggregate=False, **kw)
+            return time.perf_counter() - t
+
+        r1, r2 = timed("ray", both[:n_images], "ray1"), timed("ray", both, "ray2")
+        l1, l2 = timed("local", both[:n_images], "loc1"), timed("local", both, "loc2")
+        ray.shutdown()
+        results["ray"] = {"seconds_n": r1, "seconds_2n": r2, "fixed_seconds": max(0.0, 2 * r1 - r2),
+                          "marginal_images_per_second": n_images / max(r2 - r1, 1e-9)}
+        results["local_marginal"] = {"seconds_n": l1, "seconds_2n": l2,
+                                     "marginal_images_per_second": n_images / max(l2 - l1, 1e-9)}
     if not args.skip_rss:
         results["rss_small"] = run_rss(args.model, args.rss_small, work)
         results["rss_large"] = run_rss(args.model, args.rss_large, work)
@@ -166,8 +181,8 @@ def main() -> None:
     }
     targets = {"audit_vs_forward": 0.5, "audit_vs_loop": 3.0}
     if "ray" in results:
-        r, l = results["ray"], results["local_steady"]
-        ratios["ray_vs_local"] = (r["steady_images"] / r["steady_seconds"]) / (l["steady_images"] / l["steady_seconds"])
+        r, l = results["ray"], results["local_marginal"]
+        ratios["ray_vs_local"] = r["marginal_images_per_second"] / l["marginal_images_per_second"]
         targets["ray_vs_local"] = 0.85
     if "rss_large" in results:
         ratios["rss_large_vs_small"] = results["rss_large"]["audit_rss_mb"] / results["rss_small"]["audit_rss_mb"]
@@ -186,8 +201,9 @@ def main() -> None:
         print(f"  {k:<8} {v:8.1f} images/s")
     if "ray" in results:
         r = results["ray"]
-        print(f"  ray      {r['steady_images'] / r['steady_seconds']:8.1f} images/s steady "
-              f"({args.workers} actors; start + model loading {r['startup_seconds']:.1f} s)")
+        print(f"  ray      {r['marginal_images_per_second']:8.1f} images/s marginal ({args.workers} actors; "
+              f"fixed cost per run {r['fixed_seconds']:.1f} s); local marginal "
+              f"{results['local_marginal']['marginal_images_per_second']:.1f} images/s")
     if "rss_large" in results:
         print(f"  RSS during the audit {results['rss_small']['audit_rss_mb']:.0f} MB at {args.rss_small} "
               f"images, {results['rss_large']['audit_rss_mb']:.0f} MB at {args.rss_large} (process peaks "

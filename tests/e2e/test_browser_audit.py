@@ -22,12 +22,22 @@ def test_audit_zip_upload_runs_in_the_background(server, browser, tmp_path) -> N
             for i in range(2 if cls == "cats" else 1):
                 zf.writestr(f"{cls}/{i}.png", png(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)))
         zf.writestr("../escape.png", b"x")
+    masks = tmp_path / "masks.zip"
+    obj = np.zeros((64, 64, 3), np.uint8)
+    obj[16:48, 16:48] = 255
+    with zipfile.ZipFile(masks, "w") as zf:
+        for name in ("cats/0", "cats/1", "dogs/0"):
+            zf.writestr(f"masks/{name}.png", png(obj))
     page = browser.new_page(viewport={"width": 1400, "height": 1800})
     try:
         page.goto(server)
         page.get_by_role("link", name="Audit").click()
         page.get_by_text("Dataset audit", exact=True).wait_for(timeout=120_000)
         page.get_by_test_id("stMain").get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(path))
+        page.get_by_text("Object masks (.zip)").click()
+        page.get_by_test_id("stMain").get_by_test_id("stFileUploaderDropzoneInput").nth(1).wait_for(timeout=60_000)
+        page.get_by_test_id("stMain").get_by_test_id("stFileUploaderDropzoneInput").nth(1).set_input_files(str(masks))
+        page.get_by_text("3 masks found", exact=False).wait_for(timeout=60_000)
         start = page.get_by_role("button", name="Start the audit")
         start.wait_for(timeout=60_000)
         page.wait_for_function(
@@ -43,6 +53,9 @@ def test_audit_zip_upload_runs_in_the_background(server, browser, tmp_path) -> N
         assert page.get_by_test_id("stDownloadButton").count() == 2  # results.parquet, summary.html
         assert page.get_by_text("1 unusable files", exact=False).count() == 1
         assert page.get_by_test_id("stImage").count() >= 3 + 3  # class pictures + thumbnails
+        hits = page.get_by_text("peak on the object", exact=False).count()
+        misses = page.get_by_text("peak off the object", exact=False).count()
+        assert hits + misses == 3  # every thumbnail says whether its peak lies on the mask
     except Exception:
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "audit-failure.png"), full_page=True)
