@@ -30,6 +30,7 @@ JOB_KEY = "xai_audit_job"
 ROOT_ENV = "XAI_LENS_AUDIT_ROOT"
 OUT_ENV = "XAI_LENS_AUDIT_OUT"
 GALLERY_SIZE = 24
+PICTURE_WIDTH = 160  # every per-class picture the same size (their files differ)
 SORTS = {
     "probability": "probability", "deletion AUC (low = faithful)": "deletion_auc",
     "mass inside the mask": "mass_in_mask", "image name": "image",
@@ -339,10 +340,11 @@ def class_pictures(store: Any, clusters: dict) -> None:
                "whose maps look alike; a small separate group can reveal a shortcut (a tag, a corner).")
     for name, entry in clusters["classes"].items():
         cols = st.columns(2 + len(entry["cluster_list"]))
-        cols[0].image(str(store.root / entry["mean_image"]), caption=f"{name}: mean image ({entry['images']})")
-        cols[1].image(str(store.root / entry["mean_map"]), caption="mean map")
+        cols[0].image(str(store.root / entry["mean_image"]), caption=f"{name}: mean image ({entry['images']})",
+                      width=PICTURE_WIDTH)
+        cols[1].image(str(store.root / entry["mean_map"]), caption="mean map", width=PICTURE_WIDTH)
         for col, c in zip(cols[2:], entry["cluster_list"]):
-            col.image(str(store.root / c["mean_map"]),
+            col.image(str(store.root / c["mean_map"]), width=PICTURE_WIDTH,
                       caption=f"strategy {c['id']}: {c['share']:.0%} · e.g. {', '.join(c['typical'][:2])}")
 
 
@@ -391,7 +393,8 @@ def gallery(store: Any, frame, live: bool = False) -> None:
     masks = view["pointing_hit"].notna().any()
     st.caption(f"{len(view)} images" + (f"; the first {GALLERY_SIZE} shown" if len(view) > GALLERY_SIZE else "")
                + ". " + colour_note(methods)
-               + (" 🎯 = the map's peak lies on the object (pointing hit), ✗ = it does not." if masks else ""))
+               + (" \"peak on the object\" = the map's strongest point lies inside the mask (a pointing hit)."
+                  if masks else ""))
     cols = st.columns(6)
     for i, row in enumerate(view.head(GALLERY_SIZE).itertuples()):
         col = cols[i % 6]
@@ -400,7 +403,7 @@ def gallery(store: Any, frame, live: bool = False) -> None:
             col.image(str(thumb))
         flags = [FLAG_TITLES[f].split(" (")[0] for f in FLAGS if getattr(row, f, None) is True]
         hit = getattr(row, "pointing_hit", None)
-        hit_text = "" if hit is None or hit != hit else (" · 🎯 peak on the object" if hit else " · ✗ peak off the object")
+        hit_text = "" if hit is None or hit != hit else (" · peak on the object" if hit else " · peak off the object")
         col.caption(escape_markdown(f"{row.image} · {row.label_name}") + f" {row.probability:.0%}" + hit_text
                     + (f" · ⚠ {', '.join(flags)}" if flags else ""))
         if not live and col.button("Explain", key=f"xai_audit_open_{row.image_id}"):

@@ -161,7 +161,7 @@ def test_masks_zip_gives_pointing_hits_and_outside_mask_flags(audit_app: AppTest
     frame = pd.read_parquet(Path(job.out_dir) / "results.parquet")
     assert frame["pointing_hit"].notna().all() and "outside_mask" in frame
     captions = " ".join(c.value for c in at.caption)
-    assert "pointing hit" in captions and ("peak on the object" in captions or "peak off the object" in captions)
+    assert "a pointing hit" in captions and ("peak on the object" in captions or "peak off the object" in captions)
     assert "looks outside the mask" in at.selectbox(key="xai_audit_g_flag").options
     unusable = " ".join(m.value for m in at.markdown).replace("\\", "")
     assert "photos/dogs/1.png" in unusable and "its mask cannot be read" in unusable
