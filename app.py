@@ -17,15 +17,15 @@ preload_webrtc()  # before anything imports TensorFlow (see ui/live.py)
 
 import streamlit as st
 
-st.set_page_config(page_title="XAI Lens", page_icon="🔍", layout="wide")
+st.set_page_config(page_title="XAI Lens", page_icon=":material/image_search:", layout="wide")
 
 PAGES = [
-    st.Page("pages/explain.py", title="Explain", icon="🔍", default=True),
-    st.Page("pages/compare.py", title="Compare labels", icon="🏷️", url_path="compare"),
-    st.Page("pages/trust.py", title="Trust", icon="🛡️", url_path="trust"),
-    st.Page("pages/audit.py", title="Audit", icon="🗂️", url_path="audit"),
-    st.Page("pages/models.py", title="Models", icon="🧠", url_path="models"),
-    st.Page("pages/guide.py", title="Guide", icon="📖", url_path="guide"),
+    st.Page("pages/explain.py", title="Explain", icon=":material/image_search:", default=True),
+    st.Page("pages/compare.py", title="Compare labels", icon=":material/compare:", url_path="compare"),
+    st.Page("pages/trust.py", title="Trust", icon=":material/verified_user:", url_path="trust"),
+    st.Page("pages/audit.py", title="Audit", icon=":material/photo_library:", url_path="audit"),
+    st.Page("pages/models.py", title="Models", icon=":material/neurology:", url_path="models"),
+    st.Page("pages/guide.py", title="Guide", icon=":material/menu_book:", url_path="guide"),
 ]
 
 

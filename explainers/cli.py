@@ -46,7 +46,7 @@ def _value_range(text: str) -> tuple[float, float]:
 
 def _add_common_arguments(p: argparse.ArgumentParser) -> None:
     """Image, model and sampling options shared by ``explain`` and ``trust``."""
-    from explainers.context import FILLS
+    from explainers.context import FILLS, SamplingParams
     from explainers.segmentation import ALGORITHMS
     from model_zoo.images import RESIZE_POLICIES
 
@@ -76,10 +76,11 @@ def _add_common_arguments(p: argparse.ArgumentParser) -> None:
                    help="perturbed images for LIME/KernelSHAP, shared by both: a number, or auto "
                         "(default): add batches until the top regions of every requested method "
                         "are stable, at most --budget")
-    p.add_argument("--threshold", type=float, default=0.8, metavar="IOU",
-                   help="auto: split-half top-N overlap at which sampling stops (default 0.8)")
-    p.add_argument("--budget", type=_positive_int, default=4000, metavar="N",
-                   help="auto: the most perturbed images to use (default 4000)")
+    p.add_argument("--threshold", type=float, default=SamplingParams.threshold, metavar="IOU",
+                   help="auto: split-half top-N overlap at which sampling stops "
+                        f"(default {SamplingParams.threshold})")
+    p.add_argument("--budget", type=_positive_int, default=SamplingParams.budget, metavar="N",
+                   help=f"auto: the most perturbed images to use (default {SamplingParams.budget})")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     p.add_argument("--top-k", type=_positive_int, default=None, metavar="K",
                    help="explain the K most probable classes (default 5, or every class of a "
@@ -473,10 +474,9 @@ def format_table(report: Mapping[str, Any]) -> str:
     ]
     sampling = next((r["sampling"] for r in report["results"] if r.get("sampling")), None)
     if sampling is not None and sampling["mode"] == "auto":
-        why = ("stable" if sampling["stopped"] == "stable" else "budget reached, not yet stable"
-               if sampling["stopped"] == "budget" else sampling["stopped"])
-        lines.append(f"samples auto: {sampling['samples']} used ({why}; split-half top-{sampling['top_n']} "
-                     f"overlap {sampling['stability']:.2f}, threshold {sampling['threshold']:.2f})")
+        from explainers.base import sampling_words
+
+        lines.append(f"samples auto: {sampling_words(sampling)}")
     lines.append("")
     header = ("METHOD", "CLASS", "SCORE", "PEAK (row, col)", "SECONDS", "CALLS", "R²", "TOP SEGMENTS")
     rows = [header]

@@ -24,6 +24,10 @@ AUTO = "auto"
 """``SamplingParams.samples`` value that grows the run until the top regions are stable."""
 
 
+BUDGET_RANGE = (8, 100_000)
+"""The sample budgets "auto" accepts (the form's bounds too)."""
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """Parameters of the shared perturbation pass (LIME, KernelSHAP, trust metrics).
@@ -66,8 +70,9 @@ class SamplingParams:
             raise ExplainerError("threshold, budget and top_n must be numbers") from None
         if not 0.0 < threshold <= 1.0:
             raise ExplainerError(f"the stability threshold must be in (0, 1], not {self.threshold}")
-        if not 8 <= budget <= 100_000:
-            raise ExplainerError(f"the sample budget must be between 8 and 100000, not {self.budget}")
+        if not BUDGET_RANGE[0] <= budget <= BUDGET_RANGE[1]:
+            raise ExplainerError(f"the sample budget must be between {BUDGET_RANGE[0]} and {BUDGET_RANGE[1]}, "
+                                 f"not {self.budget}")
         if not 1 <= top_n <= 10_000:
             raise ExplainerError(f"top_n must be between 1 and 10000, not {self.top_n}")
 

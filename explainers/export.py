@@ -398,6 +398,13 @@ def _run_table(meta: Mapping[str, Any], title: Mapping[str, str]) -> list[str]:
         if key in meta:
             out.append(f"<tr><th>{esc(name)}</th><td>{esc(_plain(meta[key]))}</td></tr>")
             shown.add(key)
+    sampling = next((r["sampling"] for r in meta.get("results") or []
+                     if isinstance(r, Mapping) and r.get("sampling")), None)
+    if sampling is not None and sampling.get("mode") == "auto":
+        from explainers.base import sampling_words
+
+        budget = "" if sampling.get("stopped") == "budget" else f" (budget {sampling.get('budget')})"
+        out.append(f"<tr><th>Samples auto</th><td>{esc(sampling_words(sampling) + budget)}</td></tr>")
     if "segmentation" in meta:
         alg = str(meta["segmentation"])
         params = _written_out(ALGORITHMS.get(alg), meta.get("segmentation_params") or {})
@@ -480,6 +487,28 @@ def pdf_report(html_text: str) -> bytes:
     return weasyprint.HTML(string=html_text).write_pdf()
 
 
+def _story_figure(image: np.ndarray, results: Sequence[Explanation], label_name: str,
+                  limits: Mapping[str, float], family: Mapping[str, str], view: Mapping[str, Any]) -> list[str]:
+    """The caption's picture: its regions outlined and numbered, so "regions 1–3" can be found.
+
+    Empty when the caption names no regions (no method ran for the label, or nothing pushes
+    towards it).
+    """
+    from explainers.legend import legend_for, legend_html
+    from explainers.summary import story, story_picture
+    from explainers.text import escape_html as esc
+
+    told = story(results)
+    if told is None or not told.regions:
+        return []
+    picture = story_picture(image, results, told, limit=limits[told.method], cmap=view["cmap"], scale=1)
+    legend = legend_for(label_name, family[told.method], limits[told.method], view["cmap"], False)
+    title = _method_facts([told.method])[1][told.method]
+    return [f"<figure class='story'><figcaption>Regions named in the text ({esc(title)})</figcaption>"
+            f"<img class='picture' alt='{esc(legend.sentence)}; the regions named in the text are numbered' "
+            f"src='{png_data_uri(picture)}'>{legend_html(legend)}</figure>"]
+
+
 def html_report(
     image: np.ndarray,
     results: Sequence[Explanation],
@@ -525,6 +554,9 @@ def html_report(
             parts.append(f"<p class='caption'>{_inline(captions[idx])}</p>")
         parts.append("<div class='figures'><figure><figcaption>Photo</figcaption>"
                      f"<img class='picture' alt='the photo' src='{png_data_uri(image)}'></figure>")
+        if captions and captions.get(idx):
+            parts.extend(_story_figure(image, [r for r in results if r.label == idx], label_name,
+                                       limits, family, view))
         for m in names:
             found = [r for r in results if r.method == m and r.label == idx]
             if not found:

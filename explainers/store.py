@@ -49,8 +49,8 @@ class RunRequest:
     fill: str = "mean"
     segmentation: str = "quickshift"
     segmentation_params: Any = ()
-    threshold: float = 0.8  # auto: split-half top-N overlap at which sampling stops
-    budget: int = 4000  # auto: the most samples
+    threshold: float = SamplingParams.threshold  # auto: split-half top-N overlap at which sampling stops
+    budget: int = SamplingParams.budget  # auto: the most samples
 
     def sampling(self, fill: str | None = None) -> SamplingParams:
         return SamplingParams(samples=self.samples, fill=fill or self.fill, threshold=float(self.threshold),

@@ -19,17 +19,35 @@ except services.EXPECTED_ERRORS as exc:
     st.stop()
 
 job = audit.current_job()
-if job is None or not job.running:
-    source = audit.source_form()
-    config = audit.settings_form(classifier)
-    if st.button("Start the audit", type="primary", disabled=source is None or not config.methods,
-                 key="xai_audit_start"):
-        try:
-            config.validate()
-        except ValueError as exc:
-            st.error(str(exc))
-        else:
-            audit.start_job(classifier, source, config)
-            st.rerun()
+running = job is not None and job.running
+# The form stays on the page while a job runs (Start disabled) so its choices, uploads included,
+# are kept for the next run: widgets left out of a run lose their values.
+st.markdown("**1 · Images to audit**")
+source = audit.source_form()
+st.markdown("**2 · Ground truth** (optional)")
+truth_args = audit.truth_form()
+st.markdown("**3 · Methods**")
+config = audit.settings_form(classifier)
+st.markdown("**4 · Where to run**")
+engine = audit.engine_form()
+model_ref = audit.model_reference(engine)
+blocked = engine.engine == "ray" and model_ref is None
+if blocked:
+    st.error("Ray workers load the model themselves: choose a catalog or the bundled model in the "
+             "sidebar (an uploaded model exists only on this server), or run on this server.")
+if st.button("Start the audit", type="primary",
+             disabled=running or source is None or truth_args is None or not config.methods or blocked,
+             key="xai_audit_start"):
+    try:
+        config.validate()
+    except ValueError as exc:
+        st.error(str(exc))
+    else:
+        audit.start_job(classifier, source, config, truth_args, engine, model_ref)
+        st.rerun()
+if running:
+    st.caption("An audit is running: its progress and first results are below (Cancel stops it).")
+elif source is None:
+    st.caption("Start is enabled once images are chosen in step 1.")
 audit.progress_panel()
 audit.results_panel()

@@ -18,7 +18,7 @@ if not stakeholder:
     left, right = st.columns([1, 1.8])  # a modest photo: the pictures below should show at once
     with left:
         st.image(image.pixels, width="stretch",
-                 caption=escape_markdown(f"{state.current_image_choice().name} · {classifier.name}"))
+                 caption=escape_markdown(f"{state.current_image_choice().title} · {classifier.name}"))
     with right:
         st.plotly_chart(figures.top_k_bar(preds), key="topk_chart")
     live.live_panel(classifier)

@@ -51,6 +51,7 @@ class AuditJob:
     error: str | None = None
     thread: threading.Thread | None = None
     started: float = field(default_factory=time.time)
+    engine: str = "local"
 
     @property
     def running(self) -> bool:
@@ -95,24 +96,41 @@ def save_upload(data: bytes, suffix: str) -> Path:
     return path
 
 
-def start_job(classifier: Any, source: Any, config: Any) -> AuditJob:
+@dataclass(frozen=True)
+class EngineChoice:
+    """Where the audit runs: ``local`` (this process) or ``ray`` (a local or joined Ray)."""
+
+    engine: str = "local"
+    address: str | None = None  # None: start a local Ray
+    workers: int = 2
+
+
+def start_job(classifier: Any, source: Any, config: Any, truth_args: dict | None = None,
+              engine: EngineChoice | None = None, model_ref: dict | None = None) -> AuditJob:
     """Start ``run_audit`` in a daemon thread; results go to a fresh folder."""
     from explainers.audit.run import run_audit
 
-    key = hashlib.sha256(json.dumps([classifier.id, source.describe(), config.as_dict()],
+    engine = engine or EngineChoice()
+    truth_args = {k: v for k, v in (truth_args or {}).items() if v}
+    key = hashlib.sha256(json.dumps([classifier.id, source.describe(), config.as_dict(), truth_args, engine.engine],
                                     sort_keys=True, default=str).encode()).hexdigest()[:16]
     out = _work_dir() / "runs" / key  # same model + source + parameters: resumes
-    job = AuditJob(str(out), source, classifier.id, config)
+    job = AuditJob(str(out), source, classifier.id, config, engine=engine.engine)
 
     def work() -> None:
         try:
-            job.summary = run_audit(source, str(out), classifier=classifier, config=config,
-                                    progress=lambda p: setattr(job, "progress", p), cancel=job.cancel)
+            common = dict(config=config, truth_args=truth_args, cancel=job.cancel,
+                          progress=lambda p: setattr(job, "progress", p))
+            if engine.engine == "ray":
+                job.summary = run_audit(source, str(out), model=model_ref, engine="ray",
+                                        ray_address=engine.address, workers=engine.workers, **common)
+            else:
+                job.summary = run_audit(source, str(out), classifier=classifier, **common)
             if source.kind == "video" and job.summary["images"]:
                 from explainers.audit.video import write_overlay_video
 
                 write_overlay_video(out, source)
-        except Exception as exc:  # shown on the page; the session keeps working
+        except Exception as exc:  # shown on the page as one line; the session keeps working
             job.error = " ".join(str(exc).split()) or type(exc).__name__
 
     job.thread = threading.Thread(target=work, name="xai-audit", daemon=True)
@@ -154,6 +172,64 @@ def source_form() -> Any | None:
         return None
 
 
+TRUTH_KINDS = ("None", "Object masks (.zip)", "Object boxes (.csv)")
+
+
+def truth_form() -> dict | None:
+    """Optional ground truth → ``truth_args`` for ``run_audit`` ({} for none, None when the
+    upload is unusable: the message is shown here)."""
+    from explainers.audit.sources import GroundTruth, SourceError
+
+    kind = st.radio("Ground truth (optional): where the object is", TRUTH_KINDS, horizontal=True,
+                    key="xai_audit_truth_kind",
+                    help="With it, each explanation is checked against the object: does its peak "
+                         "fall inside (pointing hit), how much of the map lies inside, and images "
+                         "whose explanation looks outside the object are flagged.")
+    if kind == TRUTH_KINDS[0]:
+        return {}
+    if kind == TRUTH_KINDS[1]:
+        up = st.file_uploader("Masks in a .zip, named like the images (e.g. cats/0.png for "
+                              "cats/0.jpg); white = object", type=["zip"], key="xai_audit_masks")
+        args = {"masks_dir": str(save_upload(up.getvalue(), ".zip"))} if up is not None else None
+    else:
+        up = st.file_uploader("Boxes as CSV with the columns image,x0,y0,x1,y1 (pixels of the image "
+                              "file; several rows per image allowed)", type=["csv"], key="xai_audit_boxes")
+        args = {"boxes_csv": str(save_upload(up.getvalue(), ".csv"))} if up is not None else None
+    if args is None:
+        return None
+    try:
+        truth = GroundTruth(args.get("masks_dir"), args.get("boxes_csv"))
+    except SourceError as exc:
+        st.error(f"This ground truth cannot be used: {escape_markdown(exc)}")
+        return None
+    st.caption(f"{truth.describe()['entries']} {'masks' if truth.kind == 'masks' else 'images with boxes'} "
+               "found; an image whose mask cannot be read is listed as unusable and the run goes on.")
+    return args
+
+
+def engine_form() -> EngineChoice:
+    """Local (this server) or Ray (a local Ray started for this run, or a cluster's address)."""
+    c1, c2, c3 = st.columns([2, 3, 1])
+    engine = c1.radio("Run on", ["This server", "Ray"], horizontal=True, key="xai_audit_engine",
+                      help="Ray spreads the images over several workers, each with its own copy "
+                           "of the model; without an address a local Ray is started.")
+    if engine == "This server":
+        return EngineChoice()
+    address = c2.text_input("Ray address (empty: start a local Ray)", key="xai_audit_ray_address",
+                            placeholder="e.g. 10.0.0.5:6379")
+    workers = c3.number_input("Workers", 1, 256, 2, key="xai_audit_workers")
+    return EngineChoice("ray", address.strip() or None, int(workers))
+
+
+def model_reference(engine: EngineChoice) -> dict | None:
+    """What Ray workers load: the sidebar's catalog or bundled model (None for uploaded models,
+    which exist only in this server's memory)."""
+    if engine.engine != "ray":
+        return None
+    ref = state.current_model_ref()
+    return None if ref in ("custom", "sklearn") else {"ref": ref}
+
+
 def settings_form(classifier: Any) -> Any:
     """Methods, samples, top-k and seed → an ``AuditConfig``."""
     from explainers.audit.process import DEFAULT_METHODS, AuditConfig
@@ -176,12 +252,13 @@ def settings_form(classifier: Any) -> Any:
 
 
 def progress_panel() -> None:
-    """Progress and Cancel of the running job, redrawn every second by a fragment."""
+    """Progress, Cancel and the results so far, redrawn every ~1.5 s by a fragment while the
+    job runs (the gallery grows image by image); one full rerun when it ends."""
     job = current_job()
     if job is None:
         return
 
-    @st.fragment(run_every=1.0 if job.running else None)
+    @st.fragment(run_every=1.5 if job.running else None)
     def panel() -> None:
         p = job.progress
         if job.running:
@@ -190,10 +267,12 @@ def progress_panel() -> None:
                 st.progress(min(1.0, (p.done + p.skipped) / p.total),
                             text=f"{p.done + p.skipped} / {p.total} images · {p.errors} unusable · ETA {eta}")
             else:
-                st.progress(0.0, text="Starting the audit…")
+                st.progress(0.0, text="Starting the audit (loading the model"
+                            + (", starting Ray" if job.engine == "ray" else "") + ")…")
             if st.button("Cancel", key="xai_audit_cancel"):
                 job.cancel.set()
             st.session_state["xai_audit_was_running"] = True
+            results_panel(live=True)
         elif st.session_state.pop("xai_audit_was_running", False):
             st.rerun()  # the job just ended: redraw the whole page once with the final results
 
@@ -204,6 +283,19 @@ def progress_panel() -> None:
         s = job.summary
         st.success(f"{s['status'].capitalize()}: {s['images']} images, {s['errors']} unusable files, "
                    f"{s['model_calls']} model calls in {s['seconds']:.1f} s.")
+        unusable_list(job)
+
+
+def unusable_list(job: AuditJob) -> None:
+    """Every unusable file (or unusable mask) with its reason, as the manifest lists them."""
+    from explainers.audit.store import ResultStore
+
+    manifest = ResultStore(job.out_dir).read_manifest() or {}
+    errors = manifest.get("errors") or []
+    if errors:
+        with st.expander(f"{len(errors)} unusable files and why", expanded=len(errors) <= 5):
+            st.markdown("\n".join(f"- **{escape_markdown(e['image'])}**: {escape_markdown(e['reason'])}"
+                                   for e in errors[:200]))
 
 
 def _frame(job: AuditJob):
@@ -217,20 +309,22 @@ def _frame(job: AuditJob):
     return store, store.rows_frame()  # the images finished so far
 
 
-def results_panel() -> None:
-    """Per-class pictures, the filterable gallery and the downloads."""
+def results_panel(live: bool = False) -> None:
+    """Per-class pictures, the filterable gallery and the downloads (``live``: the images
+    finished so far, while the job runs)."""
     job = current_job()
-    if job is None:
+    if job is None or (job.running and not live):
         return
     store, frame = _frame(job)
     if not len(frame):
-        st.info("No results yet.")
+        st.info("No results yet: the first images appear here as soon as they are explained.")
         return
     clusters_path = store.root / "clusters.json"
     if not job.running and clusters_path.exists():
         class_pictures(store, json.loads(clusters_path.read_text(encoding="utf-8")))
-    gallery(store, frame)
-    downloads(store)
+    gallery(store, frame, live=live)
+    if not job.running:
+        downloads(store)
 
 
 def class_pictures(store: Any, clusters: dict) -> None:
@@ -239,6 +333,10 @@ def class_pictures(store: Any, clusters: dict) -> None:
     if acc is not None:
         st.caption(f"Accuracy against the folder labels: {acc:.1%}. "
                    + ", ".join(f"{c['true']} → {c['predicted']}: {c['count']}" for c in clusters["confusion"][:5]))
+    st.caption("Mean image = the average of the class's images. Mean map and strategies: where the "
+               "model looks (the positive part of the first method's maps, each image weighted equally), "
+               "in viridis: dark = ignored, yellow = looked at most. Each strategy is a group of images "
+               "whose maps look alike; a small separate group can reveal a shortcut (a tag, a corner).")
     for name, entry in clusters["classes"].items():
         cols = st.columns(2 + len(entry["cluster_list"]))
         cols[0].image(str(store.root / entry["mean_image"]), caption=f"{name}: mean image ({entry['images']})")
@@ -248,14 +346,36 @@ def class_pictures(store: Any, clusters: dict) -> None:
                       caption=f"strategy {c['id']}: {c['share']:.0%} · e.g. {', '.join(c['typical'][:2])}")
 
 
-def gallery(store: Any, frame) -> None:
-    st.subheader("Gallery")
+FLAG_TITLES = {
+    "misclassified": "misclassified", "unfaithful": "unfaithful (deleting its top regions hurts no more than random)",
+    "outside_mask": "looks outside the mask", "low_fit": "low fit (surrogate R² is low)",
+}
+
+
+def colour_note(methods: Any) -> str:
+    """What the thumbnails' colours mean (the same overlay as ``explainers.render.overlay``)."""
+    from explainers.base import get_method
+
+    titles = {m: get_method(m).title for m in methods}
+    return ("Each thumbnail is the image tinted by the explanation of its top label. "
+            "Maps that are never negative (e.g. Grad-CAM) use viridis: dark blue = ignored, "
+            "yellow = where the model looks most. Signed maps (e.g. KernelSHAP, LIME) use blue-white-red: "
+            "red = evidence for the label, blue = against it. Each thumbnail is scaled to its own "
+            "strongest value. Methods here: " + ", ".join(titles.values()) + ".")
+
+
+def gallery(store: Any, frame, live: bool = False) -> None:
+    st.subheader("Gallery" + (" (so far)" if live else ""))
     methods = list(dict.fromkeys(frame["method"]))
     c1, c2, c3, c4, c5 = st.columns(5)
-    method = c1.selectbox("Method", methods, key="xai_audit_g_method")
+    from explainers.base import get_method
+
+    method = c1.selectbox("Method", methods, key="xai_audit_g_method", format_func=lambda m: get_method(m).title)
     classes = sorted(frame["label_name"].dropna().unique())
     chosen = c2.multiselect("Predicted class", classes, key="xai_audit_g_class")
-    flag = c3.selectbox("Flag", ["any", *FLAGS], key="xai_audit_g_flag")
+    flag = c3.selectbox("Flag", ["any", *FLAGS], key="xai_audit_g_flag",
+                        format_func=lambda f: FLAG_TITLES.get(f, f),
+                        help="Flags are computed when the run ends.")
     clusters = sorted(int(c) for c in frame["cluster"].dropna().unique()) if "cluster" in frame else []
     cluster = c4.selectbox("Strategy cluster", ["any", *clusters], key="xai_audit_g_cluster")
     sort = c5.selectbox("Sort by", list(SORTS), key="xai_audit_g_sort")
@@ -268,17 +388,22 @@ def gallery(store: Any, frame) -> None:
     if cluster != "any":
         view = view[view["cluster"] == cluster]
     view = view.sort_values(SORTS[sort], ascending=not descending, na_position="last")
-    st.caption(f"{len(view)} images" + (f"; the first {GALLERY_SIZE} shown" if len(view) > GALLERY_SIZE else ""))
+    masks = view["pointing_hit"].notna().any()
+    st.caption(f"{len(view)} images" + (f"; the first {GALLERY_SIZE} shown" if len(view) > GALLERY_SIZE else "")
+               + ". " + colour_note(methods)
+               + (" 🎯 = the map's peak lies on the object (pointing hit), ✗ = it does not." if masks else ""))
     cols = st.columns(6)
     for i, row in enumerate(view.head(GALLERY_SIZE).itertuples()):
         col = cols[i % 6]
         thumb = store.thumb_path(row.image_id, row.method, row.label)
         if thumb.exists():
             col.image(str(thumb))
-        flags = [f for f in FLAGS if getattr(row, f, None) is True]
-        col.caption(escape_markdown(f"{row.image} · {row.label_name}") + f" {row.probability:.0%}"
+        flags = [FLAG_TITLES[f].split(" (")[0] for f in FLAGS if getattr(row, f, None) is True]
+        hit = getattr(row, "pointing_hit", None)
+        hit_text = "" if hit is None or hit != hit else (" · 🎯 peak on the object" if hit else " · ✗ peak off the object")
+        col.caption(escape_markdown(f"{row.image} · {row.label_name}") + f" {row.probability:.0%}" + hit_text
                     + (f" · ⚠ {', '.join(flags)}" if flags else ""))
-        if col.button("Explain", key=f"xai_audit_open_{row.image_id}"):
+        if not live and col.button("Explain", key=f"xai_audit_open_{row.image_id}"):
             open_on_explain(store, row.image)
 
 

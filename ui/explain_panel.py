@@ -7,10 +7,11 @@ from typing import Any, Mapping, Sequence
 import streamlit as st
 
 from explainers.base import Explanation
+from explainers.context import BUDGET_RANGE
 from explainers.render import method_limits
 from explainers.store import PreparedImage, RunRequest, freeze
 from ui import services, state
-from ui.state import DEFAULT_SAMPLES, DEFAULT_THRESHOLD, SAMPLE_CHOICES, stakeholder_mode
+from ui.state import DEFAULT_BUDGET, DEFAULT_SAMPLES, DEFAULT_THRESHOLD, SAMPLE_CHOICES, stakeholder_mode
 from ui.widgets import badge_for, dataclass_widgets, draw_result, trust_badges
 
 
@@ -120,11 +121,17 @@ def explain_form(classifier: Any) -> None:
             "Samples", choices, key="xai_form_samples",
             help="auto: add batches of samples until the top-5 regions of LIME and KernelSHAP stop "
                  "changing (two halves of the samples agree at least as much as the threshold "
-                 "below), at most 4000; or a fixed number.")
-        threshold = st.slider(
+                 "below), at most the budget; or a fixed number.")
+        auto_cols = st.columns([3, 1])
+        threshold = auto_cols[0].slider(
             "Auto samples: stop when the top-5 regions agree at least this much (split-half overlap)",
             0.5, 1.0, float(run.threshold) if run is not None else DEFAULT_THRESHOLD, 0.05,
             key="xai_form_threshold", help="Used when Samples is auto. Higher: steadier top regions, more samples.")
+        budget = auto_cols[1].number_input(
+            "Auto samples: budget", BUDGET_RANGE[0], BUDGET_RANGE[1],
+            int(run.budget) if run is not None else DEFAULT_BUDGET, 100, key="xai_form_budget",
+            help="Used when Samples is auto: the most samples it may use. A run that reaches it "
+                 "stops there and says its top regions are not yet stable.")
         fill = cols[2].selectbox("Hidden superpixels", ["mean", "blur", "gray", "black"], key="xai_form_fill")
         seed = cols[3].number_input("Seed", 0, 2**31 - 1, 0, key="xai_form_seed")
         per_method: dict[str, dict[str, Any]] = {}
@@ -153,7 +160,7 @@ def explain_form(classifier: Any) -> None:
         try:
             req = build_request(
                 chosen, samples=samples if samples == "auto" else int(samples), threshold=float(threshold),
-                fill=fill, seed=int(seed),
+                budget=int(budget), fill=fill, seed=int(seed),
                 params={n: per_method.get(n, {}) for n in chosen},
                 segmentation=algorithm, segmentation_params=seg_params,
             )
@@ -165,7 +172,8 @@ def explain_form(classifier: Any) -> None:
 
 
 def build_request(methods: Sequence[str], *, samples: int | str = DEFAULT_SAMPLES,
-                  threshold: float = DEFAULT_THRESHOLD, fill: str = "mean", seed: int = 0,
+                  threshold: float = DEFAULT_THRESHOLD, budget: int = DEFAULT_BUDGET,
+                  fill: str = "mean", seed: int = 0,
                   params: Mapping[str, Mapping[str, Any]] | None = None,
                   segmentation: str = "quickshift", segmentation_params: dict | None = None) -> RunRequest:
     """A RunRequest with each method's parameters resolved and checked against its dataclass
@@ -179,6 +187,7 @@ def build_request(methods: Sequence[str], *, samples: int | str = DEFAULT_SAMPLE
         per_method.append((name, freeze(params_dict(resolved))))
     return RunRequest(
         methods=tuple(per_method), labels=(), seed=seed, samples=samples, fill=fill, threshold=float(threshold),
+        budget=int(budget),
         segmentation=segmentation, segmentation_params=freeze(segmentation_params or {}),
     )
 
@@ -319,13 +328,7 @@ def settings_words(info: dict[str, Any]) -> str:
     if info["exhaustive"]:
         samples = f"all {info['samples']} combinations of the {m} superpixels (exact)"
     elif info["requested"] == "auto" and info.get("sampling") is not None:
-        s = info["sampling"]
-        if s.stopped == "stable":
-            samples = (f"{info['samples']} samples (auto: the top-{s.top_n} regions were stable, "
-                       f"split-half overlap {s.stability:.2f} ≥ {s.threshold:.2f})")
-        else:
-            samples = (f"{info['samples']} samples (auto: stopped at the budget with the top-{s.top_n} "
-                       f"regions not yet stable, overlap {s.stability:.2f} < {s.threshold:.2f})")
+        samples = f"{info['samples']} samples (auto: {info['sampling'].words()})"
     else:
         samples = f"{info['samples']} samples"
         if info["requested"] != info["samples"]:

@@ -36,7 +36,7 @@ def _show_original_image() -> None:
         pixels = services.decode_image(choice)
     except services.EXPECTED_ERRORS:
         return
-    st.image(pixels, caption=choice.name, width=360)
+    st.image(pixels, caption=choice.title, width=360)
 
 
 def require_model_and_image() -> tuple[Any, PreparedImage]:

@@ -35,6 +35,11 @@ class ImageChoice:
     source: str  # "sample" | "upload" | "camera"
     sha256: str
 
+    @property
+    def title(self) -> str:
+        """What a person calls it: a bundled sample's title ("Cat (Chelsea)"), else the file name."""
+        return sample_titles().get(self.name, self.name) if self.source == "sample" else self.name
+
 
 @dataclass(frozen=True)
 class RegionsChoice:

@@ -10,6 +10,7 @@ from typing import Any
 
 import streamlit as st
 
+from explainers.context import SamplingParams
 from explainers.render import DEFAULT_VIEW
 
 from ui import services
@@ -47,8 +48,11 @@ _ENV_SAMPLES = os.environ.get("XAI_LENS_DEFAULT_SAMPLES", "auto").strip().lower(
 DEFAULT_SAMPLES: int | str = "auto" if _ENV_SAMPLES == "auto" else int(_ENV_SAMPLES)
 """'auto' (grow until the top regions are stable, see explainers.context.SamplingParams) or a count."""
 
-DEFAULT_THRESHOLD = 0.8
+DEFAULT_THRESHOLD: float = SamplingParams.threshold
 """Auto samples stop when the split-half top-5 overlap of every superpixel method reaches this."""
+
+DEFAULT_BUDGET: int = SamplingParams.budget
+"""Auto samples stop here at the latest, stable or not (the library's default)."""
 
 
 SAMPLE_CHOICES: list[int | str] = ["auto", *sorted({50, 100, 250, 500, 1000, 2000, 5000} | (

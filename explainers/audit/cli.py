@@ -39,7 +39,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="explain each image's K most probable classes (default 1)")
     a.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     truth = a.add_mutually_exclusive_group()
-    truth.add_argument("--masks", metavar="DIR", help="object masks with the images' stems")
+    truth.add_argument("--masks", metavar="DIR|ZIP", help="object masks named like the images (a folder or a .zip)")
     truth.add_argument("--boxes", metavar="CSV", help="object boxes: image,x0,y0,x1,y1 in file pixels")
     frames = a.add_mutually_exclusive_group()
     frames.add_argument("--every", type=positive_int, metavar="K", help="video: every K-th frame")

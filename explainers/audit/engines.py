@@ -51,7 +51,7 @@ def local_outcomes(worker: Any, batches: Iterable[tuple[list[Any], list[int]]]) 
             prepared = pending.result()
             nxt = next(it, None)
             pending = pool.submit(worker.prepare, *nxt) if nxt is not None else None
-            yield from worker.run(prepared)
+            yield from worker.run_iter(prepared)
 
 
 def _truth(args: Mapping[str, Any] | None):
@@ -81,12 +81,63 @@ class _RayAuditActor:
 
         self.worker = AuditWorker(load_model(model), AuditConfig.from_dict(config), _truth(truth))
 
+    def process(self, payload: bytes) -> bytes:
+        """One pickled ``(items, indices)`` batch → its pickled outcomes (the streaming path)."""
+        items, indices = pickle.loads(payload)
+        return pickle.dumps(self.worker.process(items, indices))
+
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = []
         for payload in batch["payload"]:
             items, indices = pickle.loads(payload)
             out.append(pickle.dumps(self.worker.process(items, indices)))
         return {"payload": np.array(out, dtype=object)}
+
+
+def check_reachable(address: str, timeout: float = 5.0, join_timeout: float = 60.0) -> None:
+    """Fail in seconds on an address nobody answers at (``ray.init`` retries for minutes).
+
+    ``host:port`` and ``ray://host[:port]`` are probed with one TCP connection; ``auto`` and
+    other forms are left to Ray (they fail fast when no cluster is found).
+    """
+    import socket
+
+    text = address.strip()
+    default_port = 10001 if text.startswith("ray://") else 6379
+    hostport = text.split("://", 1)[1] if "://" in text else text
+    if text == "auto" or ("://" in text and not text.startswith("ray://")):
+        return
+    host, _, port = hostport.rstrip("/").rpartition(":") if ":" in hostport else (hostport, "", "")
+    host = host.strip("[]") or hostport
+    try:
+        port_no = int(port) if port else default_port
+        if not 0 < port_no < 65536:
+            raise ValueError
+    except ValueError:
+        raise ExplainerError(f"the Ray address {address!r} is not host:port (e.g. 10.0.0.5:6379)") from None
+    hint = "is `ray start --head` running there and the port open?"
+    try:
+        with socket.create_connection((host, port_no), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ExplainerError(f"cannot reach Ray at {address} ({reason}); {hint}") from None
+    # Something answers; whether it is Ray is only known by joining, and ray.init keeps
+    # retrying for minutes when it is not: join once in a child process with a time limit.
+    import subprocess
+    import sys
+
+    probe = ("import ray,sys; ray.init(address=sys.argv[1], include_dashboard=False, "
+             "log_to_driver=False, logging_level='ERROR'); ray.shutdown()")
+    try:
+        done = subprocess.run([sys.executable, "-c", probe, text], capture_output=True, text=True,
+                              timeout=join_timeout)
+    except subprocess.TimeoutExpired:
+        raise ExplainerError(f"cannot join Ray at {address}: no answer from a Ray head within "
+                             f"{join_timeout:.0f} s; {hint}") from None
+    if done.returncode:
+        last = [line for line in done.stderr.strip().splitlines() if line.strip()][-1:] or ["unknown error"]
+        raise ExplainerError(f"cannot join Ray at {address} ({' '.join(last[0].split())[:200]}); {hint}")
 
 
 def start_ray(address: str | None, workers: int) -> bool:
@@ -96,6 +147,8 @@ def start_ray(address: str | None, workers: int) -> bool:
     if ray.is_initialized():
         return False
     env = {"env_vars": {"PYTHONPATH": _REPO_ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}}
+    if address:
+        check_reachable(address)
     try:
         if address:
             ray.init(address=address, include_dashboard=False, log_to_driver=False,
@@ -152,4 +205,55 @@ def ray_outcomes(
             ray.shutdown()
 
 
-__all__ = ["ENGINES", "local_outcomes", "ray_outcomes", "start_ray", "load_model"]
+def ray_frame_outcomes(
+    model: Mapping[str, Any],
+    config: Mapping[str, Any],
+    truth: Mapping[str, Any] | None,
+    batches: Iterable[tuple[list[Any], list[int]]],
+    *,
+    address: str | None = None,
+    workers: int = 2,
+    cpus_per_worker: int = 1,
+    in_flight: int = 2,
+) -> Iterator[Any]:
+    """Video frames on Ray: the driver decodes and ships the frames in bounded chunks.
+
+    Why the driver decodes: every-k-th / fps selection needs each frame's exact number, which
+    only a sequential decode from the start gives (a seek lands on a keyframe, and numbers
+    derived from time stamps are wrong for variable-rate video), and workers on other machines
+    cannot open an uploaded video that lives only on this server (no shared storage is
+    assumed). Why not Ray Data here: ``from_items`` needs every row up front, i.e. every decoded
+    frame in the driver's memory at once. Instead ``workers`` plain Ray actors (the same
+    ``_RayAuditActor``: the model loads once per actor) get the batches round-robin, with at
+    most ``in_flight`` batches queued per actor, so the driver holds at most
+    ``workers × in_flight`` batches of frames while it decodes the next; results come back in
+    source order (identical rows to the local engine).
+    """
+    import collections
+
+    import ray
+
+    started = start_ray(address, workers)
+    try:
+        actor_cls = ray.remote(num_cpus=int(cpus_per_worker))(_RayAuditActor)
+        actors: list[Any] = []
+        queue: collections.deque = collections.deque()
+        limit = max(1, int(workers)) * max(1, int(in_flight))
+        for n, batch in enumerate(batches):
+            if len(actors) < max(1, int(workers)):
+                actors.append(actor_cls.remote(dict(model), dict(config), dict(truth or {}), int(cpus_per_worker)))
+            actor = actors[n % len(actors)]
+            queue.append(actor.process.remote(pickle.dumps(batch)))
+            while len(queue) >= limit:
+                yield from pickle.loads(ray.get(queue.popleft()))
+        while queue:
+            yield from pickle.loads(ray.get(queue.popleft()))
+    except ray.exceptions.RayActorError as exc:
+        raise ExplainerError(f"a Ray worker failed ({' '.join(str(exc).split())[:300]})") from None
+    finally:
+        if started:
+            ray.shutdown()
+
+
+__all__ = ["ENGINES", "local_outcomes", "ray_outcomes", "ray_frame_outcomes", "start_ray", "load_model",
+           "check_reachable"]

@@ -22,7 +22,7 @@ import hashlib
 import io
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -217,10 +217,18 @@ class AuditWorker:
         return outcomes, ready, fitted, masks
 
     def run(self, prepared: tuple) -> list[Outcome]:
-        """The model part of a batch prepared by ``prepare``."""
+        """The model part of a batch prepared by ``prepare``, every outcome at once."""
+        done = {id(o): o for o in self.run_iter(prepared)}
+        return [done[id(o)] for o in prepared[0]]
+
+    def run_iter(self, prepared: tuple) -> Iterator[Outcome]:
+        """The model part of a batch prepared by ``prepare``, yielding each image as soon as it
+        is finished (unusable ones first), so a viewer sees results arrive one by one."""
         outcomes, ready, fitted, masks = prepared
+        ready_ids = {id(o) for o in ready}
+        yield from (o for o in outcomes if id(o) not in ready_ids)
         if not ready:
-            return outcomes
+            return
         started = time.perf_counter()
         seen = int(self.clf.images_seen)
         batch = np.stack([f.image for f in fitted])
@@ -251,7 +259,7 @@ class AuditWorker:
                 out.error = "cannot be explained: " + (" ".join(str(exc).split()) or type(exc).__name__)
             out.model_calls = int(self.clf.images_seen) - before + (batch_calls if j == 0 else 0)
             out.seconds = time.perf_counter() - t0 + batch_seconds / len(ready)
-        return outcomes
+            yield out
 
     def _explain_one(self, out: Outcome, fit: Any, mask: np.ndarray | None, probs: np.ndarray,
                      labels: list[int], pre: tuple | None) -> None:

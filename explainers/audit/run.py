@@ -93,7 +93,7 @@ def run_audit(
     the local engine may instead get a loaded ``classifier``. ``truth_args`` (``masks_dir`` or
     ``boxes_csv``) builds the ground truth on every worker.
     """
-    from explainers.audit.engines import ENGINES, load_model, local_outcomes, ray_outcomes
+    from explainers.audit.engines import ENGINES, load_model, local_outcomes, ray_frame_outcomes, ray_outcomes
 
     config = config or AuditConfig()
     config.validate()
@@ -141,7 +141,10 @@ def run_audit(
     batches = _batches(source, done, int(config.batch_size), counter)
     if engine == "local":
         outcomes = local_outcomes(worker, batches)
-    else:
+    elif source.kind == "video":  # decoded frames: streamed in bounded chunks (see the docstring)
+        outcomes = ray_frame_outcomes(model, config.as_dict(), truth_args, batches,
+                                      address=ray_address, workers=workers)
+    else:  # file descriptors: the actors read, decode and fit the files themselves
         outcomes = ray_outcomes(model, config.as_dict(), truth_args, batches,
                                 address=ray_address, workers=workers)
     started = time.perf_counter()

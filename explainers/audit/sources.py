@@ -298,60 +298,97 @@ def open_source(spec: str | os.PathLike | Sequence[str], every: int | None = Non
 
 # ---------------------------------------------------------------------- ground truth
 class GroundTruth:
-    """Object masks per image: a folder of masks with the same stems, or a CSV of boxes
-    (``image,x0,y0,x1,y1`` in the file's pixels, several rows per image allowed)."""
+    """Object masks per image: masks with the same names (a folder, or a .zip read in memory,
+    never extracted), or a CSV of boxes (``image,x0,y0,x1,y1`` in the file's pixels, several
+    rows per image allowed).
+
+    A mask matches an image by the longest common tail of their paths without suffix
+    (``set/cats/0.png`` ↔ ``masks/cats/0.png`` via ``cats/0``); a tail shared by several masks
+    (``cats/0`` and ``dogs/0`` both end in ``0``) is ambiguous and never used.
+    """
 
     def __init__(self, masks_dir: str | None = None, boxes_csv: str | None = None) -> None:
         if masks_dir and boxes_csv:
-            raise SourceError("give either a masks folder or a boxes CSV, not both")
-        self.masks: dict[str, str] = {}
+            raise SourceError("give either masks (a folder or a .zip) or a boxes CSV, not both")
+        self.masks: dict[str, str | None] = {}  # tail -> folder file or zip member; None: ambiguous
+        self.masks_zip: str | None = None
+        self.bad_masks: dict[str, str] = {}  # zip member -> why it cannot be used
         self.boxes: dict[str, list[tuple[float, float, float, float]]] = {}
         self.kind = "none"
+        self._count = 0
         if masks_dir:
             root = Path(masks_dir)
-            if not root.is_dir():
-                raise SourceError(f"the masks folder {masks_dir} does not exist")
-            for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-                dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
-                for name in sorted(filenames):
-                    if _hidden(name):
-                        continue
-                    rel = (Path(dirpath).relative_to(root) / name)
-                    full = os.path.join(dirpath, name)
-                    self.masks.setdefault(rel.with_suffix("").as_posix(), full)
-                    self.masks.setdefault(rel.stem, full)
+            if root.is_file() and root.suffix.lower() == ".zip":
+                self._index_zip(str(root))
+            elif root.is_dir():
+                for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+                    dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+                    for name in sorted(filenames):
+                        if not _hidden(name):
+                            rel = (Path(dirpath).relative_to(root) / name).as_posix()
+                            self._add(rel, os.path.join(dirpath, name))
+            else:
+                raise SourceError(f"the masks {masks_dir} are neither a folder nor a .zip")
             self.kind = "masks"
         elif boxes_csv:
             self.boxes = _read_boxes(boxes_csv)
             self.kind = "boxes"
 
+    def _index_zip(self, zip_path: str) -> None:
+        try:
+            with zipfile.ZipFile(zip_path) as zf:
+                infos = [i for i in zf.infolist() if not i.is_dir()]
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise SourceError(f"the masks .zip is not readable ({exc})") from None
+        self.masks_zip = zip_path
+        for info in infos:
+            if any(_hidden(p) and p != ".." for p in PurePosixPath(info.filename).parts):
+                continue
+            problem = _member_problem(info)
+            if problem:
+                self.bad_masks[info.filename] = problem
+            self._add(info.filename.replace("\\", "/"), info.filename)
+
+    def _add(self, rel: str, ref: str) -> None:
+        self._count += 1
+        for tail in _tails(rel):
+            if tail in self.masks and self.masks[tail] != ref:
+                self.masks[tail] = None
+            else:
+                self.masks[tail] = ref
+
     def __bool__(self) -> bool:
         return self.kind != "none"
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "entries": len(self.boxes) if self.kind == "boxes" else
-                len({v for v in self.masks.values()})}
+        return {"kind": self.kind, "entries": len(self.boxes) if self.kind == "boxes" else self._count}
 
     def _keys(self, name: str) -> list[str]:
         p = PurePosixPath(name.replace("\\", "/"))
-        return [p.with_suffix("").as_posix(), p.stem, p.name, name]
+        return [*_tails(name), p.name, name]
 
     def mask_for(self, item: Item, shape: tuple[int, int]) -> np.ndarray | None:
-        """The object mask (H, W) bool in the file's pixels, None when this image has none."""
+        """The object mask (H, W) bool in the file's pixels, None when this image has none;
+        ``BadItem`` (this image only) when its mask is unreadable or of another size."""
         from model_zoo.images import ImageError, load_image
         from model_zoo.registry import MASK_THRESHOLD
 
         if self.kind == "masks":
             for key in self._keys(item.name):
-                if key in self.masks:
-                    try:
-                        pixels = load_image(_read_file(self.masks[key]))
-                    except ImageError as exc:
-                        raise BadItem(f"its mask cannot be read ({exc})") from None
-                    if pixels.shape[:2] != tuple(shape):
-                        raise BadItem(f"its mask is {pixels.shape[1]}×{pixels.shape[0]} but the "
-                                      f"image is {shape[1]}×{shape[0]}")
-                    return pixels.mean(axis=-1) >= MASK_THRESHOLD
+                ref = self.masks.get(key)
+                if ref is None:
+                    continue
+                if ref in self.bad_masks:
+                    raise BadItem(f"its mask cannot be used ({self.bad_masks[ref]})")
+                try:
+                    data = _read_member(self.masks_zip, ref) if self.masks_zip else _read_file(ref)
+                    pixels = load_image(data)
+                except (ImageError, BadItem) as exc:
+                    raise BadItem(f"its mask cannot be read ({exc})") from None
+                if pixels.shape[:2] != tuple(shape):
+                    raise BadItem(f"its mask is {pixels.shape[1]}×{pixels.shape[0]} but the "
+                                  f"image is {shape[1]}×{shape[0]}")
+                return pixels.mean(axis=-1) >= MASK_THRESHOLD
             return None
         if self.kind == "boxes":
             for key in self._keys(item.name):
@@ -363,6 +400,12 @@ class GroundTruth:
                         mask[r0:r1, c0:c1] = True
                     return mask
         return None
+
+
+def _tails(name: str) -> list[str]:
+    """``a/b/c.png`` → ``["a/b/c", "b/c", "c"]`` (longest first)."""
+    parts = PurePosixPath(name.replace("\\", "/")).with_suffix("").parts
+    return ["/".join(parts[i:]) for i in range(len(parts))]
 
 
 def _read_boxes(path: str) -> dict[str, list[tuple[float, float, float, float]]]:

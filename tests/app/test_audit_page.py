@@ -122,3 +122,90 @@ def test_uploaded_video_is_audited_and_its_overlay_played(audit_app: AppTest, tm
     assert "my clip" not in job.source.location  # stored under its hash, not the user's name
     assert (Path(job.out_dir) / "overlay.mp4").exists()
     assert at.get("video"), "the overlay video is played on the page"
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.mark.slow
+def test_masks_zip_gives_pointing_hits_and_outside_mask_flags(audit_app: AppTest) -> None:
+    at = audit_app
+    rng = np.random.default_rng(3)
+    images = {f"photos/{c}/{i}.png": png(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+              for c in ("cats", "dogs") for i in range(2)}
+    obj = np.zeros((64, 64, 3), np.uint8)
+    obj[16:48, 16:48] = 255
+    masks = {f"masks/{c}/{i}.png": png(obj) for c in ("cats", "dogs") for i in range(2)}
+    masks["masks/dogs/1.png"] = b"broken mask"
+    at.file_uploader(key="xai_audit_zip").set_value(("photos.zip", _zip(images), "application/zip")).run()
+    at.radio(key="xai_audit_truth_kind").set_value("Object masks (.zip)").run()
+    at.file_uploader(key="xai_audit_masks").set_value(("my masks.zip", _zip(masks), "application/zip")).run()
+    assert not at.exception and not at.error
+    assert any("4 masks found" in c.value for c in at.caption)
+    at.multiselect(key="xai_audit_methods").set_value(["gradcam"]).run()
+    at.button(key="xai_audit_start").click().run()
+    wait_for_job(at)
+    assert not at.exception
+    job = at.session_state[audit.JOB_KEY]
+    assert job.error is None and job.summary["images"] == 3 and job.summary["errors"] == 1
+    import pandas as pd
+
+    frame = pd.read_parquet(Path(job.out_dir) / "results.parquet")
+    assert frame["pointing_hit"].notna().all() and "outside_mask" in frame
+    captions = " ".join(c.value for c in at.caption)
+    assert "pointing hit" in captions and ("peak on the object" in captions or "peak off the object" in captions)
+    assert "looks outside the mask" in at.selectbox(key="xai_audit_g_flag").options
+    unusable = " ".join(m.value for m in at.markdown).replace("\\", "")
+    assert "photos/dogs/1.png" in unusable and "its mask cannot be read" in unusable
+    assert not any("my masks" in str(p) for p in Path(job.out_dir).parent.parent.rglob("*"))
+
+
+@pytest.mark.slow
+def test_ray_engine_with_a_bad_address_is_one_clear_message(audit_app: AppTest) -> None:
+    at = audit_app
+    at.radio(key="xai_audit_kind").set_value("Folder on the server").run()
+    at.text_input(key="xai_audit_folder").set_value("set").run()
+    at.multiselect(key="xai_audit_methods").set_value(["gradcam"]).run()
+    at.radio(key="xai_audit_engine").set_value("Ray").run()
+    at.text_input(key="xai_audit_ray_address").set_value("127.0.0.1:1").run()
+    at.button(key="xai_audit_start").click().run()
+    wait_for_job(at, limit=60)
+    assert not at.exception
+    errors = [e.value.replace("\\", "") for e in at.error]
+    assert len(errors) == 1 and "cannot reach Ray at 127.0.0.1:1" in errors[0]
+    assert "Traceback" not in errors[0]
+
+
+@pytest.mark.slow
+def test_ray_engine_starts_a_local_ray_and_writes_the_same_rows(audit_app: AppTest) -> None:
+    import pandas as pd
+
+    at = audit_app
+    at.radio(key="xai_audit_kind").set_value("Folder on the server").run()
+    at.text_input(key="xai_audit_folder").set_value("set").run()
+    at.multiselect(key="xai_audit_methods").set_value(["gradcam"]).run()
+    at.button(key="xai_audit_start").click().run()
+    wait_for_job(at)
+    local = at.session_state[audit.JOB_KEY]
+    assert local.error is None
+    at.number_input(key="xai_audit_seed").set_value(0).run()
+    at.radio(key="xai_audit_engine").set_value("Ray").run()
+    at.number_input(key="xai_audit_workers").set_value(1).run()
+    at.button(key="xai_audit_start").click().run()
+    wait_for_job(at, limit=400)
+    assert not at.exception
+    job = at.session_state[audit.JOB_KEY]
+    assert job is not local and job.engine == "ray"
+    assert job.error is None and job.summary["images"] == 6 and job.summary["errors"] == 1
+    cols = ["image", "label", "probability", "peak_row", "peak_col"]
+    a = pd.read_parquet(Path(local.out_dir) / "results.parquet")[cols]
+    b = pd.read_parquet(Path(job.out_dir) / "results.parquet")[cols]
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))

@@ -33,13 +33,45 @@ def test_auto_samples_say_how_many_they_used_and_the_threshold_is_shown() -> Non
     assert not app.exception
     assert app.select_slider(key="xai_form_samples").value == "auto"
     assert app.slider(key="xai_form_threshold").value == 0.9
+    assert app.number_input(key="xai_form_budget").value == 96
     used = [c.value for c in app.caption if c.value.startswith("LIME and KernelSHAP computed with")]
-    assert used and "96 samples (auto: stopped at the budget" in used[0], used
+    assert used and "96 samples (auto: stopped at the budget of 96 samples — the top-5 regions are not yet stable" \
+        in used[0], used
     more = [b for b in app.button if b.label.startswith("More samples")]
     assert len(more) == 1 and more[0].label == "More samples (auto: 96 → 100)"
     more[0].click().run()
     assert not app.exception
     assert app.session_state[state.RUN_KEY].samples == 100  # a fixed count from now on
+
+
+@pytest.mark.slow
+def test_the_budget_set_in_the_form_stops_the_run_and_the_caption_says_so() -> None:
+    """The budget is a form control: a small one makes "auto" stop there, and the caption and
+    the request say so (stable at the default budget would read "stable at N")."""
+    assert state.DEFAULT_BUDGET == 4000
+    app = fresh(dataclasses.replace(explain_panel.build_request(["lime"], samples="auto", budget=64),
+                                    segmentation="grid"))
+    app.run()
+    assert not app.exception
+    assert app.number_input(key="xai_form_budget").value == 64  # the form shows the run's budget
+    app.slider(key="xai_form_threshold").set_value(1.0)
+    app.number_input(key="xai_form_budget").set_value(40)
+    app.button(key="xai_explain_button").click().run()
+    assert not app.exception
+    req = app.session_state[state.RUN_KEY]
+    assert (req.samples, req.threshold, req.budget) == ("auto", 1.0, 40)
+    used = [c.value for c in app.caption if " computed with " in c.value]
+    assert used and "40 samples (auto: stopped at the budget of 40 samples — the top-5 regions are not yet " \
+        "stable" in used[0], used
+    assert "40 model calls" in [c.value for c in app.caption][0]
+    assert app.number_input(key="xai_form_budget").value == 40
+
+
+def test_build_request_carries_the_budget_into_the_sampling_parameters() -> None:
+    req = explain_panel.build_request(["lime", "kernel_shap"], samples="auto", threshold=0.7, budget=321)
+    sp = req.sampling()
+    assert (sp.samples, sp.threshold, sp.budget) == ("auto", 0.7, 321)
+    assert explain_panel.build_request(["lime"]).budget == state.DEFAULT_BUDGET
 
 
 @pytest.mark.slow

@@ -97,7 +97,11 @@ def test_html_report_reads_like_a_report(run):
     page = parse(html)
     assert all(img["src"].startswith("data:image/png;base64,") for img in page.imgs)  # self-contained
     # method titles as headers, in registry order, once per label; no raw ids
-    assert page.text["figcaption"] == (["Photo"] + TITLES) * 2
+    # the caption's numbered regions have their own picture, right after the photo
+    story = [t for t in page.text["figcaption"] if t.startswith("Regions named in the text")]
+    assert len(story) == 2, page.text["figcaption"]
+    assert [t for t in page.text["figcaption"] if t not in story] == (["Photo"] + TITLES) * 2
+    assert page.text["figcaption"][1] == story[0]
     body = " ".join(t for ts in page.text.values() for t in ts if t not in page.details)
     for raw in ("kernel_shap", "gradcam", "#967", "{}", '"'):
         assert raw not in body, raw
@@ -105,9 +109,9 @@ def test_html_report_reads_like_a_report(run):
     shown = [t for t in page.text["p"] if t.startswith("The model says")]
     assert len(shown) == 2 and not any("**" in t for t in shown)
     # a legend under every overlay (bar image + both meanings)
-    assert page.classes.count("xai-legend") == 2 * 3
+    assert page.classes.count("xai-legend") == 2 * (3 + 1)
     spans = page.text["span"]
-    assert sum(s.startswith("pushes towards espresso") for s in spans) == 3
+    assert sum(s.startswith("pushes towards espresso") for s in spans) == 3 + 1
     # the run table: readable values, defaults written out, method parameters by title
     run_table = {row[0]: row[1] for row in page.tables[0]}
     assert run_table["Model"] == meta["model_name"] and run_table["Seed"] == "3"

@@ -209,3 +209,35 @@ def test_masks_and_boxes_give_pointing_metrics(clf, tmp_path):
         bad = tmp_path / "bad.csv"
         bad.write_text("name,a\nx,1\n")
         GroundTruth(boxes_csv=str(bad))
+
+
+def test_masks_in_a_zip_match_by_path_tail_and_bad_masks_fail_only_their_image(clf, tmp_path):
+    root = tmp_path / "imgs"
+    for cls in ("cats", "dogs"):
+        (root / cls).mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    for name in ("cats/0.png", "dogs/0.png", "dogs/1.png"):
+        (root / name).write_bytes(png(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)))
+    left, right = np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32, 3), np.uint8)
+    left[:, :16], right[:, 16:] = 255, 255
+    masks = tmp_path / "masks.zip"
+    with zipfile.ZipFile(masks, "w") as zf:
+        zf.writestr("masks/cats/0.png", png(left))  # same stem "0" as dogs/0: matched by cats/0
+        zf.writestr("masks/dogs/0.png", png(right))
+        zf.writestr("masks/dogs/1.png", b"not a png")
+        zf.writestr("../evil.png", png(left))  # listed, never written anywhere
+    truth = GroundTruth(str(masks))
+    assert truth.kind == "masks" and truth.masks["0"] is None  # ambiguous tail never used
+    cfg = AuditConfig(methods=("gradcam",), **{**FAST, "deletion_steps": 0})
+    summary = run_audit(open_source(root), tmp_path / "out", classifier=clf, config=cfg,
+                        truth_args={"masks_dir": str(masks)})
+    assert summary["images"] == 2 and summary["errors"] == 1
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["errors"][0]["image"] == "dogs/1.png"
+    assert "its mask cannot be read" in manifest["errors"][0]["reason"]
+    frame = pd.read_parquet(tmp_path / "out" / "results.parquet").set_index("image")
+    assert frame.loc["cats/0.png", "pointing_hit"] == (frame.loc["cats/0.png", "peak_col"] < 16)
+    assert frame.loc["dogs/0.png", "pointing_hit"] == (frame.loc["dogs/0.png", "peak_col"] >= 16)
+    assert not (tmp_path / "evil.png").exists()
+    with pytest.raises(SourceError, match="neither a folder nor a .zip"):
+        GroundTruth(str(tmp_path / "missing"))

@@ -51,7 +51,7 @@ def test_rerun_resumes_with_no_model_call(setup, tmp_path, capsys):
     [
         (["--samples", "3"], "samples must be between"),
         (["--every", "2"], "video source only"),
-        (["--masks", "/no/such/dir"], "masks folder"),
+        (["--masks", "/no/such/dir"], "neither a folder nor a .zip"),
         (["--masks", "x", "--boxes", "y"], "not allowed with"),
         (["--engine", "spark"], "invalid choice"),
         (["--workers", "4"], "need --engine ray"),
