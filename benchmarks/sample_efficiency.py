@@ -57,6 +57,7 @@ import numpy as np  # noqa: E402
 REFERENCE_SEED = 10_007
 VARIANT_SHARE = 1.0  # the [λ=1] rows: the design tilted fully towards KernelSHAP (KernelSHAP alone)
 LIME_ALONE_SHARE = 0.0  # the [λ=0] rows: the design of a request for LIME alone
+DEFAULT_SURROGATE = "trees"  # KernelShapParams.surrogate's default: the target rows use it
 TARGET = "xai-lens kernel_shap at 500 samples at least as accurate as shap KernelExplainer at 1000"
 
 
@@ -127,27 +128,34 @@ class Oracle:
 
 # ---------------------------------------------------------------------- estimators
 def ours(oracle: Oracle, seed: int, sizes: list[int], kernel_share: float | None = None,
-         ) -> dict[int, tuple[np.ndarray, np.ndarray, int]]:
-    """{N: (KernelSHAP values (L, M), LIME coefficients (L, M), distinct coalitions)} from one
-    run and its prefixes (a run's first N rows are exactly a fresh N-row run)."""
-    from explainers.kernel_shap import fit_kernel_shap
+         surrogates: tuple[str, ...] = ("none",), sampler: str = "stratified", lime: bool = True,
+         ) -> dict[int, tuple[dict[str, np.ndarray], np.ndarray | None, int]]:
+    """{N: ({surrogate: KernelSHAP values (L, M)}, LIME coefficients (L, M), distinct coalitions)}
+    from one run and its prefixes (a run's first N rows are exactly a fresh N-row run).
+
+    ``surrogates``: "none" = plain KernelSHAP, "trees" / "pairwise" = regression-adjusted
+    (``explainers.shapley_adjust``); ``sampler="leverage"``: Leverage SHAP's design, weighted by
+    inverse inclusion probabilities."""
     from explainers.lime import fit_lime
     from explainers.perturbation import KERNEL_SHARE, PerturbationRun
+    from explainers.shapley_adjust import fit_adjusted_shap
 
     share = KERNEL_SHARE if kernel_share is None else kernel_share
     run = PerturbationRun(oracle.predict_images, oracle.image, oracle.segments, fill="mean", seed=seed,
-                          kernel_share=share)
+                          kernel_share=share, sampler=sampler)
     run.extend(max(sizes))
     if run.exhaustive:
         raise SystemExit("the sizes reach 2^M: every estimator would be exact; use more superpixels")
     out = {}
     for n in sizes:
         rows = run.rows(n)
-        shap_v = [fit_kernel_shap(rows.Z, rows.Y[:, j], rows.shapley_weight, rows.Y[0, j], rows.Y[1, j]).values
-                  for j in range(len(oracle.labels))]
-        lime_v = [fit_lime(rows.Z, rows.Y[:, j], rows.lime_ratio, seed=seed).coef for j in range(len(oracle.labels))]
+        shap_v = {s: np.array([fit_adjusted_shap(rows.Z, rows.Y[:, j], rows.shapley_weight, rows.Y[0, j],
+                                                 rows.Y[1, j], surrogate=s, seed=seed).values
+                               for j in range(len(oracle.labels))]) for s in surrogates}
+        lime_v = (np.array([fit_lime(rows.Z, rows.Y[:, j], rows.lime_ratio, seed=seed).coef
+                            for j in range(len(oracle.labels))]) if lime else None)
         distinct = len(np.unique(np.packbits(rows.Z, axis=1), axis=0))
-        out[n] = (np.array(shap_v), np.array(lime_v), distinct)
+        out[n] = (shap_v, lime_v, distinct)
     return out
 
 
@@ -236,7 +244,8 @@ def references(oracle: Oracle, top_k: int, reference_samples: int) -> tuple[np.n
 
 
 def run(quick: bool, sizes: list[int], seeds: list[int], top_k: int, reference_samples: int,
-        model_id: str | None, cache: str | None = None) -> dict:
+        model_id: str | None, cache: str | None = None, surrogates: tuple[str, ...] = ("trees",),
+        leverage: bool = True) -> dict:
     from skimage.data import chelsea
 
     from explainers.segmentation import segment
@@ -267,14 +276,24 @@ def run(quick: bool, sizes: list[int], seeds: list[int], top_k: int, reference_s
         oracle.asked = set()
         return (*errors(fn(oracle, seed, n), reference), len(oracle.asked))
 
+    every_surrogate = ("none", *surrogates)
     for seed in seeds:
         for share, tag in ((None, ""), (VARIANT_SHARE, f" [λ={VARIANT_SHARE:g}]"),
                            (LIME_ALONE_SHARE, f" [λ={LIME_ALONE_SHARE:g}]")):
-            for n, (s_values, l_values, distinct) in ours(oracle, seed, sizes, share).items():
-                if share != LIME_ALONE_SHARE:
-                    table.setdefault((f"xai-lens kernel_shap{tag}", n), []).append(
-                        (*errors(s_values, ref_shap), distinct))
+            kinds = every_surrogate if share != LIME_ALONE_SHARE else ()
+            for n, (s_values, l_values, distinct) in ours(oracle, seed, sizes, share, kinds).items():
+                for kind, values in s_values.items():
+                    label = tag if kind == "none" else (f"{tag[:-1]}, {kind}]" if tag else f" [{kind}]")
+                    table.setdefault((f"xai-lens kernel_shap{label}", n), []).append(
+                        (*errors(values, ref_shap), distinct))
                 table.setdefault((f"xai-lens lime{tag}", n), []).append((*errors(l_values, ref_lime), distinct))
+        if leverage:  # Leverage SHAP: its own design (nested Bernoulli order, inverse-inclusion weights)
+            for n, (s_values, _, distinct) in ours(oracle, seed, sizes, 1.0, every_surrogate, "leverage",
+                                                   lime=False).items():
+                for kind, values in s_values.items():
+                    label = " [leverage]" if kind == "none" else f" [leverage, {kind}]"
+                    table.setdefault((f"xai-lens kernel_shap{label}", n), []).append(
+                        (*errors(values, ref_shap), distinct))
         for n in sizes:
             table.setdefault(("shap KernelExplainer", n), []).append(peer(shap_kernel, seed, n, ref_shap))
             table.setdefault(("lime LimeImageExplainer", n), []).append(peer(lime_package, seed, n, ref_lime))
@@ -295,10 +314,12 @@ def run(quick: bool, sizes: list[int], seeds: list[int], top_k: int, reference_s
     def find(name: str, n: int) -> dict | None:
         return next((r for r in rows_out if r["estimator"] == name and r["samples"] == n), None)
 
-    ours500, shap1000 = find("xai-lens kernel_shap", 500), find("shap KernelExplainer", 1000)
+    adopted = f", {DEFAULT_SURROGATE}]" if DEFAULT_SURROGATE != "none" else "]"
+    ours500 = find("xai-lens kernel_shap" + (f" [{DEFAULT_SURROGATE}]" if DEFAULT_SURROGATE != "none" else ""), 500)
+    shap1000 = find("shap KernelExplainer", 1000)
     target = None
     if ours500 and shap1000:
-        variant = find(f"xai-lens kernel_shap [λ={VARIANT_SHARE:g}]", 500)
+        variant = find(f"xai-lens kernel_shap [λ={VARIANT_SHARE:g}{adopted}", 500)
         target = {"text": TARGET, "ours_500": ours500["rel_l2_mean"], "shap_1000": shap1000["rel_l2_mean"],
                   "met": ours500["rel_l2_mean"] <= shap1000["rel_l2_mean"],
                   "ours_500_variant": variant["rel_l2_mean"] if variant else None}
@@ -340,7 +361,7 @@ def format_report(report: dict) -> str:
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     t = report["target"]
     if t:
-        lines += ["", f"Target: {t['text']}: {t['ours_500']:.3f} vs {t['shap_1000']:.3f} "
+        lines += ["", f"Target: {t['text']} (estimator [{DEFAULT_SURROGATE}]): {t['ours_500']:.3f} vs {t['shap_1000']:.3f} "
                       f"({'met' if t['met'] else 'NOT met'})"]
         if t.get("ours_500_variant") is not None:
             lines.append(f"  KernelSHAP requested alone (design λ={VARIANT_SHARE:g}): {t['ours_500_variant']:.3f} "
@@ -351,7 +372,9 @@ def format_report(report: dict) -> str:
                      f"({'at least as good' if c['at_least_as_good'] else 'WORSE'}){alone}")
     lines.append("N: samples asked for (our rows, lime num_samples, shap nsamples). DISTINCT: distinct "
                  "coalitions among them: xai-lens never repeats one (N rows = N model calls); lime and "
-                 "shap pay N calls (a memo here spares the repeats, which changes no estimate).")
+                 "shap pay N calls (a memo here spares the repeats, which changes no estimate). "
+                 "[trees]: regression-adjusted by a boosted-tree surrogate (the default estimator); "
+                 "[leverage]: Leverage SHAP's design and weights.")
     return "\n".join(lines)
 
 
@@ -370,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="rows of the sampled reference (default 20000); exact when 2^M fits")
     parser.add_argument("--model", help="model id (default efficientnet-lite0, the bundled model)")
     parser.add_argument("--cache", help="npz file keeping the memoised predictions between runs")
+    parser.add_argument("--surrogates", default="trees",
+                        help="regression-adjusted KernelSHAP rows besides plain: trees,pairwise or none "
+                             "(default trees; pairwise equals plain on complement pairs)")
+    parser.add_argument("--no-leverage", action="store_true", help="skip the Leverage SHAP rows")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     seeds = _ints(args.seeds) if args.seeds else list(range(20 if args.quick else 5))
@@ -377,7 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     if not sizes or min(sizes) < 8 or args.top_k < 1 or not seeds:
         parser.error("sizes must be ≥ 8, --top-k ≥ 1 and at least one seed given")
     warnings.filterwarnings("ignore")
-    report = run(args.quick, sizes, seeds, args.top_k, args.reference_samples, args.model, args.cache)
+    surrogates = tuple(x for x in args.surrogates.split(",") if x.strip() and x.strip() != "none")
+    report = run(args.quick, sizes, seeds, args.top_k, args.reference_samples, args.model, args.cache,
+                 surrogates, not args.no_leverage)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 

@@ -68,6 +68,27 @@ class SamplingInfo:
             "history": [[int(n), float(v)] for n, v in self.history],
         }
 
+    def words(self) -> str:
+        """How an "auto" run ended, for a person (see ``sampling_words``)."""
+        return sampling_words(self.to_dict())
+
+
+def sampling_words(sampling: Mapping[str, Any]) -> str:
+    """How an "auto" run ended, in words (UI caption, CLI, report: one wording): "stable at N
+    samples: …" or "stopped at the budget of N samples — … not yet stable"; ``sampling`` is
+    ``SamplingInfo.to_dict()`` (also as read back from a JSON export)."""
+    n, top = int(sampling["samples"]), int(sampling["top_n"])
+    stability, threshold = sampling.get("stability"), sampling.get("threshold")
+    if sampling.get("mode") != "auto" or stability is None or threshold is None:
+        return f"{n} samples ({sampling.get('stopped', 'fixed')})"
+    if sampling["stopped"] == "stable":
+        return (f"stable at {n} samples: the top-{top} regions' split-half overlap "
+                f"{float(stability):.2f} ≥ {float(threshold):.2f}")
+    if sampling["stopped"] == "budget":
+        return (f"stopped at the budget of {int(sampling['budget'])} samples — the top-{top} regions are "
+                f"not yet stable, overlap {float(stability):.2f} < {float(threshold):.2f}")
+    return f"every one of the {n} combinations used (exact)"
+
 
 SIGN_Z = 1.96
 """A segment's sign is settled when |weight| ≥ SIGN_Z × its standard error (≈ 95 %)."""

@@ -474,10 +474,9 @@ def format_table(report: Mapping[str, Any]) -> str:
     ]
     sampling = next((r["sampling"] for r in report["results"] if r.get("sampling")), None)
     if sampling is not None and sampling["mode"] == "auto":
-        why = ("stable" if sampling["stopped"] == "stable" else "budget reached, not yet stable"
-               if sampling["stopped"] == "budget" else sampling["stopped"])
-        lines.append(f"samples auto: {sampling['samples']} used ({why}; split-half top-{sampling['top_n']} "
-                     f"overlap {sampling['stability']:.2f}, threshold {sampling['threshold']:.2f})")
+        from explainers.base import sampling_words
+
+        lines.append(f"samples auto: {sampling_words(sampling)}")
     lines.append("")
     header = ("METHOD", "CLASS", "SCORE", "PEAK (row, col)", "SECONDS", "CALLS", "R²", "TOP SEGMENTS")
     rows = [header]

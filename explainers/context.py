@@ -268,6 +268,8 @@ class ExplainContext:
         top = int(self.sampling.top_n)
         per: dict[str, float] = {}
         for name, params in self._targets.items():
+            if hasattr(params, "for_stability"):  # e.g. KernelSHAP refits without its surrogate
+                params = params.for_stability()
             values = []
             for label in sorted(self._target_labels) or [0]:
                 a = fit_weights(first, name, label, params, self.seed)

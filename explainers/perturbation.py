@@ -107,6 +107,10 @@ SEGMENT_ADVICE = (
 
 FILLS = ("mean", "blur", "gray", "black")
 
+SAMPLERS = ("stratified", "leverage")
+"""How a run orders its complement pairs: the fixed size-stratified allocation (default) or
+Leverage SHAP's nested Bernoulli order (``explainers.leverage``)."""
+
 Predict = Callable[[np.ndarray], np.ndarray]
 
 
@@ -358,9 +362,12 @@ def stratum_pairs(m: int, j: int, seed: int, count: int) -> np.ndarray:
 
 def design(
     m: int, seed: int, start: int, stop: int, kernel_share: float = KERNEL_SHARE,
-    progress: ProgressFn | None = None,
+    progress: ProgressFn | None = None, sampler: str = "stratified",
 ) -> np.ndarray:
     """Rows ``start..stop-1`` (capped at 2^M) of the design of M segments for ``seed``.
+
+    ``sampler``: "stratified" (the fixed Sainte-Laguë allocation above) or "leverage" (pairs in
+    the nested leverage-score order of ``explainers.leverage``; ``kernel_share`` is then unused).
 
     ``progress(done, total, "sampling")`` is called per coalition size (drawing takes seconds
     for hundreds of segments) and may raise ``Cancelled``.
@@ -375,7 +382,14 @@ def design(
     if stop <= 2:
         return out
     slots = (stop - 2 + 1) // 2
-    schedule = pair_schedule(m, slots, kernel_share)
+    if sampler == "leverage":
+        from explainers.leverage import leverage_order
+
+        schedule = leverage_order(m, int(seed), slots)[0]
+    elif sampler == "stratified":
+        schedule = pair_schedule(m, slots, kernel_share)
+    else:
+        raise ExplainerError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
     first = np.empty((slots, m), dtype=bool)
     used = np.unique(schedule)
     for done, s_idx in enumerate(used):
@@ -527,6 +541,7 @@ class PerturbationRun:
         batch_size: int = 32,
         blur_sigma: float | None = None,
         kernel_share: float = KERNEL_SHARE,
+        sampler: str = "stratified",
     ) -> None:
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
@@ -544,7 +559,10 @@ class PerturbationRun:
             raise ExplainerError(f"batch size must be between 1 and 4096, not {batch_size}")
         if not 0.0 <= float(kernel_share) <= 1.0:
             raise ExplainerError(f"kernel share must be between 0 and 1, not {kernel_share}")
+        if sampler not in SAMPLERS:
+            raise ExplainerError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
         self.kernel_share = float(kernel_share)
+        self.sampler = sampler
         self.predict = predict
         self.image = image
         self.segments = np.asarray(segments, dtype=np.int32)  # no copy when already int32
@@ -600,13 +618,20 @@ class PerturbationRun:
 
     def coalitions(self, start: int, stop: int, progress: ProgressFn | None = None) -> np.ndarray:
         """Rows ``start..stop-1`` of the design (independent of what was computed)."""
-        return design(self.num_segments, self.seed, start, stop, self.kernel_share, progress)
+        return design(self.num_segments, self.seed, start, stop, self.kernel_share, progress, self.sampler)
 
     # ------------------------------------------------------------------ weights
     def rows(self, n: int | None = None) -> Rows:
         """The first ``n`` rows (default all) with their importance weights."""
         n = self._n if n is None else max(0, min(int(n), self._n))
-        return make_rows(self.Z[:n], self.Y[:n], exhaustive=n > 0 and n == self.max_rows)
+        rows = make_rows(self.Z[:n], self.Y[:n], exhaustive=n > 0 and n == self.max_rows)
+        if self.sampler == "leverage" and not rows.exhaustive:
+            from dataclasses import replace
+
+            from explainers.leverage import leverage_shapley_weights
+
+            rows = replace(rows, shapley_weight=leverage_shapley_weights(rows.Z, self.seed))
+        return rows
 
     def halves(self, n: int | None = None) -> tuple[Rows, Rows]:
         """The first ``n`` rows dealt into two designs: both anchors, and alternate complement pairs.
@@ -827,7 +852,7 @@ class CoalitionCache:
 
 
 __all__ = [
-    "PerturbationRun", "Rows", "make_rows", "pair_ids", "unsampled_fraction", "FILLS", "KERNEL_SHARE", "fill_image", "render", "render_index",
+    "PerturbationRun", "Rows", "SAMPLERS", "make_rows", "pair_ids", "unsampled_fraction", "FILLS", "KERNEL_SHARE", "fill_image", "render", "render_index",
     "strata", "pair_schedule", "stratum_pairs", "design", "design_weights", "log_shapley_kernel",
     "lime_size_kernel", "pair_counts", "check_segment_count", "MAX_SEGMENTS",
     "parse_hex", "Cancelled", "CoalitionCache", "coalition_keys", "inpaint_fill", "INPAINT_SIDE",

@@ -328,14 +328,7 @@ def settings_words(info: dict[str, Any]) -> str:
     if info["exhaustive"]:
         samples = f"all {info['samples']} combinations of the {m} superpixels (exact)"
     elif info["requested"] == "auto" and info.get("sampling") is not None:
-        s = info["sampling"]
-        if s.stopped == "stable":
-            samples = (f"{info['samples']} samples (auto: stable at {info['samples']}: the top-{s.top_n} "
-                       f"regions' split-half overlap {s.stability:.2f} ≥ {s.threshold:.2f})")
-        else:
-            samples = (f"{info['samples']} samples (auto: stopped at the budget of {s.budget} samples — "
-                       f"the top-{s.top_n} regions are not yet stable, overlap {s.stability:.2f} < "
-                       f"{s.threshold:.2f})")
+        samples = f"{info['samples']} samples (auto: {info['sampling'].words()})"
     else:
         samples = f"{info['samples']} samples"
         if info["requested"] != info["samples"]:

@@ -155,7 +155,8 @@ def test_readable_table_says_what_auto_samples_did(chelsea_png, capsys):
                  "--top-k", "1", "--budget", "64", "--threshold", "1"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "samples auto: 64 used (budget reached, not yet stable; split-half top-5 overlap" in out, out
+    assert "samples auto: stopped at the budget of 64 samples — the top-5 regions are not yet stable, overlap" \
+        in out, out
 
 
 @pytest.mark.parametrize(

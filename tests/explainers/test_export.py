@@ -173,3 +173,26 @@ def test_pdf_export_leaves_pillow_strict_about_truncated_files():
     data = buf.getvalue()
     with pytest.raises(ImageError, match="truncated|damaged"):
         load_image(data[: len(data) // 2])
+
+
+def test_auto_samples_stopped_at_the_budget_are_in_the_json_and_the_report():
+    """The budget of an "auto" run and how it ended reach the exports (JSON ``sampling``, the
+    report's run table), in the words the app's caption uses."""
+    from explainers.base import sampling_words
+
+    clf = load_efficientnet_lite0()
+    fitted = prepare_image(clf, sample_image("coffee"), policy="crop")
+    ctx = ExplainContext(clf, fitted.image, seed=1, segmentation="grid",
+                         sampling=SamplingParams(samples="auto", budget=40, threshold=1.0))
+    results = explain(ctx, ["lime"], labels=[int(np.argmax(ctx.probabilities()))])
+    doc = export.run_document(results, fitted=fitted, model=clf, image_name="coffee.png",
+                              image_sha256="ab" * 32, seed=1, samples="auto", fill="mean", segmentation="grid")
+    s = strict(export.to_json(doc))["results"][0]["sampling"]
+    assert (s["mode"], s["samples"], s["budget"], s["stopped"]) == ("auto", 40, 40, "budget")
+    words = sampling_words(s)
+    assert words.startswith("stopped at the budget of 40 samples — the top-5 regions are not yet stable")
+    assert words == results[0].sampling.words()
+    html = export.html_report(fitted.image, results, doc)
+    assert f"<tr><th>Samples auto</th><td>{words}</td></tr>" in html.replace("&lt;", "<")
+    stable = dict(s, stopped="stable", samples=1707, stability=1.0, threshold=0.8, budget=4000)
+    assert sampling_words(stable) == "stable at 1707 samples: the top-5 regions' split-half overlap 1.00 ≥ 0.80"

@@ -1,0 +1,277 @@
+"""Regression-adjusted (control-variate) KernelSHAP: a surrogate with exact Shapley values plus
+the sampled estimate of what it misses.
+
+Why: KernelSHAP's error at a few hundred rows is the sampling error of one weighted regression.
+If a surrogate ``g`` of the game ``v`` has Shapley values we can compute exactly, then
+``φ(v) = φ(g) + φ(v − g)`` and only the residual game ``v − g`` needs sampling (Witter et al.,
+2025, "Regression-adjusted Monte Carlo estimators for Shapley values"). The surrogate is fitted
+on every evaluated row, whatever design drew them (LIME's rows serve too).
+
+Which surrogates can help. Our estimator is linear in ``y`` for a fixed design, so
+``φ(g) + φ̂(v − g) = φ̂(v) + (φ(g) − φ̂(g))``: the adjustment only gains where the estimator
+itself errs on ``g``. On complement pairs KernelSHAP is exact for every game of order ≤ 2
+(``v(z) − v(1−z)`` is then linear in ``z``), so a linear or pairwise-interaction surrogate,
+however well fitted, cancels to the last digit (``surrogate="pairwise"`` is kept to show it;
+tested). A surrogate must carry odd interactions of order ≥ 3 to change anything: here
+gradient-boosted regression trees on the coalition bits (``surrogate="trees"``), whose exact
+Shapley values for one baseline are a sum over leaves (``tree_shapley``).
+
+Bagging over folds: the complement pairs are dealt into ``folds`` groups and one surrogate is
+fitted without each group; ``g`` is their average, ``φ(g)`` the mean of their exact values, and
+the residual game ``v − g`` is evaluated on every row. So the estimate is
+``φ̂(v) + (φ(g) − φ̂(g))``: exact when the rows are every coalition, and nearly unbiased (on a
+10-segment game with exact values the mean over 12 seeds was as close to the truth as plain
+KernelSHAP's). Taking each row's residual from the surrogate that did not see it
+(``residuals="oof"``) was measured too: it is not exact on every coalition (the residuals then
+belong to a different game per fold) and was both worse and more biased.
+
+What the trees learn: ``v`` itself on every row (``odd=False``, the default). On complement pairs
+the estimate depends only on the odd part ``(v(z) − v(1−z)) / 2`` (an even game has φ = 0 and
+paired rows cancel it exactly), so fitting that part alone (``odd=True``) was tried: equal on the
+grid, worse on a synthetic game.
+
+Standard error: the one reported is plain KernelSHAP's cluster-robust sandwich on the same rows
+(``explainers.uncertainty``). The residual regression's own sandwich, conditional on the
+surrogate, was measured too small (a third of the spread over 40 seeds on a chaotic model:
+the surrogate is fitted on the rows it is then judged on, so the residuals look smaller than
+they are), and a bootstrap of the trees costs far more than the fit; the plain estimator's
+error is what the adjustment improves on (``tests/explainers/test_auto_samples.py`` checks it
+against the adjusted estimates' spread over seeds).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from math import comb
+
+import numpy as np
+
+from explainers.base import ExplainerError
+
+SURROGATES = ("none", "trees", "pairwise")
+
+ADJUST_FOLDS = 5
+"""Cross-fitting folds of the surrogate (pairs are dealt into folds, never split)."""
+
+
+# ---------------------------------------------------------------------- exact Shapley values
+def tree_shapley(tree, m: int, scale: float = 1.0) -> np.ndarray:
+    """Exact Shapley values (M,) of ``z ↦ scale · tree.predict(z)`` on binary coalitions ``z``.
+
+    A leaf reached when the segments ``A`` are present and ``B`` absent is the game
+    ``v·1[A ⊆ S, B ∩ S = ∅]``, whose Shapley values are, for i ∈ A, ``v (|A|−1)! |B|! / (|A|+|B|)!``
+    (i arrives last of A, before any of B) and, for i ∈ B, ``−v |A|! (|B|−1)! / (|A|+|B|)!``;
+    everyone else gets 0. ``tree`` is a fitted sklearn ``DecisionTreeRegressor`` (split
+    ``z_f ≤ t`` with 0 ≤ t < 1: left = absent).
+    """
+    t = tree.tree_
+    left, right, feature, threshold = t.children_left, t.children_right, t.feature, t.threshold
+    value = t.value.reshape(t.node_count, -1)[:, 0]
+    phi = np.zeros(m)
+    stack: list[tuple[int, frozenset, frozenset]] = [(0, frozenset(), frozenset())]
+    while stack:
+        node, present, absent = stack.pop()
+        if left[node] < 0:  # a leaf
+            v = scale * float(value[node])
+            a, b = len(present), len(absent)
+            if v == 0.0 or a + b == 0:
+                continue
+            if a:
+                share = v / (a * comb(a + b, a))
+                for i in present:
+                    phi[i] += share
+            if b:
+                share = v / (b * comb(a + b, b))
+                for i in absent:
+                    phi[i] -= share
+            continue
+        f = int(feature[node])
+        if not 0.0 <= threshold[node] < 1.0:
+            raise ExplainerError("tree_shapley expects splits between 0 and 1 on binary coalitions")
+        if f in present:  # the path already fixed z_f = 1: only the right child is reachable
+            stack.append((int(right[node]), present, absent))
+        elif f in absent:
+            stack.append((int(left[node]), present, absent))
+        else:
+            stack.append((int(left[node]), present, absent | {f}))
+            stack.append((int(right[node]), present | {f}, absent))
+    return phi
+
+
+def pairwise_shapley(main: np.ndarray, inter: np.ndarray) -> np.ndarray:
+    """Exact Shapley values of ``z ↦ a·z + Σ_{i<j} c_ij z_i z_j``: ``φ_i = a_i + ½ Σ_j c_ij``.
+
+    ``inter`` (M, M) symmetric with a zero diagonal (c_ij in both triangles)."""
+    return np.asarray(main, dtype=np.float64) + 0.5 * np.asarray(inter, dtype=np.float64).sum(axis=1)
+
+
+# ---------------------------------------------------------------------- surrogates
+TREE_PARAMS = {"n_estimators": 500, "max_depth": 4, "learning_rate": 0.05, "subsample": 0.8}
+"""Chosen on benchmarks/sample_efficiency.py (quickshift, seeds 0–4; depth 2–6, 150–500 trees tried)."""
+
+
+class _Trees:
+    """Gradient-boosted regression trees on the coalition bits (sklearn), exact Shapley values."""
+
+    def __init__(self, seed: int) -> None:
+        from sklearn.ensemble import GradientBoostingRegressor
+
+        self.model = GradientBoostingRegressor(**TREE_PARAMS, random_state=int(seed))
+
+    def fit(self, Z: np.ndarray, y: np.ndarray, w: np.ndarray) -> "_Trees":
+        self.model.fit(Z, y, sample_weight=w)
+        return self
+
+    def predict(self, Z: np.ndarray) -> np.ndarray:
+        return self.model.predict(Z)
+
+    def shapley(self, m: int) -> np.ndarray:
+        lr = float(self.model.learning_rate)
+        return sum(tree_shapley(est[0], m, lr) for est in self.model.estimators_)
+
+
+class _Pairwise:
+    """Ridge on main effects + all pairwise products, its strength cross-validated (seeded)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+
+    @staticmethod
+    def _features(Z: np.ndarray) -> np.ndarray:
+        iu = np.triu_indices(Z.shape[1], 1)
+        return np.concatenate([Z, Z[:, iu[0]] * Z[:, iu[1]]], axis=1)
+
+    def fit(self, Z: np.ndarray, y: np.ndarray, w: np.ndarray) -> "_Pairwise":
+        from sklearn.linear_model import Ridge
+        from sklearn.model_selection import GridSearchCV, KFold
+
+        self.m = Z.shape[1]
+        X = self._features(Z)
+        search = GridSearchCV(Ridge(), {"alpha": np.logspace(-4, 2, 7)},
+                              cv=KFold(3, shuffle=True, random_state=self.seed))
+        search.fit(X, y, sample_weight=w)
+        self.model = search.best_estimator_
+        return self
+
+    def predict(self, Z: np.ndarray) -> np.ndarray:
+        return self.model.predict(self._features(Z))
+
+    def shapley(self, m: int) -> np.ndarray:
+        coef = self.model.coef_
+        inter = np.zeros((m, m))
+        iu = np.triu_indices(m, 1)
+        inter[iu] = coef[m:]
+        inter = inter + inter.T
+        return pairwise_shapley(coef[:m], inter)
+
+
+def make_surrogate(kind: str, seed: int):
+    if kind == "trees":
+        return _Trees(seed)
+    if kind == "pairwise":
+        return _Pairwise(seed)
+    raise ExplainerError(f"surrogate must be one of {', '.join(SURROGATES)}, not {kind!r}")
+
+
+# ---------------------------------------------------------------------- the estimator
+def pair_folds(n: int, folds: int, seed: int) -> np.ndarray:
+    """Fold of each design row (anchors: −1); a complement pair stays in one fold."""
+    idx = np.arange(int(n))
+    pairs = (idx[2:] - 2) // 2
+    count = int(pairs.max()) + 1 if len(pairs) else 0
+    order = np.random.default_rng([int(seed), 0xF01D]).permutation(count)
+    fold_of_pair = np.empty(count, dtype=np.int64)
+    fold_of_pair[order] = np.arange(count) % max(1, int(folds))
+    out = np.full(len(idx), -1, dtype=np.int64)
+    out[2:] = fold_of_pair[pairs]
+    return out
+
+
+def fit_adjusted_shap(
+    Z: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    f_x: float,
+    f_empty: float,
+    surrogate: str = "trees",
+    folds: int = ADJUST_FOLDS,
+    seed: int = 0,
+    l2: float = 0.0,
+    uncertainty: bool = False,
+    odd: bool = False,
+    residuals: str = "all",
+):
+    """KernelSHAP on design rows ``Z`` (row 0 full, row 1 empty, then complement pairs) with a
+    surrogate control variate; returns a ``kernel_shap.ShapFit`` (same fields, same meaning).
+
+    ``folds`` ≥ 2 cross-fits the surrogate (see the module docstring); 1 fits it on all rows.
+    """
+    from explainers.kernel_shap import fit_kernel_shap
+
+    if surrogate == "none":
+        return fit_kernel_shap(Z, y, weights, f_x, f_empty, l2=l2, uncertainty=uncertainty)
+    Zf = np.asarray(Z, dtype=np.float64)
+    y = y_in = np.asarray(y, dtype=np.float64)
+    n, m = Zf.shape
+    if n < 2 + 2 * max(2, folds) or m < 2:  # too few pairs to fit anything: plain KernelSHAP
+        return fit_kernel_shap(Z, y, weights, f_x, f_empty, l2=l2, uncertainty=uncertainty)
+    fold = pair_folds(n, folds, seed)
+    # the odd part h(z) = (v(z) − v(1−z)) / 2 carries all of φ (an even game has φ = 0):
+    # the surrogate learns h on both members of every complete pair (h(1−z) = −h(z))
+    paired = np.zeros(n, bool)
+    npairs = (n - 2) // 2
+    paired[2 : 2 + 2 * npairs] = True
+    target = np.zeros(n)
+    h = (y[2 : 2 + 2 * npairs : 2] - y[3 : 3 + 2 * npairs : 2]) / 2.0
+    target[2 : 2 + 2 * npairs : 2], target[3 : 3 + 2 * npairs : 2] = h, -h
+    target[0] = (float(f_x) - float(f_empty)) / 2.0
+    target[1] = -target[0]
+    paired[:2] = True
+    if not odd:  # the surrogate learns what plain KernelSHAP's additive fit leaves (every row)
+        base = fit_kernel_shap(Z, y, weights, f_x, f_empty, l2=l2).values
+        target, paired = y - float(f_empty) - Zf @ base, np.ones(n, bool)
+        y = target  # the additive part cancels in φ(g) − φ̂(g): only the trees' part is adjusted
+    fx, fe = (float(f_x), float(f_empty)) if odd else (float(target[0]), float(target[1]))
+    models = []
+    g_odd = np.zeros(n)
+    for k in range(max(1, int(folds))):
+        train = paired & ((fold != k) if folds > 1 else True)
+        model = make_surrogate(surrogate, seed + 7919 * k).fit(Zf[train], target[train], np.ones(int(train.sum())))
+        models.append(model)
+        if residuals == "oof" and folds > 1:  # each row's residual from the model that did not see it
+            test = fold == k
+            g_odd[test] = (model.predict(Zf[test]) - model.predict(1.0 - Zf[test])) / 2.0
+        else:  # the residual game v − ḡ of the averaged surrogate, on every row
+            g_odd += (model.predict(Zf) - model.predict(1.0 - Zf)) / 2.0 / max(1, int(folds))
+    ends = np.array([[1.0] * m])
+    g_full = float(np.mean([(mdl.predict(ends) - mdl.predict(1.0 - ends))[0] / 2.0 for mdl in models]))
+    phi_g = np.mean([mdl.shapley(m) for mdl in models], axis=0)  # φ(g) = φ(odd part of g)
+    # residual game v − g_odd (g's even part has φ = 0; subtracting only the odd part keeps
+    # the residual's even part, which paired rows cancel anyway)
+    resid = y - g_odd
+    # the anchors under the averaged surrogate's odd part (g_odd(0) = −g_odd(1))
+    resid[0], resid[1] = fx - g_full, fe + g_full
+    fit = fit_kernel_shap(Z, resid, weights, resid[0], resid[1], l2=l2)
+    values = phi_g + fit.values
+    if not odd:
+        values = values + base
+        y = np.asarray(y_in, dtype=np.float64)
+    if uncertainty:  # plain KernelSHAP's sandwich on the same rows (see the module docstring)
+        fit = replace(fit, std=fit_kernel_shap(Z, y, weights, f_x, f_empty, l2=l2, uncertainty=True).std)
+    delta = float(f_x) - float(f_empty)
+    # R² of the additive model on the original outputs (what plain KernelSHAP reports)
+    w = np.asarray(weights, dtype=np.float64)
+    keep = w > 0
+    r2 = 1.0
+    if keep.any():
+        yk = y[keep] - float(f_empty)
+        pred = Zf[keep] @ values
+        mean = np.average(yk, weights=w[keep])
+        ss_tot = float(np.sum(w[keep] * (yk - mean) ** 2))
+        ss_res = float(np.sum(w[keep] * (yk - pred) ** 2))
+        r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else 0.0)
+    return replace(fit, values=values, base_value=float(f_empty), prediction=float(f_x),
+                   efficiency_gap=float(abs(values.sum() - delta)), r2=r2)
+
+
+__all__ = ["SURROGATES", "ADJUST_FOLDS", "tree_shapley", "pairwise_shapley", "pair_folds",
+           "fit_adjusted_shap", "make_surrogate"]
