@@ -134,7 +134,7 @@ def ours(oracle: Oracle, seed: int, sizes: list[int], kernel_share: float | None
     from one run and its prefixes (a run's first N rows are exactly a fresh N-row run).
 
     ``surrogates``: "none" = plain KernelSHAP, "trees" / "pairwise" = regression-adjusted
-    (``explainers.shapley_adjust``); ``sampler="leverage"``: Leverage SHAP's design, weighted by
+    (``explainers.shapley_adjust``; "trees:additive" = the trees' older target, ``_surrogate``); ``sampler="leverage"``: Leverage SHAP's design, weighted by
     inverse inclusion probabilities."""
     from explainers.lime import fit_lime
     from explainers.perturbation import KERNEL_SHARE, PerturbationRun
@@ -150,13 +150,21 @@ def ours(oracle: Oracle, seed: int, sizes: list[int], kernel_share: float | None
     for n in sizes:
         rows = run.rows(n)
         shap_v = {s: np.array([fit_adjusted_shap(rows.Z, rows.Y[:, j], rows.shapley_weight, rows.Y[0, j],
-                                                 rows.Y[1, j], surrogate=s, seed=seed).values
+                                                 rows.Y[1, j], seed=seed, **_surrogate(s)).values
                                for j in range(len(oracle.labels))]) for s in surrogates}
         lime_v = (np.array([fit_lime(rows.Z, rows.Y[:, j], rows.lime_ratio, seed=seed).coef
                             for j in range(len(oracle.labels))]) if lime else None)
         distinct = len(np.unique(np.packbits(rows.Z, axis=1), axis=0))
         out[n] = (shap_v, lime_v, distinct)
     return out
+
+
+def _surrogate(name: str) -> dict:
+    """``fit_adjusted_shap`` options of a surrogate row: "trees" (the default estimator) or
+    "trees:additive" (the trees learn the additive fit's residual, size trend included: the
+    version measured on 2026-12-02)."""
+    kind, _, target = name.partition(":")
+    return {"surrogate": kind, **({"target": target} if target else {})}
 
 
 def lime_package(oracle: Oracle, seed: int, n: int) -> np.ndarray:
@@ -394,8 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model id (default efficientnet-lite0, the bundled model)")
     parser.add_argument("--cache", help="npz file keeping the memoised predictions between runs")
     parser.add_argument("--surrogates", default="trees",
-                        help="regression-adjusted KernelSHAP rows besides plain: trees,pairwise or none "
-                             "(default trees; pairwise equals plain on complement pairs)")
+                        help="regression-adjusted KernelSHAP rows besides plain: trees,trees:additive,pairwise "
+                             "or none (default trees; trees:additive = the trees' target of 2026-12-02; "
+                             "pairwise equals plain on complement pairs)")
     parser.add_argument("--no-leverage", action="store_true", help="skip the Leverage SHAP rows")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

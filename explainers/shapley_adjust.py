@@ -173,6 +173,26 @@ def make_surrogate(kind: str, seed: int):
 
 
 # ---------------------------------------------------------------------- the estimator
+TARGETS = ("within-size", "additive")
+"""What the surrogate learns (``fit_adjusted_shap(target=…)``); the first is the default."""
+
+
+def within_size(r: np.ndarray, Z: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``r`` minus its weighted mean within each coalition size, on the rows of positive weight
+    (0 elsewhere: the anchors)."""
+    r = np.asarray(r, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    keep = w > 0
+    out = np.zeros(len(r))
+    if not keep.any():
+        return out
+    sizes = np.rint(np.asarray(Z)[keep].sum(axis=1)).astype(np.int64)
+    _, group = np.unique(sizes, return_inverse=True)
+    mean = np.bincount(group, weights=w[keep] * r[keep]) / np.bincount(group, weights=w[keep])
+    out[keep] = r[keep] - mean[group]
+    return out
+
+
 def pair_folds(n: int, folds: int, seed: int) -> np.ndarray:
     """Fold of each design row (anchors: −1); a complement pair stays in one fold."""
     idx = np.arange(int(n))
@@ -199,14 +219,22 @@ def fit_adjusted_shap(
     uncertainty: bool = False,
     odd: bool = False,
     residuals: str = "all",
+    target: str = "within-size",
 ):
     """KernelSHAP on design rows ``Z`` (row 0 full, row 1 empty, then complement pairs) with a
     surrogate control variate; returns a ``kernel_shap.ShapFit`` (same fields, same meaning).
 
     ``folds`` ≥ 2 cross-fits the surrogate (see the module docstring); 1 fits it on all rows.
+    ``target`` (with ``odd=False``): what the trees learn besides plain KernelSHAP's fit —
+    "within-size" (the default): its residual within each coalition size, i.e. after the size
+    intercepts too, on the weighted rows; "additive": ``v − f(∅) − z·φ̂`` on every row (the size
+    trend left in; the version measured on 2026-12-02).
     """
+    if target not in TARGETS:
+        raise ExplainerError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
     from explainers.kernel_shap import fit_kernel_shap
 
+    target_kind = target
     if surrogate == "none":
         return fit_kernel_shap(Z, y, weights, f_x, f_empty, l2=l2, uncertainty=uncertainty)
     Zf = np.asarray(Z, dtype=np.float64)
@@ -230,7 +258,12 @@ def fit_adjusted_shap(
         base = fit_kernel_shap(Z, y, weights, f_x, f_empty, l2=l2).values
         target, paired = y - float(f_empty) - Zf @ base, np.ones(n, bool)
         y = target  # the additive part cancels in φ(g) − φ̂(g): only the trees' part is adjusted
-    fx, fe = (float(f_x), float(f_empty)) if odd else (float(target[0]), float(target[1]))
+        if target_kind == "within-size":
+            # a function of the size alone is exact in the size-intercept regression (φ̂ = φ), so
+            # it cancels in φ(g) − φ̂(g) as well: take it out so the trees spend no splits on it
+            target = within_size(target, Zf, weights)
+            paired = np.asarray(weights, dtype=np.float64) > 0
+    fx, fe = (float(f_x), float(f_empty)) if odd else (float(y[0]), float(y[1]))
     models = []
     g_odd = np.zeros(n)
     for k in range(max(1, int(folds))):
@@ -273,5 +306,5 @@ def fit_adjusted_shap(
                    efficiency_gap=float(abs(values.sum() - delta)), r2=r2)
 
 
-__all__ = ["SURROGATES", "ADJUST_FOLDS", "tree_shapley", "pairwise_shapley", "pair_folds",
+__all__ = ["SURROGATES", "TARGETS", "ADJUST_FOLDS", "within_size", "tree_shapley", "pairwise_shapley", "pair_folds",
            "fit_adjusted_shap", "make_surrogate"]

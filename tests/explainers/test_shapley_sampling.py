@@ -144,6 +144,44 @@ def test_adjusted_estimator_is_exact_on_every_coalition_and_deterministic():
     assert not np.array_equal(a, _fit(rows, "trees", 4).values)  # the seed is used
 
 
+def test_within_size_target_is_exact_for_additive_plus_size_games():
+    """v(z) = a·z + h(|z|): the size-intercept regression is exact on it, so the trees (default
+    target: the residual within each size) learn nothing and the estimate is exact even at 40
+    rows of 12 segments; with the size trend left in the target (the older "additive" target)
+    the trees fit h with splits on single segments and the estimate moves off the answer."""
+    m = 12
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=m)
+
+    def game(Z):
+        z = np.asarray(Z, dtype=np.float64)
+        s = z.sum(axis=1)
+        return z @ a + 3.0 / (1.0 + np.exp(-(s - m / 2)))  # a steep sigmoid of the size
+
+    exact = brute_force_shapley(game, m)
+    # the size part is symmetric: every segment gets (h(M) − h(0)) / M on top of a
+    sig = lambda s: 3.0 / (1.0 + np.exp(-(s - m / 2)))  # noqa: E731
+    np.testing.assert_allclose(exact, a + (sig(m) - sig(0)) / m, atol=1e-9)
+    rows = _rows(m, 2, 40, 1.0, game)
+    y = rows.Y[:, 0].astype(np.float64)
+    fit = fit_adjusted_shap(rows.Z, y, rows.shapley_weight, y[0], y[1], "trees", seed=2)
+    np.testing.assert_allclose(fit.values, exact, atol=1e-5)  # float32 outputs
+    old = fit_adjusted_shap(rows.Z, y, rows.shapley_weight, y[0], y[1], "trees", seed=2, target="additive")
+    assert rel(old.values, exact) > 1e-3
+    with pytest.raises(Exception, match="target"):
+        fit_adjusted_shap(rows.Z, y, rows.shapley_weight, y[0], y[1], "trees", target="odd")
+
+
+def test_within_size_residual_known_answer():
+    from explainers.shapley_adjust import within_size
+
+    Z = np.array([[1, 1, 1], [0, 0, 0], [1, 0, 0], [0, 1, 1], [0, 1, 0], [1, 0, 1]], dtype=bool)
+    r = np.array([9.0, 9.0, 1.0, 4.0, 3.0, 6.0])
+    w = np.array([0.0, 0.0, 1.0, 1.0, 3.0, 1.0])
+    # size 1: rows 2 and 4, weighted mean (1 + 9) / 4 = 2.5; size 2: rows 3 and 5, mean 5
+    np.testing.assert_allclose(within_size(r, Z, w), [0, 0, -1.5, -1.0, 0.5, 1.0])
+
+
 def test_pair_folds_keep_pairs_together():
     fold = pair_folds(42, 5, seed=1)
     assert (fold[:2] == -1).all()
