@@ -43,9 +43,10 @@ class KernelShapParams:
 
     l2: float = param(0.0, low=0.0, high=1e6, help="ridge penalty on the Shapley values (0 = plain KernelSHAP)")
     surrogate: str = param(
-        "trees", choices=("none", "trees", "pairwise"),
+        "none", choices=("none", "trees", "pairwise"),
         help="control variate: a surrogate of the game with exact Shapley values, fitted on the rows "
-        "(trees: boosted trees, fewer samples for the same accuracy; none: plain KernelSHAP)",
+        "(none: plain KernelSHAP; trees: boosted trees, about 13 % less error at 500 samples but "
+        "seconds of fitting per label, worth it only for slow models)",
     )
 
     def for_stability(self) -> "KernelShapParams":
