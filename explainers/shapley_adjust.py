@@ -25,10 +25,16 @@ KernelSHAP's). Taking each row's residual from the surrogate that did not see it
 (``residuals="oof"``) was measured too: it is not exact on every coalition (the residuals then
 belong to a different game per fold) and was both worse and more biased.
 
-What the trees learn: ``v`` itself on every row (``odd=False``, the default). On complement pairs
-the estimate depends only on the odd part ``(v(z) − v(1−z)) / 2`` (an even game has φ = 0 and
-paired rows cancel it exactly), so fitting that part alone (``odd=True``) was tried: equal on the
-grid, worse on a synthetic game.
+What the trees learn (``odd=False``, the default): plain KernelSHAP's residual **within each
+coalition size**, ``v(z) − f(∅) − z·φ̂ − a_|z|`` with ``a_s`` the weighted mean of that residual
+over the rows of size s (``target="within-size"``, ``within_size``). φ(g) − φ̂(g) vanishes for
+every additive game and for every function of the size alone (the size-intercept regression is
+exact on both), so neither part carries information for the adjustment; left in the target, the
+size trend is what the trees fit first, with splits on single segments, which gives ``g`` spurious
+interactions (``target="additive"``, the version of 2026-12-02, keeps it: not exact on
+"additive + h(|z|)" games at small N, tested). On complement pairs the estimate depends only on
+the odd part ``(v(z) − v(1−z)) / 2`` (an even game has φ = 0 and paired rows cancel it exactly),
+so fitting that part alone (``odd=True``) was tried: equal on the grid, worse on a synthetic game.
 
 Standard error: the one reported is plain KernelSHAP's cluster-robust sandwich on the same rows
 (``explainers.uncertainty``). The residual regression's own sandwich, conditional on the

@@ -172,6 +172,26 @@ def test_within_size_target_is_exact_for_additive_plus_size_games():
         fit_adjusted_shap(rows.Z, y, rows.shapley_weight, y[0], y[1], "trees", target="odd")
 
 
+def test_adjustment_on_a_pairwise_game_stays_close_to_the_exact_answer():
+    """Paired plain KernelSHAP is exact on games of order ≤ 2; the trees' control variate is not
+    (its φ(g) − φ̂(g) on the fitted g is small but not zero): measured 0.4–0.7 % at 100 rows."""
+    m = 10
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=m)
+    c = np.triu(rng.normal(size=(m, m)), 1)
+    c = c + c.T
+
+    def game(Z):
+        z = np.asarray(Z, dtype=np.float64)
+        return z @ a + 0.5 * np.einsum("ni,ij,nj->n", z, c, z)
+
+    exact = pairwise_shapley(a, c)
+    np.testing.assert_allclose(exact, brute_force_shapley(game, m), atol=1e-9)
+    rows = _rows(m, 0, 100, 1.0, game)
+    assert rel(_fit(rows, "none", 0).values, exact) < 1e-6  # float32 outputs
+    assert rel(_fit(rows, "trees", 0).values, exact) < 0.02
+
+
 def test_within_size_residual_known_answer():
     from explainers.shapley_adjust import within_size
 
