@@ -144,7 +144,7 @@ def ours(oracle: Oracle, seed: int, sizes: list[int], kernel_share: float | None
     from one run and its prefixes (a run's first N rows are exactly a fresh N-row run).
 
     ``surrogates``: "none" = plain KernelSHAP, "trees" / "pairwise" = regression-adjusted
-    (``explainers.shapley_adjust``; "trees:additive" = the trees' older target, ``_surrogate``); ``sampler="leverage"``: Leverage SHAP's design, weighted by
+    (``explainers.shapley_adjust``; "trees:within-size" = the trees' alternative target, ``_surrogate``); ``sampler="leverage"``: Leverage SHAP's design, weighted by
     inverse inclusion probabilities."""
     from explainers.lime import fit_lime
     from explainers.perturbation import KERNEL_SHARE, PerturbationRun
@@ -171,8 +171,7 @@ def ours(oracle: Oracle, seed: int, sizes: list[int], kernel_share: float | None
 
 def _surrogate(name: str) -> dict:
     """``fit_adjusted_shap`` options of a surrogate row: "trees" (the default estimator) or
-    "trees:additive" (the trees learn the additive fit's residual, size trend included: the
-    version measured on 2026-12-02)."""
+    "trees:within-size" (the trees learn the residual within each coalition size)."""
     kind, _, target = name.partition(":")
     return {"surrogate": kind, **({"target": target} if target else {})}
 
@@ -406,7 +405,7 @@ def format_report(report: dict) -> str:
                  "coalitions among them: xai-lens never repeats one (N rows = N model calls); lime and "
                  "shap pay N calls (a memo here spares the repeats, which changes no estimate). "
                  "[trees]: regression-adjusted by a boosted-tree surrogate (KernelShapParams.surrogate='trees'); "
-                 "[trees:additive]: the same with the trees' target of 2026-12-02; "
+                 "[trees:within-size]: the trees learn the residual within each size; "
                  "[leverage]: Leverage SHAP's design and weights.")
     return "\n".join(lines)
 
@@ -427,8 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model id (default efficientnet-lite0, the bundled model)")
     parser.add_argument("--cache", help="npz file keeping the memoised predictions between runs")
     parser.add_argument("--surrogates", default="trees",
-                        help="regression-adjusted KernelSHAP rows besides plain: trees,trees:additive,pairwise "
-                             "or none (default trees; trees:additive = the trees' target of 2026-12-02; "
+                        help="regression-adjusted KernelSHAP rows besides plain: trees,trees:within-size,pairwise "
+                             "or none (default trees; trees:within-size = the residual within each size; "
                              "pairwise equals plain on complement pairs)")
     parser.add_argument("--no-leverage", action="store_true", help="skip the Leverage SHAP rows")
     parser.add_argument("--json", action="store_true")

@@ -145,8 +145,8 @@ def test_adjusted_estimator_is_exact_on_every_coalition_and_deterministic():
 
 
 def test_within_size_target_is_exact_for_additive_plus_size_games():
-    """v(z) = a·z + h(|z|): the size-intercept regression is exact on it, so the trees (default
-    target: the residual within each size) learn nothing and the estimate is exact even at 40
+    """v(z) = a·z + h(|z|): the size-intercept regression is exact on it, so the trees (target
+    "within-size": the residual within each size) learn nothing and the estimate is exact even at 40
     rows of 12 segments; with the size trend left in the target (the older "additive" target)
     the trees fit h with splits on single segments and the estimate moves off the answer."""
     m = 12
@@ -164,7 +164,7 @@ def test_within_size_target_is_exact_for_additive_plus_size_games():
     np.testing.assert_allclose(exact, a + (sig(m) - sig(0)) / m, atol=1e-9)
     rows = _rows(m, 2, 40, 1.0, game)
     y = rows.Y[:, 0].astype(np.float64)
-    fit = fit_adjusted_shap(rows.Z, y, rows.shapley_weight, y[0], y[1], "trees", seed=2)
+    fit = fit_adjusted_shap(rows.Z, y, rows.shapley_weight, y[0], y[1], "trees", seed=2, target="within-size")
     np.testing.assert_allclose(fit.values, exact, atol=1e-5)  # float32 outputs
     old = fit_adjusted_shap(rows.Z, y, rows.shapley_weight, y[0], y[1], "trees", seed=2, target="additive")
     assert rel(old.values, exact) > 1e-3
