@@ -43,10 +43,13 @@ class ExplainerError(ValueError):
 class SamplingInfo:
     """How many perturbed images a LIME / KernelSHAP estimate used, and how settled it was.
 
-    ``mode`` "auto": the run grew until the split-half top-``top_n`` IoU of every requested
+    ``mode`` "auto": the run grew until the top-``top_n`` stability of every requested
     superpixel method reached ``threshold`` (``stopped`` "stable"), or hit ``budget``
     ("budget"), or held every coalition ("exhaustive"); ``history`` lists (samples, stability)
-    at each check. ``mode`` "fixed": the count was given (``stopped`` "fixed" or "exhaustive").
+    at each check. ``rule`` says what "stability" measured: "expected" (the expected top-N IoU
+    with the converged answer, from the standard errors) or "split-half" (the top-N IoU of two
+    half-size fits; methods without standard errors). ``mode`` "fixed": the count was given
+    (``stopped`` "fixed" or "exhaustive").
     """
 
     mode: str
@@ -58,6 +61,7 @@ class SamplingInfo:
     stopped: str
     per_method: Mapping[str, float] = field(default_factory=dict)
     history: tuple[tuple[int, float], ...] = ()
+    rule: str = "expected"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,7 +69,7 @@ class SamplingInfo:
             "stability": None if self.stability is None else float(self.stability),
             "threshold": self.threshold, "budget": self.budget, "top_n": int(self.top_n),
             "stopped": self.stopped, "per_method": {k: float(v) for k, v in self.per_method.items()},
-            "history": [[int(n), float(v)] for n, v in self.history],
+            "history": [[int(n), float(v)] for n, v in self.history], "rule": self.rule,
         }
 
     def words(self) -> str:
@@ -81,12 +85,15 @@ def sampling_words(sampling: Mapping[str, Any]) -> str:
     stability, threshold = sampling.get("stability"), sampling.get("threshold")
     if sampling.get("mode") != "auto" or stability is None or threshold is None:
         return f"{n} samples ({sampling.get('stopped', 'fixed')})"
+    split = sampling.get("rule", "split-half") == "split-half"  # exports before 2026-12-03: split-half
+    overlap = ("split-half overlap" if split
+               else "expected overlap with the converged answer")
     if sampling["stopped"] == "stable":
-        return (f"stable at {n} samples: the top-{top} regions' split-half overlap "
+        return (f"stable at {n} samples: the top-{top} regions' {overlap} "
                 f"{float(stability):.2f} ≥ {float(threshold):.2f}")
     if sampling["stopped"] == "budget":
         return (f"stopped at the budget of {int(sampling['budget'])} samples — the top-{top} regions are "
-                f"not yet stable, overlap {float(stability):.2f} < {float(threshold):.2f}")
+                f"not yet stable, {overlap} {float(stability):.2f} < {float(threshold):.2f}")
     return f"every one of the {n} combinations used (exact)"
 
 
@@ -201,6 +208,10 @@ def check_bounds(params: Any) -> None:
 RefitFn = Callable[[Any, int, Any, int], np.ndarray]
 """``refit(rows, label, params, seed) -> segment weights``: a perturbation method fitted on rows."""
 
+RefitStdFn = Callable[[Any, int, Any, int], "tuple[np.ndarray, np.ndarray | None]"]
+"""``refit_std(rows, label, params, seed) -> (segment weights, standard errors or None)``: the
+same fit with the estimator's own standard errors (the "auto" stopping rule uses them)."""
+
 
 @dataclass(frozen=True)
 class MethodSpec:
@@ -218,6 +229,7 @@ class MethodSpec:
     default: bool = False  # chosen in a new session and by the CLI without --methods
     additive: bool = False  # segment weights add up to the score change (used by captions)
     refit: RefitFn | None = None  # fitted on the shared perturbation rows (convergence, bootstrap)
+    refit_std: RefitStdFn | None = None  # the same fit with standard errors ("auto" stopping rule)
     design_share: float | None = None  # rows' Shapley-kernel share this method wants when alone (0..1)
     test_params: Mapping[str, Any] = field(default_factory=dict)  # small values for the contract test
     description: str = ""

@@ -77,7 +77,7 @@ def _add_common_arguments(p: argparse.ArgumentParser) -> None:
                         "(default): add batches until the top regions of every requested method "
                         "are stable, at most --budget")
     p.add_argument("--threshold", type=float, default=SamplingParams.threshold, metavar="IOU",
-                   help="auto: split-half top-N overlap at which sampling stops "
+                   help="auto: expected top-N overlap with the converged answer at which sampling stops "
                         f"(default {SamplingParams.threshold})")
     p.add_argument("--budget", type=_positive_int, default=SamplingParams.budget, metavar="N",
                    help=f"auto: the most perturbed images to use (default {SamplingParams.budget})")

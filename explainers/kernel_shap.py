@@ -43,9 +43,10 @@ class KernelShapParams:
 
     l2: float = param(0.0, low=0.0, high=1e6, help="ridge penalty on the Shapley values (0 = plain KernelSHAP)")
     surrogate: str = param(
-        "trees", choices=("none", "trees", "pairwise"),
+        "none", choices=("none", "trees", "pairwise"),
         help="control variate: a surrogate of the game with exact Shapley values, fitted on the rows "
-        "(trees: boosted trees, fewer samples for the same accuracy; none: plain KernelSHAP)",
+        "(none: plain KernelSHAP; trees: boosted trees, about 13 % less error at 500 samples but "
+        "seconds of fitting per label, worth it only for slow models)",
     )
 
     def for_stability(self) -> "KernelShapParams":
@@ -225,14 +226,22 @@ def refit_kernel_shap(rows: Any, label: int, params: KernelShapParams, seed: int
     return fit_shapley(rows, rows.Y[:, int(label)], params, seed).values
 
 
+def refit_kernel_shap_std(rows: Any, label: int, params: KernelShapParams, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """``refit_kernel_shap`` with each value's standard error."""
+    fit = fit_shapley(rows, rows.Y[:, int(label)], params, seed, uncertainty=True)
+    return fit.values, fit.std
+
+
 # ---------------------------------------------------------------------- registration
 register(MethodSpec(
     name="kernel_shap", title="KernelSHAP", family="perturbation", order=20, default=True,
     scale_group="probability per superpixel", additive=True,
-    params_type=KernelShapParams, run=run_kernel_shap, refit=refit_kernel_shap, design_share=1.0,
+    params_type=KernelShapParams, run=run_kernel_shap, refit=refit_kernel_shap,
+    refit_std=refit_kernel_shap_std, design_share=1.0,
     contrast=True,
     description="Shapley values of the superpixels: each segment's fair share of the difference "
     "between the model's score on the image and on the fully hidden image.",
 ))
 
-__all__ = ["KernelShapParams", "ShapFit", "fit_kernel_shap", "fit_shapley", "run_kernel_shap", "refit_kernel_shap"]
+__all__ = ["KernelShapParams", "ShapFit", "fit_kernel_shap", "fit_shapley", "run_kernel_shap", "refit_kernel_shap",
+           "refit_kernel_shap_std"]

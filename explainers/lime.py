@@ -232,13 +232,21 @@ def refit_lime(rows: Any, label: int, params: LimeParams, seed: int = 0) -> np.n
     return fit_lime(rows.Z, rows.Y[:, int(label)], rows.lime_ratio, params, seed=seed).coef
 
 
+def refit_lime_std(rows: Any, label: int, params: LimeParams, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """``refit_lime`` with the standard errors (ridge surrogate only; None for lasso / tree)."""
+    fit = fit_lime(rows.Z, rows.Y[:, int(label)], rows.lime_ratio, params, seed=seed,
+                   uncertainty=not rows.exhaustive)
+    std = fit.std if fit.std is not None or not rows.exhaustive else np.zeros(len(fit.coef))
+    return fit.coef, std
+
+
 # ---------------------------------------------------------------------- registration
 register(MethodSpec(
     name="lime", title="LIME", family="perturbation", order=10, default=True,
     scale_group="probability per superpixel",
-    params_type=LimeParams, run=run_lime, refit=refit_lime, design_share=0.0, contrast=True,
+    params_type=LimeParams, run=run_lime, refit=refit_lime, refit_std=refit_lime_std, design_share=0.0, contrast=True,
     description="Fits a weighted linear model (or lasso / tree) to the model's output on images with "
     "superpixels hidden; a segment's weight is how much showing it raises the score.",
 ))
 
-__all__ = ["LimeParams", "SurrogateFit", "fit_lime", "lime_kernel", "run_lime", "weighted_ridge", "weighted_r2", "refit_lime"]
+__all__ = ["LimeParams", "SurrogateFit", "fit_lime", "lime_kernel", "run_lime", "weighted_ridge", "weighted_r2", "refit_lime", "refit_lime_std"]

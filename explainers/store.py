@@ -49,7 +49,7 @@ class RunRequest:
     fill: str = "mean"
     segmentation: str = "quickshift"
     segmentation_params: Any = ()
-    threshold: float = SamplingParams.threshold  # auto: split-half top-N overlap at which sampling stops
+    threshold: float = SamplingParams.threshold  # auto: expected top-N overlap at which sampling stops
     budget: int = SamplingParams.budget  # auto: the most samples
 
     def sampling(self, fill: str | None = None) -> SamplingParams:

@@ -330,10 +330,12 @@ def results_panel(live: bool = False) -> None:
 
 def class_pictures(store: Any, clusters: dict) -> None:
     st.subheader("Where the model looks, per predicted class")
-    acc = clusters.get("accuracy")
-    if acc is not None:
-        st.caption(f"Accuracy against the folder labels: {acc:.1%}. "
-                   + ", ".join(f"{c['true']} → {c['predicted']}: {c['count']}" for c in clusters["confusion"][:5]))
+    from explainers.audit.aggregate import accuracy_words
+
+    words = accuracy_words(clusters)
+    if words:
+        confusions = ", ".join(f"{c['true']} → {c['predicted']}: {c['count']}" for c in clusters["confusion"][:5])
+        st.caption(escape_markdown(words + (f" Most confused: {confusions}." if confusions else "")))
     st.caption("Mean image = the average of the class's images. Mean map and strategies: where the "
                "model looks (the positive part of the first method's maps, each image weighted equally), "
                "in viridis: dark = ignored, yellow = looked at most. Each strategy is a group of images "

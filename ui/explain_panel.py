@@ -120,11 +120,12 @@ def explain_form(classifier: Any) -> None:
         samples = cols[1].select_slider(
             "Samples", choices, key="xai_form_samples",
             help="auto: add batches of samples until the top-5 regions of LIME and KernelSHAP stop "
-                 "changing (two halves of the samples agree at least as much as the threshold "
-                 "below), at most the budget; or a fixed number.")
+                 "changing (judged from each region's uncertainty: the expected overlap with the "
+                 "answer many more samples would give reaches the threshold below), at most the "
+                 "budget; or a fixed number.")
         auto_cols = st.columns([3, 1])
         threshold = auto_cols[0].slider(
-            "Auto samples: stop when the top-5 regions agree at least this much (split-half overlap)",
+            "Auto samples: stop when the top-5 regions are expected to match the final answer this well",
             0.5, 1.0, float(run.threshold) if run is not None else DEFAULT_THRESHOLD, 0.05,
             key="xai_form_threshold", help="Used when Samples is auto. Higher: steadier top regions, more samples.")
         budget = auto_cols[1].number_input(

@@ -49,7 +49,7 @@ DEFAULT_SAMPLES: int | str = "auto" if _ENV_SAMPLES == "auto" else int(_ENV_SAMP
 """'auto' (grow until the top regions are stable, see explainers.context.SamplingParams) or a count."""
 
 DEFAULT_THRESHOLD: float = SamplingParams.threshold
-"""Auto samples stop when the split-half top-5 overlap of every superpixel method reaches this."""
+"""Auto samples stop when the expected top-5 overlap of every superpixel method with its converged answer reaches this."""
 
 DEFAULT_BUDGET: int = SamplingParams.budget
 """Auto samples stop here at the latest, stable or not (the library's default)."""

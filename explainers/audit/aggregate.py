@@ -104,11 +104,29 @@ def choose_clusters(x: np.ndarray, seed: int = 0, max_clusters: int = MAX_CLUSTE
     return remap[labels], sil
 
 
-def _is_wrong(true_label: Any, label: int, label_name: str) -> bool | None:
+def _norm(value: Any) -> str:
+    return str(value).strip().lower()
+
+
+def _is_wrong(true_label: Any, label: int, label_name: str, known: set[str] | None = None) -> bool | None:
+    """True / False against the true label; None without one, or when the true label is not a
+    class of the model at all (``known``: the model's class names and indices) — a folder named
+    "cat" for a model whose classes are "tabby" and "tiger cat" says nothing about its accuracy."""
     if true_label is None or (isinstance(true_label, float) and np.isnan(true_label)):
         return None
-    t = str(true_label).strip().lower()
-    return not (t == str(label_name).strip().lower() or t == str(label))
+    t = _norm(true_label)
+    if known is not None and t not in known:
+        return None
+    return not (t == _norm(label_name) or t == str(label))
+
+
+def _known_labels(frame, manifest: Mapping[str, Any]) -> set[str]:
+    """The model's class names (from the manifest; older manifests: the names predicted) and indices."""
+    model = manifest.get("model", {})
+    names = model.get("labels") or frame["label_name"].dropna().unique().tolist()
+    known = {_norm(n) for n in names}
+    known |= {str(i) for i in range(int(model.get("classes") or 0))}
+    return known
 
 
 def aggregate_results(store: Any, frame, manifest: Mapping[str, Any]):
@@ -125,7 +143,8 @@ def aggregate_results(store: Any, frame, manifest: Mapping[str, Any]):
     seed = int(params["seed"])
     frame = frame.copy()
     top = frame[(frame["rank"] == 0) & (frame["method"] == primary)]
-    wrong = {r.image_id: _is_wrong(r.true_label, int(r.label), r.label_name) for r in top.itertuples()}
+    known = _known_labels(frame, manifest)
+    wrong = {r.image_id: _is_wrong(r.true_label, int(r.label), r.label_name, known) for r in top.itertuples()}
     frame["misclassified"] = frame["image_id"].map(wrong).astype(object)
     dele = pd.to_numeric(frame["deletion_auc"], errors="coerce")
     rand = pd.to_numeric(frame["random_deletion_auc"], errors="coerce")
@@ -192,12 +211,15 @@ def aggregate_results(store: Any, frame, manifest: Mapping[str, Any]):
         classes[name] = entry
     frame["cluster"] = frame["image_id"].map(cluster_of).astype("Int64")
 
-    truth_rows = top[top["true_label"].notna()]
+    labelled = top[top["true_label"].notna()]
+    matched = labelled["true_label"].map(lambda t: _norm(t) in known).astype(bool)
+    truth_rows = labelled[matched]
+    unmatched = sorted({str(t) for t in labelled.loc[~matched, "true_label"]})
     accuracy = None
     confusion: list[dict[str, Any]] = []
     per_class: dict[str, float] = {}
     if len(truth_rows):
-        ok = [not _is_wrong(r.true_label, int(r.label), r.label_name) for r in truth_rows.itertuples()]
+        ok = [not _is_wrong(r.true_label, int(r.label), r.label_name, known) for r in truth_rows.itertuples()]
         accuracy = float(np.mean(ok))
         tr = truth_rows.assign(ok=ok)
         per_class = {str(k): float(v) for k, v in tr.groupby("true_label")["ok"].mean().items()}
@@ -211,9 +233,27 @@ def aggregate_results(store: Any, frame, manifest: Mapping[str, Any]):
         "low_fit": int(frame.loc[frame["rank"] == 0, "low_fit"].eq(True).sum()),
     }
     result = {"method": primary, "grid": GRID, "accuracy": accuracy, "accuracy_per_class": per_class,
+              "accuracy_images": int(len(truth_rows)),
+              "unmatched_true_labels": unmatched, "unmatched_images": int((~matched).sum()),
               "confusion": confusion, "flags": flags, "classes": classes}
     write_json(store.root / "clusters.json", result)
     return frame, result
 
 
-__all__ = ["aggregate_results", "choose_clusters", "normalised_map"]
+def accuracy_words(clusters: Mapping[str, Any]) -> str:
+    """The accuracy line of the page and the summary report (one wording); "" without labels."""
+    acc, unmatched = clusters.get("accuracy"), list(clusters.get("unmatched_true_labels") or [])
+    shown = ", ".join(unmatched[:6]) + (", …" if len(unmatched) > 6 else "")
+    if acc is None and unmatched:
+        return (f"Accuracy not measured: the folder names ({shown}) are not class names of this model, "
+                "so no image is flagged misclassified.")
+    if acc is None:
+        return ""
+    text = f"Accuracy against the folder labels: {acc:.1%} of {int(clusters.get('accuracy_images') or 0)} images."
+    if unmatched:
+        text += (f" {int(clusters.get('unmatched_images') or 0)} images in folders that are not class "
+                 f"names of this model ({shown}) are not counted.")
+    return text
+
+
+__all__ = ["aggregate_results", "choose_clusters", "normalised_map", "accuracy_words"]

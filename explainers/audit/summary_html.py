@@ -41,8 +41,9 @@ def render_summary(store: Any, frame, clusters: Mapping[str, Any], manifest: Map
     ]
     for key in ("images", "rows", "errors", "model_calls", "seconds"):
         parts.append(f"<tr><th>{key}</th><td>{esc(str(summary.get(key)))}</td></tr>")
-    acc = clusters.get("accuracy")
-    parts.append(f"<tr><th>accuracy</th><td>{'—' if acc is None else f'{acc:.1%}'}</td></tr>")
+    from explainers.audit.aggregate import accuracy_words
+
+    parts.append(f"<tr><th>accuracy</th><td>{esc(accuracy_words(clusters) or '— (no folder labels)')}</td></tr>")
     for flag, n in clusters.get("flags", {}).items():
         parts.append(f"<tr><th>flagged {esc(flag.replace('_', ' '))}</th><td>{n}</td></tr>")
     parts.append("</table>")

@@ -241,3 +241,36 @@ def test_masks_in_a_zip_match_by_path_tail_and_bad_masks_fail_only_their_image(c
     assert not (tmp_path / "evil.png").exists()
     with pytest.raises(SourceError, match="neither a folder nor a .zip"):
         GroundTruth(str(tmp_path / "missing"))
+
+
+def test_accuracy_counts_only_folders_named_after_model_classes(model_path, tmp_path):
+    """Folders "a"/"b" are not class names of a model labelled "cat"/"dog"/"cow": accuracy is not
+    measured (instead of 0 %) and nobody is flagged misclassified; folders named after classes
+    are counted, and the page and the report say which were not."""
+    from explainers.audit.aggregate import accuracy_words
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\ncow\n")
+    clf = load_classifier(model_path, labels_path=str(labels))
+    cfg = AuditConfig(methods=("gradcam",), deletion_steps=0, batch_size=4, thumb_size=32)
+    run_audit(open_source(noise_folder(tmp_path / "plain")), tmp_path / "o1", classifier=clf, config=cfg)
+    c1 = json.loads((tmp_path / "o1" / "clusters.json").read_text())
+    assert c1["accuracy"] is None and c1["unmatched_true_labels"] == ["a", "b"] and c1["unmatched_images"] == 8
+    assert c1["flags"]["misclassified"] == 0
+    assert pd.read_parquet(tmp_path / "o1" / "results.parquet")["misclassified"].isna().all()
+    words = accuracy_words(c1)
+    assert words.startswith("Accuracy not measured: the folder names (a, b) are not class names")
+    assert "Accuracy not measured" in (tmp_path / "o1" / "summary.html").read_text()
+
+    mixed = noise_folder(tmp_path / "mixed", classes=("cat", "dog", "zebra"))
+    run_audit(open_source(mixed), tmp_path / "o2", classifier=clf, config=cfg)
+    c2 = json.loads((tmp_path / "o2" / "clusters.json").read_text())
+    frame = pd.read_parquet(tmp_path / "o2" / "results.parquet")
+    counted = frame[frame["true_label"].isin(["cat", "dog"])]
+    expected = float((counted["label_name"] == counted["true_label"]).mean())
+    assert c2["accuracy_images"] == 8 and c2["accuracy"] == pytest.approx(expected)
+    assert c2["unmatched_true_labels"] == ["zebra"] and c2["unmatched_images"] == 4
+    assert frame.loc[frame["true_label"] == "zebra", "misclassified"].isna().all()
+    assert frame.loc[frame["true_label"] != "zebra", "misclassified"].notna().all()
+    assert accuracy_words(c2).endswith("4 images in folders that are not class names of this model (zebra) "
+                                       "are not counted.")

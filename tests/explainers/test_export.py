@@ -195,4 +195,10 @@ def test_auto_samples_stopped_at_the_budget_are_in_the_json_and_the_report():
     html = export.html_report(fitted.image, results, doc)
     assert f"<tr><th>Samples auto</th><td>{words}</td></tr>" in html.replace("&lt;", "<")
     stable = dict(s, stopped="stable", samples=1707, stability=1.0, threshold=0.8, budget=4000)
-    assert sampling_words(stable) == "stable at 1707 samples: the top-5 regions' split-half overlap 1.00 ≥ 0.80"
+    assert s["rule"] == "expected"
+    assert sampling_words(stable) == ("stable at 1707 samples: the top-5 regions' expected overlap with the "
+                                      "converged answer 1.00 ≥ 0.80")
+    # a run stopped by the split-half fallback, and exports written before the rule existed
+    old = {k: v for k, v in stable.items() if k != "rule"}
+    for doc_sampling in (dict(stable, rule="split-half"), old):
+        assert sampling_words(doc_sampling) == "stable at 1707 samples: the top-5 regions' split-half overlap 1.00 ≥ 0.80"

@@ -240,8 +240,9 @@ def test_leverage_run_estimates_shapley_values():
 
 # ---------------------------------------------------------------------- the app path
 def test_app_path_uses_the_adjusted_estimator_deterministically():
-    """ExplainContext + runner with a real tiny Keras model: the default KernelSHAP is the
-    tree-adjusted one, efficient, with standard errors, the same for the same seed."""
+    """ExplainContext + runner with a real tiny Keras model: KernelSHAP with the tree surrogate
+    is efficient, has standard errors, is the same for the same seed; the default stays plain
+    KernelSHAP (the trees cost seconds of fitting per label)."""
     from explainers.context import ExplainContext, SamplingParams
     from explainers.runner import explain
     from tests.models import tiny_classifier, tiny_image
@@ -262,6 +263,11 @@ def test_app_path_uses_the_adjusted_estimator_deterministically():
     again = next(r for r in once("trees") if r.method == "kernel_shap")
     np.testing.assert_array_equal(shap_res.segment_weights, again.segment_weights)
     plain = next(r for r in once("none") if r.method == "kernel_shap")
+    ctx0 = ExplainContext(clf, tiny_image(), seed=0, segmentation="grid", segmentation_params={"rows": 4, "cols": 4},
+                          sampling=SamplingParams(samples=120))
+    default = next(r for r in explain(ctx0, ["kernel_shap", "lime"], [0]) if r.method == "kernel_shap")
+    assert default.params["surrogate"] == "none"
+    np.testing.assert_array_equal(default.segment_weights, plain.segment_weights)
     assert not np.allclose(plain.segment_weights, shap_res.segment_weights)  # the surrogate is used
     # auto samples still settle (its stopping rule refits plain KernelSHAP)
     ctx = ExplainContext(clf, tiny_image(), seed=0, segmentation="grid",
