@@ -340,16 +340,56 @@ class Timer:
         self.seconds = time.perf_counter() - self._start
 
 
+def _bilinear_axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of linear interpolation along one axis, exactly as
+    ``scipy.ndimage.zoom(order=1, mode="nearest", grid_mode=True)`` computes them: pixel
+    centres aligned, the two neighbours clamped to the edge, weights 1 − t and t."""
+    cc = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    start = np.floor(cc)
+    t = cc - start
+    first = start.astype(np.intp)
+    return np.clip(first, 0, n_in - 1), np.clip(first + 1, 0, n_in - 1), 1.0 - t, t
+
+
+def bilinear_resize(map_: np.ndarray, shape: Sequence[int], clip_to: np.ndarray | None = None) -> np.ndarray:
+    """``skimage.transform.resize(map_, shape, order=1, mode="edge", anti_aliasing=False,
+    preserve_range=True)`` for a 2-D float map, bit for bit, as four gathers and products in
+    numpy (the same double-precision terms, summed in the same order, then clipped to the
+    input's range) instead of scipy's general spline code: ~10× faster for a 7×7 → 224×224
+    Grad-CAM map. Returns float64 like skimage for float64 input, float32 otherwise.
+    ``clip_to``: clip to that array's range instead (skimage clips an anti-aliased resize to
+    the range of the image before its Gaussian filter)."""
+    a = np.asarray(map_)
+    out_dtype = np.float64 if a.dtype == np.float64 else np.float32
+    a64 = a.astype(np.float64, copy=False)
+    r0, r1, wr0, wr1 = _bilinear_axis(a.shape[0], int(shape[0]))
+    c0, c1, wc0, wc1 = _bilinear_axis(a.shape[1], int(shape[1]))
+    # ndimage: for each of the 2×2 neighbours in row-major order, (value × w_row) × w_col, added
+    # to a sum that starts at 0; value × w_row is taken before the columns are gathered
+    top = np.take(a64, r0, axis=0) * wr0[:, None]
+    bottom = np.take(a64, r1, axis=0) * wr1[:, None]
+    out = np.take(top, c0, axis=1) * wc0
+    out += np.take(top, c1, axis=1) * wc1
+    out += np.take(bottom, c0, axis=1) * wc0
+    out += np.take(bottom, c1, axis=1) * wc1
+    out = out.astype(out_dtype, copy=False)
+    ref = a if clip_to is None else np.asarray(clip_to)
+    low, high = ref.astype(out_dtype, copy=False).min(), ref.astype(out_dtype, copy=False).max()
+    return np.clip(out, low, high, out=out)
+
+
 def upsample(map_: np.ndarray, shape: Sequence[int], method: str = "bilinear") -> np.ndarray:
     """Resize a low-resolution map (h, w) to ``shape`` (H, W) without normalising it."""
-    from skimage.transform import resize
-
     order = {"nearest": 0, "bilinear": 1, "bicubic": 3}.get(method)
     if order is None:
         raise ExplainerError(f"upsampling must be nearest, bilinear or bicubic, not {method!r}")
     map_ = np.asarray(map_, dtype=np.float32)
     if tuple(map_.shape) == tuple(shape[:2]):
         return map_
+    if order == 1 and map_.ndim == 2 and map_.size and np.isfinite(map_).all():
+        return bilinear_resize(map_, shape[:2])
+    from skimage.transform import resize
+
     return resize(
         map_, tuple(shape[:2]), order=order, mode="edge", anti_aliasing=False, preserve_range=True
     ).astype(np.float32)

@@ -221,14 +221,30 @@ class AuditWorker:
         done = {id(o): o for o in self.run_iter(prepared)}
         return [done[id(o)] for o in prepared[0]]
 
+    @property
+    def forward_ahead(self) -> bool:
+        """True when explaining an image after the batched pass calls the model no more (only
+        gradient CAMs served by that pass, no deletion metric): the local engine may then run
+        the next batch's pass in its reading thread while this one's maps are drawn and saved,
+        and every image's model-call count stays exact."""
+        from explainers.cam import GRADIENT_CAMS, resolve_layer
+
+        if self.cam_layer is None or int(self.config.deletion_steps):
+            return False
+        return all(name in GRADIENT_CAMS and resolve_layer(self.clf, self.params[name].layer) == self.cam_layer
+                   for name in self.config.methods)
+
     def run_iter(self, prepared: tuple) -> Iterator[Outcome]:
         """The model part of a batch prepared by ``prepare``, yielding each image as soon as it
         is finished (unusable ones first), so a viewer sees results arrive one by one."""
+        yield from self.explain_iter(self.forward(prepared))
+
+    def forward(self, prepared: tuple) -> tuple:
+        """The batched model pass of a prepared batch: (prepared, pass); the pass is None when
+        no image of the batch is usable."""
         outcomes, ready, fitted, masks = prepared
-        ready_ids = {id(o) for o in ready}
-        yield from (o for o in outcomes if id(o) not in ready_ids)
         if not ready:
-            return
+            return prepared, None
         started = time.perf_counter()
         seen = int(self.clf.images_seen)
         batch = np.stack([f.image for f in fitted])
@@ -245,9 +261,23 @@ class AuditWorker:
             classes = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         batch_seconds = time.perf_counter() - started
         batch_calls = int(self.clf.images_seen) - seen
+        return prepared, (probs, classes, shared, batch_seconds, batch_calls)
+
+    def explain_iter(self, forwarded: tuple, *, ahead: bool = False) -> Iterator[Outcome]:
+        """Each image of a batch after its ``forward`` pass: maps, rows, thumbnails.
+
+        ``ahead``: another thread may be running the next batch's pass meanwhile (only when
+        ``forward_ahead``), so the classifier's call counter is not read here: by construction
+        no image makes a call of its own."""
+        (outcomes, ready, fitted, masks), fwd = forwarded
+        ready_ids = {id(o) for o in ready}
+        yield from (o for o in outcomes if id(o) not in ready_ids)
+        if fwd is None:
+            return
+        probs, classes, shared, batch_seconds, batch_calls = fwd
         for j, (out, fit, mask) in enumerate(zip(ready, fitted, masks)):
             t0 = time.perf_counter()
-            before = int(self.clf.images_seen)
+            before = None if ahead else int(self.clf.images_seen)
             labels = [int(c) for c in classes[j]]
             pre = None
             if shared is not None:
@@ -257,7 +287,8 @@ class AuditWorker:
             except ValueError as exc:  # ExplainerError, MetricsError…: this image only
                 out.rows, out.thumbs, out.maps_npz = [], {}, b""
                 out.error = "cannot be explained: " + (" ".join(str(exc).split()) or type(exc).__name__)
-            out.model_calls = int(self.clf.images_seen) - before + (batch_calls if j == 0 else 0)
+            own = 0 if before is None else int(self.clf.images_seen) - before
+            out.model_calls = own + (batch_calls if j == 0 else 0)
             out.seconds = time.perf_counter() - t0 + batch_seconds / len(ready)
             yield out
 
