@@ -2,10 +2,11 @@
 
 Both engines get the *same* batches (the driver cuts the stream into batches of
 ``config.batch_size``), and every image's seed depends only on its name, so for fixed seeds
-both write identical rows. On Ray, ``workers`` actors (``_RayAuditActor``) each load the model
-once in ``__init__`` and explain the batches they are given (each batch to the actor with the
-fewest queued, a bounded number in flight, results back in source order). Only the driver
-writes files, so atomic writes and resume work the same way for both engines.
+both write identical rows. On Ray, Ray Data's ``from_items`` holds one row per batch and
+``map_batches`` runs a callable class (``_RayAuditActor``) with ``concurrency`` actors: each
+actor loads the model once in ``__init__`` and explains the batches it is given (decoded video
+frames go to plain actors instead: see ``ray_frame_outcomes``). Only the driver writes files,
+so atomic writes and resume work the same way for both engines.
 
 Ray ships items and results between processes with pickle: these are objects this process
 built (item descriptors, our own ``Outcome``s), never bytes a user supplied.
@@ -16,6 +17,8 @@ import os
 import pickle
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
+
+import numpy as np
 
 from explainers.base import ExplainerError
 
@@ -97,6 +100,14 @@ class _RayAuditActor:
         return pickle.dumps(self.worker.process(items, indices))
 
 
+    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = []
+        for payload in batch["payload"]:
+            items, indices = pickle.loads(payload)
+            out.append(pickle.dumps(self.worker.process(items, indices)))
+        return {"payload": np.array(out, dtype=object)}
+
+
 def check_reachable(address: str, timeout: float = 5.0, join_timeout: float = 60.0) -> None:
     """Fail in seconds on an address nobody answers at (``ray.init`` retries for minutes).
 
@@ -173,20 +184,39 @@ def ray_outcomes(
     address: str | None = None,
     workers: int = 2,
     cpus_per_worker: int = 1,
-    in_flight: int = 2,
 ) -> Iterator[Any]:
-    """Run the batches on ``workers`` Ray actors; yields outcomes in source order.
+    """Run the batches on Ray Data with ``workers`` actors; yields outcomes in source order."""
+    import ray
+    import ray.data
 
-    Files: the batches hold item descriptors (paths, members of an archive), and each actor
-    reads, decodes and fits its files itself. The same dispatcher as ``ray_frame_outcomes``:
-    plain actors (``_RayAuditActor``, the model loaded once per actor), each batch sent to the
-    actor with the fewest batches queued, at most ``in_flight`` per actor. (Until 2026-12-03
-    this ran on Ray Data's ``map_batches``; its streaming executor polled in the driver
-    and, on a 2-core machine, took CPU time from the two actors: 0.53 of the local engine's
-    marginal throughput.)
-    """
-    yield from _actor_outcomes(model, config, truth, batches, address=address, workers=workers,
-                               cpus_per_worker=cpus_per_worker, in_flight=in_flight)
+    import logging
+
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    started = start_ray(address, workers)
+    try:
+        rows = [{"payload": pickle.dumps(b)} for b in batches]
+        if not rows:
+            return
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True
+        ctx.enable_progress_bars = False
+        ctx.print_on_execution_start = False
+        ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), 8 * max(1, int(workers))))
+        ds = ds.map_batches(
+            _RayAuditActor,
+            fn_constructor_kwargs={"model": dict(model), "config": dict(config), "truth": dict(truth or {}),
+                                   "cpus": int(cpus_per_worker)},
+            batch_size=1,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=max(1, int(workers))),
+            num_cpus=int(cpus_per_worker),
+        )
+        for row in ds.iter_rows():
+            yield from pickle.loads(row["payload"])
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def ray_frame_outcomes(
