@@ -10,7 +10,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from tests.explainers.audit_models import png
-from ui import audit, services
+from ui import audit, explain_panel, services, state
 
 pytestmark = pytest.mark.slow  # AppTest
 
@@ -31,6 +31,9 @@ def audit_app(tmp_path, monkeypatch) -> AppTest:
     st.cache_data.clear()
     services.store().clear()
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240)
+    # the Explain page opens first: a Grad-CAM-only run keeps that first page fast (its default,
+    # LIME + KernelSHAP "auto" on three labels, is the browser tests' business)
+    at.session_state[state.RUN_KEY] = explain_panel.build_request(["gradcam"])
     at.run()
     at.switch_page("pages/audit.py").run()
     assert not at.exception

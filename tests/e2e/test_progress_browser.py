@@ -13,7 +13,7 @@ WIDTH, HEIGHT = 1400, 900
 @pytest.fixture(scope="module")
 def fresh_server():
     """Its own process, so the first page load really computes (nothing cached by other tests)."""
-    with serve(samples=1000, log_name="streamlit-progress.log") as url:
+    with serve(samples=400, log_name="streamlit-progress.log") as url:
         yield url
 
 
