@@ -8,9 +8,10 @@ JPEG files in a temporary folder), with Grad-CAM only, top-1, no deletion metric
             written + results.parquet + clusters + summary
   loop      a per-image loop over the single-image API (load_image, prepare_image,
             ExplainContext, runner.explain(["gradcam"])), maps kept in memory, nothing written
-  ray       run_audit(engine="ray", workers=W) on the same files; steady-state throughput from
-            the first result to the last (Ray's start and the actors' model loading are printed
-            apart)
+  ray       run_audit(engine="ray", workers=W): the *marginal* throughput, the same run on N
+            and on 2N files (--ray-images, Ray started once, actors and models loaded in each
+            run, no aggregates), N / (T(2N) - T(N)), so every fixed cost cancels; compared with
+            the local engine's marginal throughput measured the same way
   rss       resident memory of a fresh process auditing --rss-small and --rss-large images: the
             largest value sampled after each image (the process peak, also printed, is set by
             loading the model)

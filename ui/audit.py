@@ -53,10 +53,20 @@ class AuditJob:
     thread: threading.Thread | None = None
     started: float = field(default_factory=time.time)
     engine: str = "local"
+    _store: Any = None
 
     @property
     def running(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
+
+    @property
+    def store(self) -> Any:
+        """The job's ResultStore, kept so the live gallery reads only newly finished parts."""
+        if self._store is None:
+            from explainers.audit.store import ResultStore
+
+            self._store = ResultStore(self.out_dir)
+        return self._store
 
 
 def server_root() -> Path | None:
@@ -300,9 +310,7 @@ def unusable_list(job: AuditJob) -> None:
 
 
 def _frame(job: AuditJob):
-    from explainers.audit.store import ResultStore
-
-    store = ResultStore(job.out_dir)
+    store = job.store
     if not job.running and store.results_path.exists():
         import pandas as pd
 

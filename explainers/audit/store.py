@@ -80,6 +80,9 @@ class ResultStore:
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
             raise ExplainerError(f"{root} exists and is not a folder")
+        # parsed part files by name, with the (mtime, size) they were read at: a viewer polling
+        # a running audit every second or two reads only the parts that arrived since
+        self._parts: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
 
     # ------------------------------------------------------------------ paths
     @property
@@ -136,16 +139,28 @@ class ResultStore:
         write_json(self.part_path(outcome.id), part)
 
     def parts(self) -> Iterator[dict[str, Any]]:
-        """Every finished image's part, in source order (by index, then name)."""
+        """Every finished image's part, in source order (by index, then name).
+
+        A part is written once, atomically and last, so a file already read (same mtime and
+        size) is not read again: polling a running audit costs only the new parts."""
         parts = self.root / "parts"
         if not parts.is_dir():
             return iter(())
-        loaded = []
+        seen: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
         for p in parts.glob("*.json"):
-            d = json.loads(p.read_text(encoding="utf-8"))
-            d["rows"] = d.get("rows", [])
-            loaded.append(d)
-        loaded.sort(key=lambda d: (d["index"], d["image"]))
+            try:
+                st = p.stat()
+            except FileNotFoundError:  # replaced between the listing and the stat
+                continue
+            stamp = (st.st_mtime_ns, st.st_size)
+            cached = self._parts.get(p.name)
+            if cached is None or cached[0] != stamp:
+                d = json.loads(p.read_text(encoding="utf-8"))
+                d["rows"] = d.get("rows", [])
+                cached = (stamp, d)
+            seen[p.name] = cached
+        self._parts = seen
+        loaded = sorted((d for _, d in seen.values()), key=lambda d: (d["index"], d["image"]))
         return iter(loaded)
 
     def rows_frame(self):

@@ -274,3 +274,30 @@ def test_accuracy_counts_only_folders_named_after_model_classes(model_path, tmp_
     assert frame.loc[frame["true_label"] != "zebra", "misclassified"].notna().all()
     assert accuracy_words(c2).endswith("4 images in folders that are not class names of this model (zebra) "
                                        "are not counted.")
+
+
+def test_polling_the_store_reads_only_new_parts(tmp_path) -> None:
+    """The live gallery polls ``parts()`` every 1.5 s: a part already read is not read again
+    (same mtime and size), a new one appears, a rewritten one is read afresh."""
+    import os
+
+    from explainers.audit.process import Outcome
+    from explainers.audit.store import ResultStore
+
+    store = ResultStore(tmp_path)
+    for i in range(3):
+        store.save(Outcome(f"img{i}.png", image_id(f"img{i}.png"), i, None, error="unreadable"))
+    assert [p["image"] for p in store.parts()] == ["img0.png", "img1.png", "img2.png"]
+    # same size and mtime, different bytes: a cached part is not re-read
+    path = store.part_path(image_id("img1.png"))
+    st = path.stat()
+    path.write_bytes(b" " * st.st_size)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    store.save(Outcome("img3.png", image_id("img3.png"), 3, None, error="unreadable"))
+    assert [p["image"] for p in store.parts()] == ["img0.png", "img1.png", "img2.png", "img3.png"]
+    # a part rewritten (resume) is read again; a fresh store reads everything
+    store.save(Outcome("img1.png", image_id("img1.png"), 1, "cats", error="unreadable"))
+    assert [p["true_label"] for p in store.parts()] == [None, "cats", None, None]
+    path.write_text('{"broken', encoding="utf-8")
+    with pytest.raises(ValueError):
+        list(ResultStore(tmp_path).parts())
