@@ -44,9 +44,9 @@ class SamplingInfo:
     """How many perturbed images a LIME / KernelSHAP estimate used, and how settled it was.
 
     ``mode`` "auto": the run grew until the top-``top_n`` stability of every requested
-    superpixel method reached ``threshold`` (``stopped`` "stable"), or hit ``budget``
-    ("budget"), or held every coalition ("exhaustive"); ``history`` lists (samples, stability)
-    at each check. ``rule`` says what "stability" measured: "expected" (the expected top-N IoU
+    superpixel method reached ``threshold`` for this label (``stopped`` "stable"; each label
+    stops on its own), or hit ``budget`` ("budget"), or held every coalition ("exhaustive");
+    ``history`` lists (samples, stability) at each check. ``rule`` says what "stability" measured: "expected" (the expected top-N IoU
     with the converged answer, from the standard errors) or "split-half" (the top-N IoU of two
     half-size fits; methods without standard errors). ``mode`` "fixed": the count was given
     (``stopped`` "fixed" or "exhaustive").
@@ -95,6 +95,18 @@ def sampling_words(sampling: Mapping[str, Any]) -> str:
         return (f"stopped at the budget of {int(sampling['budget'])} samples — the top-{top} regions are "
                 f"not yet stable, {overlap} {float(stability):.2f} < {float(threshold):.2f}")
     return f"every one of the {n} combinations used (exact)"
+
+
+def auto_sampling_by_label(results: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
+    """[(label name, sampling dict)] of the "auto" results, one per label in order: each label
+    stops on its own, so the CLI and the report give each its own line. ``results`` are export
+    dicts (``label_name``, ``sampling``)."""
+    seen: dict[str, Mapping[str, Any]] = {}
+    for r in results:
+        s = r.get("sampling") if isinstance(r, Mapping) else None
+        if s and s.get("mode") == "auto":
+            seen.setdefault(str(r.get("label_name", r.get("label", ""))), s)
+    return list(seen.items())
 
 
 SIGN_Z = 1.96

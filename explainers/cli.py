@@ -75,7 +75,7 @@ def _add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=_samples, default="auto", metavar="auto|N",
                    help="perturbed images for LIME/KernelSHAP, shared by both: a number, or auto "
                         "(default): add batches until the top regions of every requested method "
-                        "are stable, at most --budget")
+                        "are stable for the label (each label stops on its own), at most --budget")
     p.add_argument("--threshold", type=float, default=SamplingParams.threshold, metavar="IOU",
                    help="auto: expected top-N overlap with the converged answer at which sampling stops "
                         f"(default {SamplingParams.threshold})")
@@ -472,11 +472,10 @@ def format_table(report: Mapping[str, Any]) -> str:
         + (f"; {report['num_segments']} {report['segmentation']} superpixels"
            if report["num_segments"] else ""),
     ]
-    sampling = next((r["sampling"] for r in report["results"] if r.get("sampling")), None)
-    if sampling is not None and sampling["mode"] == "auto":
-        from explainers.base import sampling_words
+    from explainers.base import auto_sampling_by_label, sampling_words
 
-        lines.append(f"samples auto: {sampling_words(sampling)}")
+    for name, sampling in auto_sampling_by_label(report["results"]):
+        lines.append(f"samples auto, {name}: {sampling_words(sampling)}")
     lines.append("")
     header = ("METHOD", "CLASS", "SCORE", "PEAK (row, col)", "SECONDS", "CALLS", "R²", "TOP SEGMENTS")
     rows = [header]

@@ -33,8 +33,8 @@ class SamplingParams:
     """Parameters of the shared perturbation pass (LIME, KernelSHAP, trust metrics).
 
     ``samples`` is a fixed number of perturbed images or ``"auto"`` (the default): the run grows
-    in batches and stops as soon as the top-``top_n`` regions of every requested superpixel
-    method are stable (expected top-N IoU with the converged answer ≥ ``threshold``, see
+    in batches and each label stops as soon as the top-``top_n`` regions of every requested
+    superpixel method are stable for it (expected top-N IoU with the converged answer ≥ ``threshold``, see
     ``ExplainContext.stability``) or at
     ``budget`` images. Either way the results say how many samples they used and the stability
     reached (``Explanation.sampling``).
@@ -172,8 +172,8 @@ class ExplainContext:
     def plan(self, methods: Mapping[str, Any], labels: Sequence[int]) -> None:
         """Announce the superpixel methods and labels of a request before running them.
 
-        Under ``samples="auto"`` the run grows until *every* announced method is stable for
-        every announced label (so LIME and KernelSHAP of one request use the same rows), and
+        Under ``samples="auto"`` each label's rows grow until *every* announced method is
+        stable for it (so LIME and KernelSHAP of one request use the same rows per label), and
         while no run exists yet the design follows the methods: KernelSHAP alone puts every row
         where KernelSHAP needs it (λ = 1), LIME alone where LIME does (λ = 0).
         """
@@ -215,8 +215,9 @@ class ExplainContext:
         or under "auto" the rows the stability rule settled on, at least 2)."""
         run = self._run()
         if samples is None:
-            state = self.cache.get("auto")
-            samples = (state.samples if state is not None else 2) if self.sampling.auto else self.sampling.target
+            settled = self.cache.get("auto") or {}
+            samples = (max([int(i.samples) for i in settled.values()] or [2]) if self.sampling.auto
+                       else self.sampling.target)
         self._extend(run, int(samples), self.progress)
         if run.n and "probs" not in self.cache:
             self.cache["probs"] = run.Y[0]  # row 0 is the unperturbed image: no extra call
@@ -228,32 +229,55 @@ class ExplainContext:
 
     def perturbation_rows(self, method: str | None = None, params: Any = None,
                           labels: Sequence[int] = ()):
-        """(run, rows, new_calls, sampling) for LIME / KernelSHAP.
+        """(run, {label: (rows, sampling)}, {label: new calls}) for LIME / KernelSHAP.
 
         ``rows``: exactly the first N rows of the shared run (a run extended earlier, e.g. by
         "more samples" or the trust metrics, must not change a result cached under a smaller N;
         the first N rows of a run are a fresh N-row run). N is the fixed count, or under "auto"
-        the rows at which every planned method (plus ``method``) became stable for every
-        planned label (plus ``labels``), or the budget. ``new_calls``: the model calls this
-        request added. ``sampling``: a ``SamplingInfo`` saying how N was reached.
+        *each label's own* stopping point: the rows at which every planned method (plus
+        ``method``) became stable for that label, or the budget — so the top label's answer
+        does not wait for (nor take its words from) a near-tied third label that never
+        settles. ``sampling``: a ``SamplingInfo`` saying how that label's N was reached. The
+        model calls this request added go to the labels that needed them: in order of N, each
+        label is charged for the rows it needed beyond the labels before it (the rest of the
+        calls, if any, to the label with the most rows), so they sum to the request's calls.
         """
         if method is not None:
             self._targets[method] = params
-        self._target_labels.update(int(x) for x in labels)
+        wanted = [int(x) for x in labels] or sorted(self._target_labels) or [0]
+        self._target_labels.update(wanted)
         before = self.perturbation_calls()
+        start = int(self.cache["perturbations"].n) if "perturbations" in self.cache else 0
         if self.sampling.auto:
-            info = self._settle()
+            infos = self._settle(wanted)
             run = self._run()
         else:
             run = self.perturbations()
             info = self._fixed_info(run)
-        n = info.samples
-        return run, run.rows(n), int(run.model_calls) - before, info
+            infos = {label: info for label in wanted}
+        by_n: dict[int, Any] = {}
+        out = {}
+        for label in wanted:
+            n = int(infos[label].samples)
+            if n not in by_n:
+                by_n[n] = run.rows(n)
+            out[label] = (by_n[n], infos[label])
+        new_calls = int(run.model_calls) - before
+        calls = {label: 0 for label in wanted}
+        covered = start
+        for label in sorted(calls, key=lambda x: int(infos[x].samples)):
+            n = int(infos[label].samples)
+            calls[label] = min(max(0, n - covered), new_calls - sum(calls.values()))
+            covered = max(covered, n)
+        if wanted:
+            last = max(wanted, key=lambda x: int(infos[x].samples))
+            calls[last] += new_calls - sum(calls.values())
+        return run, out, calls
 
     # -------------------------------------------------------------- "auto" samples
-    def stability(self, run, n: int) -> tuple[float, dict[str, float], str]:
+    def stability(self, run, n: int, labels: Sequence[int] | None = None) -> tuple[float, dict[str, float], str]:
         """(stability, per method, rule): how settled the planned methods' top-N regions are on
-        the first ``n`` rows, the minimum over methods and labels.
+        the first ``n`` rows, the minimum over methods and ``labels`` (default: the planned ones).
 
         Rule "expected": each method is fitted once on the ``n`` rows with its standard errors
         (``MethodSpec.refit_std``) and the stability is the expected top-N IoU with the answer
@@ -271,6 +295,7 @@ class ExplainContext:
 
         if n >= run.max_rows:
             return 1.0, {name: 1.0 for name in self._targets}, "exhaustive"
+        labels = [int(x) for x in labels] if labels is not None else (sorted(self._target_labels) or [0])
         rows = run.rows(n)
         top = int(self.sampling.top_n)
         pairs, m = n // 2, int(run.num_segments)
@@ -283,18 +308,19 @@ class ExplainContext:
             if hasattr(params, "for_stability"):  # e.g. KernelSHAP refits without its surrogate
                 params = params.for_stability()
             values = []
-            for label in sorted(self._target_labels) or [0]:
+            for label in labels:
                 weights, std = (spec.refit_std(rows, label, params, self.seed)
                                 if spec.refit_std is not None else (None, None))
                 if std is None:
-                    return (*self.split_half_stability(run, n), "split-half")
+                    return (*self.split_half_stability(run, n, labels), "split-half")
                 values.append(expected_top_n_iou(weights, np.asarray(std) * inflate, top,
                                                  seed=self.seed, tie_tol=TIE_TOL))
             per[name] = float(min(values))
         return (float(min(per.values())) if per else 1.0), per, "expected"
 
-    def split_half_stability(self, run, n: int) -> tuple[float, dict[str, float]]:
-        """Min over the planned methods and labels of the split-half top-N IoU on ``n`` rows.
+    def split_half_stability(self, run, n: int, labels: Sequence[int] | None = None) -> tuple[float, dict[str, float]]:
+        """Min over the planned methods and ``labels`` (default: the planned ones) of the
+        split-half top-N IoU on ``n`` rows.
 
         The complement pairs of the first ``n`` rows are dealt alternately into two halves (each
         a stratified design of its own, weighted by its own counts); each method is fitted on
@@ -307,6 +333,7 @@ class ExplainContext:
 
         if n >= run.max_rows:
             return 1.0, {name: 1.0 for name in self._targets}
+        labels = [int(x) for x in labels] if labels is not None else (sorted(self._target_labels) or [0])
         first, second = run.halves(n)
         top = int(self.sampling.top_n)
         per: dict[str, float] = {}
@@ -314,7 +341,7 @@ class ExplainContext:
             if hasattr(params, "for_stability"):  # e.g. KernelSHAP refits without its surrogate
                 params = params.for_stability()
             values = []
-            for label in sorted(self._target_labels) or [0]:
+            for label in labels:
                 a = fit_weights(first, name, label, params, self.seed)
                 b = fit_weights(second, name, label, params, self.seed)
                 values.append(top_n_iou(a, b, top, tie_tol=TIE_TOL))
@@ -329,61 +356,70 @@ class ExplainContext:
                             budget=None, top_n=int(self.sampling.top_n),
                             stopped="exhaustive" if n >= run.max_rows else "fixed")
 
-    def _settle(self):
-        """Grow the shared run until the planned methods are stable (or the budget); memoised."""
+    def _settle(self, labels: Sequence[int]) -> dict[int, Any]:
+        """Each label's ``SamplingInfo``: grow the shared run along a fixed schedule of checks
+        until every planned method is stable for the label (or the budget); memoised per label.
+
+        The schedule (``step``, then +max(step, n/4)) does not depend on the labels, so a label
+        stops at the same N whichever other labels are asked for, before or after it (a label
+        added later is checked at the same points on rows that already exist: fits, no model
+        calls).
+        """
         from explainers.base import SamplingInfo
 
         sp = self.sampling
         key = (tuple(sorted((n, repr(p)) for n, p in self._targets.items())),
-               frozenset(self._target_labels), float(sp.threshold),
-               int(sp.budget), int(sp.top_n))
-        state = self.cache.get("auto")
-        if state is not None and self.cache.get("auto_key") == key:
-            return state
-        run = self._run()
-        budget = min(int(sp.budget), run.max_rows)
-        step = max(4 * int(sp.batch_size), 4 * run.num_segments)  # a half needs rows per size and segment
-        n = state.samples if state is not None else min(budget, step)
-        history: list[tuple[int, float]] = []
-        outer = self.progress
+               float(sp.threshold), int(sp.budget), int(sp.top_n))
+        if self.cache.get("auto_key") != key:
+            self.cache["auto_key"] = key
+            self.cache["auto"] = {}
+        settled: dict[int, Any] = self.cache["auto"]
+        pending = [int(x) for x in dict.fromkeys(labels) if int(x) not in settled]
+        if pending:
+            run = self._run()
+            budget = min(int(sp.budget), run.max_rows)
+            step = max(4 * int(sp.batch_size), 4 * run.num_segments)  # a half needs rows per size and segment
+            history: dict[int, list[tuple[int, float]]] = {label: [] for label in pending}
+            outer = self.progress
+            n = min(budget, step)
+            while pending:
+                start = run.n
 
-        while True:
-            start = run.n
+                def progress(done: int, total: int, stage: str, _start=start) -> None:
+                    if outer is not None:
+                        outer(min(_start + done, budget), budget, "perturbation (auto)")
 
-            def progress(done: int, total: int, stage: str, _start=start) -> None:
-                if outer is not None:
-                    outer(min(_start + done, budget), budget, "perturbation (auto)")
-
-            self._extend(run, n, progress)
-            n = min(n, run.n)
-            stability, per, rule = self.stability(run, n)
-            history.append((n, stability))
-            if n >= run.max_rows:
-                stopped = "exhaustive"
-            elif stability >= float(sp.threshold):
-                stopped = "stable"
-            elif n >= budget:
-                stopped = "budget"
-            else:
+                if n > run.n:
+                    self._extend(run, n, progress)
+                n = min(n, run.n)
+                for label in list(pending):
+                    stability, per, rule = self.stability(run, n, [label])
+                    history[label].append((n, stability))
+                    if n >= run.max_rows:
+                        stopped = "exhaustive"
+                    elif stability >= float(sp.threshold):
+                        stopped = "stable"
+                    elif n >= budget:
+                        stopped = "budget"
+                    else:
+                        continue
+                    settled[label] = SamplingInfo(
+                        mode="auto", samples=int(n), stability=float(stability),
+                        threshold=float(sp.threshold), budget=int(sp.budget), top_n=int(sp.top_n),
+                        stopped=stopped, per_method=per, history=tuple(history[label]), rule=rule)
+                    pending.remove(label)
                 n = min(budget, n + max(step, n // 4))
-                continue
-            break
-        if "probs" not in self.cache:
-            self.cache["probs"] = run.Y[0]
-        info = SamplingInfo(mode="auto", samples=int(n), stability=float(stability),
-                            threshold=float(sp.threshold), budget=int(sp.budget), top_n=int(sp.top_n),
-                            stopped=stopped, per_method=per, history=tuple(history), rule=rule)
-        self.cache["auto"] = info
-        self.cache["auto_key"] = key
-        return info
+            if "probs" not in self.cache:
+                self.cache["probs"] = run.Y[0]
+        return {int(label): settled[int(label)] for label in labels}
 
     def sample_count(self) -> int:
-        """The samples a request uses: the fixed count, or under "auto" the settled count (the
-        budget before anything settled)."""
+        """The samples a request uses: the fixed count, or under "auto" the most any settled
+        label used (the budget before anything settled)."""
         if not self.sampling.auto:
             return int(self.sampling.samples)
-        state = self.cache.get("auto")
-        return int(state.samples) if state is not None else int(self.sampling.budget)
+        settled = self.cache.get("auto") or {}
+        return max(int(i.samples) for i in settled.values()) if settled else int(self.sampling.budget)
 
     def coalition_cache(self, fill: str, segments: np.ndarray | None = None, key: Any = "superpixels"):
         """The shared ``CoalitionCache`` of (``key``, ``fill``): coalitions any method evaluated before

@@ -398,13 +398,11 @@ def _run_table(meta: Mapping[str, Any], title: Mapping[str, str]) -> list[str]:
         if key in meta:
             out.append(f"<tr><th>{esc(name)}</th><td>{esc(_plain(meta[key]))}</td></tr>")
             shown.add(key)
-    sampling = next((r["sampling"] for r in meta.get("results") or []
-                     if isinstance(r, Mapping) and r.get("sampling")), None)
-    if sampling is not None and sampling.get("mode") == "auto":
-        from explainers.base import sampling_words
+    from explainers.base import auto_sampling_by_label, sampling_words
 
+    for name, sampling in auto_sampling_by_label(meta.get("results") or []):  # each label stops on its own
         budget = "" if sampling.get("stopped") == "budget" else f" (budget {sampling.get('budget')})"
-        out.append(f"<tr><th>Samples auto</th><td>{esc(sampling_words(sampling) + budget)}</td></tr>")
+        out.append(f"<tr><th>Samples auto: {esc(name)}</th><td>{esc(sampling_words(sampling) + budget)}</td></tr>")
     if "segmentation" in meta:
         alg = str(meta["segmentation"])
         params = _written_out(ALGORITHMS.get(alg), meta.get("segmentation_params") or {})

@@ -182,15 +182,16 @@ def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int], contrast: 
     """One KernelSHAP explanation per label from the context's shared perturbation run; with
     ``contrast`` B, Shapley values of output(label) − output(B) from the same rows."""
     with Timer() as total:
-        run, rows, new_calls, sampling = ctx.perturbation_rows("kernel_shap", params, labels)
+        run, per_label, calls = ctx.perturbation_rows("kernel_shap", params, labels)
         segments = ctx.segments()
         fits = []
         for i, label in enumerate(labels):
             ctx.report(i, len(labels), "regression")  # M×M fits take seconds near MAX_SEGMENTS
+            rows, sampling = per_label[label]
             y = rows.Y[:, label].astype(np.float64)
             if contrast is not None:
                 y = y - rows.Y[:, int(contrast)]
-            fits.append((label, fit_shapley(rows, y, params, ctx.seed, uncertainty=True)))
+            fits.append((label, fit_shapley(rows, y, params, ctx.seed, uncertainty=True), rows, sampling))
     return [
         Explanation(
             method="kernel_shap",
@@ -203,7 +204,7 @@ def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int], contrast: 
             local_prediction=fit.base_value + float(fit.values.sum()),
             r2=fit.r2,
             base_value=fit.base_value,
-            model_calls=new_calls if i == 0 else 0,
+            model_calls=calls[label] if label not in labels[:i] else 0,
             seconds=total.seconds,
             segment_std=fit.std,
             sampling=sampling,
@@ -217,7 +218,7 @@ def run_kernel_shap(ctx, params: KernelShapParams, labels: list[int], contrast: 
             },
             contrast=contrast,
         )
-        for i, (label, fit) in enumerate(fits)
+        for i, (label, fit, rows, sampling) in enumerate(fits)
     ]
 
 

@@ -187,17 +187,18 @@ def run_lime(ctx, params: LimeParams, labels: list[int], contrast: int | None = 
     """One LIME explanation per label, all from the context's shared perturbation run; with
     ``contrast`` B the surrogate is fitted to output(label) − output(B) on the same rows."""
     with Timer() as total:
-        run, rows, new_calls, sampling = ctx.perturbation_rows("lime", params, labels)
+        run, per_label, calls = ctx.perturbation_rows("lime", params, labels)
         segments = ctx.segments()
         out = []
         for i, label in enumerate(labels):
             ctx.report(i, len(labels), "regression")  # M×M fits take seconds near MAX_SEGMENTS
+            rows, sampling = per_label[label]
             y = rows.Y[:, label] if contrast is None else rows.Y[:, label] - rows.Y[:, int(contrast)]
             fit = fit_lime(rows.Z, y, rows.lime_ratio, params, seed=ctx.seed,
                            uncertainty=not rows.exhaustive)
-            out.append((label, fit))
+            out.append((label, fit, rows, sampling))
     results = []
-    for i, (label, fit) in enumerate(out):
+    for i, (label, fit, rows, sampling) in enumerate(out):
         results.append(
             Explanation(
                 method="lime",
@@ -210,7 +211,7 @@ def run_lime(ctx, params: LimeParams, labels: list[int], contrast: int | None = 
                 intercept=fit.intercept,
                 local_prediction=fit.local_prediction,
                 r2=fit.r2,
-                model_calls=new_calls if i == 0 else 0,
+                model_calls=calls[label] if label not in labels[:i] else 0,
                 seconds=total.seconds,
                 segment_std=fit.std if fit.std is not None or not rows.exhaustive else np.zeros(len(fit.coef)),
                 sampling=sampling,

@@ -39,7 +39,7 @@ with results_area:
     if stakeholder:  # the story comes first; what else the model considered, after it
         st.plotly_chart(figures.top_k_bar(preds, height=200), key="topk_chart")
     if results and not stakeholder:
-        explain_panel.refine_button(request, results)
+        explain_panel.refine_button(request, [r for r in results if r.label == view["label"]] or results)
         explain_panel.interactive_view(image, results, view["label"])
     if results:
         exports.export_buttons(classifier, image, request, results, preds)

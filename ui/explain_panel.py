@@ -210,20 +210,31 @@ def current_request(classifier: Any, preds: Sequence[tuple[int, str, float]]) ->
 
 def collect_results(classifier: Any, image: PreparedImage, req: RunRequest,
                     on_result: Any = None, progress_slot: Any = None,
-                    run_progress: Any = None) -> dict[str, list[Explanation]]:
+                    run_progress: Any = None, first_label: int | None = None) -> dict[str, list[Explanation]]:
     """Cached or fresh results per method, fast families first; errors become messages.
 
     With ``run_progress`` (a ``ui.progress.RunProgress``) each method's bar shows in its own
     slot and the status line; otherwise one bar shows in ``progress_slot`` (or right here).
+    With ``first_label`` (the label on screen) and more labels asked, the superpixel methods
+    first explain that label alone and show it, then the others: under "auto" each label stops
+    on its own, so the picture being looked at does not wait for a near-tied label that needs
+    the whole budget (same answer either way: a label's rows do not depend on the others).
     """
     from explainers.runner import order_methods
 
     specs = services.method_specs(classifier)
     results: dict[str, list[Explanation]] = {}
+    later: list[str] = []
     for name in order_methods([n for n, _ in req.methods]):
         found = services.store().lookup(classifier, image, req, name)
+        perturbation = specs[name].family == "perturbation"
+        ask = req
+        if (found is None and perturbation and first_label is not None and len(req.labels) > 1
+                and first_label in req.labels):
+            ask = dataclasses.replace(req, labels=(int(first_label),))
+            found = services.store().lookup(classifier, image, ask, name)
+            later.append(name)
         if found is None:
-            perturbation = specs[name].family == "perturbation"
             unit = "perturbed images" if perturbation else None
             if run_progress is not None:
                 reporter = run_progress.start(name, unit=unit)
@@ -234,17 +245,39 @@ def collect_results(classifier: Any, image: PreparedImage, req: RunRequest,
                          else f"Running {specs[name].title}")
                 reporter = services.ProgressReporter(slot, label, unit or "model calls")
             try:
-                found = services.store().compute(classifier, image, req, name, progress=reporter)
+                found = services.store().compute(classifier, image, ask, name, progress=reporter)
             except services.EXPECTED_ERRORS as exc:
                 st.error(f"{specs[name].title} failed: {services.user_message(exc)}")
                 if run_progress is not None:
                     run_progress.finish(name, ok=False)
+                if name in later:
+                    later.remove(name)
                 continue
             finally:
                 reporter.done()
         results[name] = found
         if run_progress is not None:
             run_progress.finish(name)
+        if on_result is not None:
+            on_result(results)
+    others = ", ".join(classifier.labels[i] if 0 <= i < len(classifier.labels) else f"class {i}"
+                       for i in req.labels if i != first_label)
+    for name in later:  # the labels not on screen, with the bar in the status line only
+        if run_progress is not None:
+            reporter = run_progress.background(name, f"the other labels ({others})", "perturbed images")
+        else:
+            reporter = services.ProgressReporter(progress_slot if progress_slot is not None else st.empty(),
+                                                 f"{specs[name].title}, other labels", "perturbed images")
+        try:
+            full = services.store().compute(classifier, image, req, name, progress=reporter)
+            # the shown label keeps its own result: the same map, and it carries the calls it made
+            shown = {r.label: r for r in results[name]}
+            results[name] = [shown.get(r.label, r) for r in full]
+        except services.EXPECTED_ERRORS as exc:
+            st.error(f"{specs[name].title} failed for {others}: {services.user_message(exc)}")
+            continue
+        finally:
+            reporter.done()
         if on_result is not None:
             on_result(results)
     return {n: results[n] for n, _ in req.methods if n in results}  # display order
@@ -288,11 +321,12 @@ def draw_comparison(classifier: Any, image: PreparedImage, req: RunRequest,
     progress = RunProgress(status if status is not None else st.empty(), slots,
                            {n: specs[n].title for n in names},
                            shared=[n for n in names if specs[n].family == "perturbation"])
-    results = collect_results(classifier, image, req, on_result=redraw, run_progress=progress)
+    results = collect_results(classifier, image, req, on_result=redraw, run_progress=progress,
+                              first_label=label)
     progress.close()
     flat = [r for rs in results.values() for r in rs]
     if flat:
-        computed_with(flat)
+        computed_with([r for r in flat if r.label == label] or flat)  # each label has its own samples
     return [r for name in names for r in results.get(name, [])]
 
 

@@ -50,7 +50,10 @@ class ProgressReporter:
             return
         self.fraction = min(1.0, done / total) if total else 1.0
         eta = format_eta(self.eta.update(self.fraction))
-        if self.unit:
+        if self.unit and stage.endswith("(auto)"):  # "auto" samples: the total is only a ceiling
+            self.text = (f"{self.label}: {done} {self.unit} · stops when the top regions are stable "
+                         f"(at most {total}: {eta.removesuffix(' left')})")
+        elif self.unit:
             self.text = f"{self.label}: {done} of {total} {self.unit} · {eta}"
         elif stage:
             self.text = f"{stage} · {self.fraction:.0%} · {eta}"
@@ -124,6 +127,11 @@ class RunProgress:
 
         self._line(f"{label}: starting…", 0.0)
         return _Fanout()  # type: ignore[return-value]
+
+    def background(self, name: str, what: str, unit: str | None = None) -> ProgressReporter:
+        """The callback of work whose picture is already shown (``name``'s other labels): its
+        bar is the status line at the top, the slots keep their pictures."""
+        return ProgressReporter(self.status, f"{self._running_title(name)} for {what}", unit)
 
     def finish(self, name: str, ok: bool = True) -> None:
         (self.ready if ok else self.failed).append(name)

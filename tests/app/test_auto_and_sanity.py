@@ -91,3 +91,33 @@ def test_trust_page_sanity_check_draws_its_curves() -> None:
     assert "passes the sanity check" in texts or "does not depend on what the model learned" in texts
     charts = [c for c in app.get("plotly_chart")]
     assert len(charts) >= 6  # deletion, insertion, 2 agreement, 2 sanity
+
+
+@pytest.mark.slow
+def test_the_label_on_screen_is_explained_first_and_captioned_with_its_own_samples() -> None:
+    """With top-3 labels, LIME/KernelSHAP first explain the label on screen alone (shown while the
+    others run: under "auto" each label stops on its own), and the caption under the pictures
+    gives the shown label's samples, also after switching labels."""
+    from explainers.base import SamplingInfo
+
+    req = dataclasses.replace(explain_panel.build_request(["lime", "kernel_shap"], samples="auto", budget=400),
+                              segmentation="grid")
+    app = fresh(req)
+    app.run()
+    assert not app.exception
+    labels = app.session_state[state.CURRENT_LABELS_KEY]
+    assert len(labels) == 3
+    shown = app.selectbox(key="xai_view_label").value
+    assert shown == labels[0]
+    store = services.store()  # result keys: (model, image, method, params, labels, …)
+    for name in ("lime", "kernel_shap"):
+        keys = [k for k in store._results if k[2] == name]
+        assert {k[4] for k in keys} == {(shown,), tuple(labels)}, keys  # the shown label alone, then all
+    results = {(r.method, r.label): r for k, rs in store._results.items() if k[4] == tuple(labels) for r in rs}
+    for label in labels[:2]:
+        app.selectbox(key="xai_view_label").set_value(label).run()
+        assert not app.exception
+        info: SamplingInfo = results[("lime", label)].sampling
+        assert results[("kernel_shap", label)].sampling == info
+        used = [c.value for c in app.caption if " computed with " in c.value]
+        assert used and f"{info.samples} samples (auto: {info.words()})" in used[0], (label, used)

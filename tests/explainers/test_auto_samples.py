@@ -106,6 +106,51 @@ def test_growing_keeps_every_row_and_matches_a_fixed_run(chaotic):
     np.testing.assert_array_equal(ctx.cache["perturbations"].Z, fixed_ctx.cache["perturbations"].Z)
 
 
+@pytest.fixture(scope="module")
+def mixed() -> Classifier:
+    """Output 0 chaotic (never settles), output 1 an additive read-out (settles at once)."""
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((SIZE, SIZE, 3))
+    flat = keras.layers.Flatten()(inp)
+    x = keras.layers.Dense(8, kernel_initializer=keras.initializers.RandomNormal(stddev=1.0))(flat)
+    x = keras.layers.Activation(lambda t: keras.ops.sin(t * 3.0))(x)
+    chaos = keras.layers.Dense(1, kernel_initializer=keras.initializers.RandomNormal(stddev=3.0))(x)
+    gray = keras.layers.Conv2D(1, 1, use_bias=False, name="gray")(inp)
+    lin = keras.layers.Dense(1, name="lin")(keras.layers.Flatten()(gray))
+    model = keras.Model(inp, keras.layers.Concatenate()([chaos, lin]))
+    model.get_layer("gray").set_weights([np.full((1, 1, 3, 1), 1 / (3 * 255), np.float32)])
+    ramp = (np.add.outer(np.arange(SIZE), 2.0 * np.arange(SIZE)) + 1.0).ravel()
+    model.get_layer("lin").set_weights([(ramp / ramp.sum())[:, None].astype(np.float32), np.zeros(1, np.float32)])
+    return Classifier(model, id="mixed", name="mixed", labels=["chaos", "line"], preprocessing="raw",
+                      output="probabilities")
+
+
+def test_each_label_stops_on_its_own(mixed):
+    """A label that settles at once is not held back by (nor described by) one that never does."""
+    grid = {"rows": 5, "cols": 5}
+    ctx = ctx_for(mixed, grid=grid, budget=600)
+    both = explain(ctx, ["lime", "kernel_shap"], [0, 1])
+    by = {(r.method, r.label): r for r in both}
+    easy, hard = by[("kernel_shap", 1)].sampling, by[("kernel_shap", 0)].sampling
+    assert easy.stopped == "stable" and easy.samples == 128 and easy.stability >= 0.8
+    assert hard.stopped == "budget" and hard.samples == 600 and hard.stability < 0.8
+    for method in ("lime", "kernel_shap"):  # each result carries its own label's rows and words
+        assert by[(method, 1)].sampling == easy and by[(method, 1)].params["samples"] == 128
+        assert by[(method, 0)].sampling == hard and by[(method, 0)].params["samples"] == 600
+    # each label is charged for the rows it needed beyond the labels that stopped before it
+    assert (by[("lime", 1)].model_calls, by[("lime", 0)].model_calls) == (128, 600 - 128)
+    assert by[("kernel_shap", 1)].model_calls == by[("kernel_shap", 0)].model_calls == 0  # rows reused
+    # the easy label's answer is the one a request for it alone gives, asked before or after
+    alone = ctx_for(mixed, grid=grid, budget=600)
+    first = {r.method: r for r in explain(alone, ["lime", "kernel_shap"], [1])}
+    assert alone.cache["perturbations"].model_calls == 128  # it did not wait for label 0
+    later = {r.method: r for r in explain(alone, ["lime", "kernel_shap"], [0, 1]) if r.label == 1}
+    for method in ("lime", "kernel_shap"):
+        np.testing.assert_allclose(first[method].segment_weights, by[(method, 1)].segment_weights, rtol=1e-6)
+        np.testing.assert_allclose(later[method].segment_weights, by[(method, 1)].segment_weights, rtol=1e-6)
+    assert alone.sample_count() == 600  # the trust metrics' default: the most any label used
+
+
 def test_a_later_method_grows_the_same_run(additive, chaotic):
     ctx = ctx_for(chaotic, grid={"rows": 5, "cols": 5}, budget=400, threshold=0.3)
     (first,) = run_method(ctx, "lime", None, [0])

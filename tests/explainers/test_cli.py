@@ -155,7 +155,7 @@ def test_readable_table_says_what_auto_samples_did(chelsea_png, capsys):
                  "--top-k", "1", "--budget", "64", "--threshold", "1"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "samples auto: stopped at the budget of 64 samples — the top-5 regions are not yet stable, expected overlap with the converged answer" \
+    assert "samples auto, tiger cat: stopped at the budget of 64 samples — the top-5 regions are not yet stable, expected overlap with the converged answer" \
         in out, out
 
 

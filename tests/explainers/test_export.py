@@ -193,7 +193,8 @@ def test_auto_samples_stopped_at_the_budget_are_in_the_json_and_the_report():
     assert words.startswith("stopped at the budget of 40 samples — the top-5 regions are not yet stable")
     assert words == results[0].sampling.words()
     html = export.html_report(fitted.image, results, doc)
-    assert f"<tr><th>Samples auto</th><td>{words}</td></tr>" in html.replace("&lt;", "<")
+    name = results[0].label_name
+    assert f"<tr><th>Samples auto: {name}</th><td>{words}</td></tr>" in html.replace("&lt;", "<")
     stable = dict(s, stopped="stable", samples=1707, stability=1.0, threshold=0.8, budget=4000)
     assert s["rule"] == "expected"
     assert sampling_words(stable) == ("stable at 1707 samples: the top-5 regions' expected overlap with the "
@@ -202,3 +203,15 @@ def test_auto_samples_stopped_at_the_budget_are_in_the_json_and_the_report():
     old = {k: v for k, v in stable.items() if k != "rule"}
     for doc_sampling in (dict(stable, rule="split-half"), old):
         assert sampling_words(doc_sampling) == "stable at 1707 samples: the top-5 regions' split-half overlap 1.00 ≥ 0.80"
+
+
+def test_each_label_gets_its_own_auto_samples_line():
+    """Labels stop on their own under "auto": one line per label, in order, fixed runs skipped."""
+    from explainers.base import auto_sampling_by_label
+
+    easy = {"mode": "auto", "samples": 560, "stopped": "stable"}
+    hard = {"mode": "auto", "samples": 4000, "stopped": "budget"}
+    results = [{"label_name": "tiger cat", "sampling": easy}, {"label_name": "Egyptian cat", "sampling": hard},
+               {"label_name": "tiger cat", "sampling": easy}, {"label_name": "tabby", "sampling": None},
+               {"label_name": "lynx", "sampling": {"mode": "fixed", "samples": 300}}]
+    assert auto_sampling_by_label(results) == [("tiger cat", easy), ("Egyptian cat", hard)]
