@@ -398,19 +398,36 @@ MAX_SAMPLES = 20000
 def draw_story(classifier: Any, image: PreparedImage, req: RunRequest, label: int,
                status: Any = None) -> list[Explanation]:
     """Stakeholder mode: one large numbered picture, a plain caption, how far to trust it, the
-    other methods small beside it. No numbers a non-specialist would have to decode."""
+    other methods small beside it. No numbers a non-specialist would have to decode. With more
+    labels asked, the story of the label on screen is drawn as soon as it is ready."""
+    specs = services.method_specs(classifier)
+    area = st.empty()
+    wanted = {n for n, _ in req.methods}
+
+    def draw(results: dict[str, list[Explanation]], final: bool = False) -> None:
+        # drawn as soon as every method has the label on screen (the other labels come later)
+        if final or wanted <= {n for n, rs in results.items() if any(r.label == label for r in rs)}:
+            with area.container():
+                _story(classifier, image, req, label, results, specs)
+
+    results = collect_results(classifier, image, req, on_result=draw, first_label=label,
+                              progress_slot=status if status is not None else st.empty())
+    draw(results, final=True)
+    return [r for name in ordered(list(results)) for r in results[name]]
+
+
+def _story(classifier: Any, image: PreparedImage, req: RunRequest, label: int,
+           results: Mapping[str, list[Explanation]], specs: Mapping[str, Any]) -> None:
     from explainers.render import render_explanation
     from explainers.summary import story, story_picture
     from ui.widgets import escape_markdown, legend_block, trust_verdicts
 
-    specs = services.method_specs(classifier)
-    results = collect_results(classifier, image, req, progress_slot=status if status is not None else st.empty())
     flat = [r for name in ordered(list(results)) for r in results[name]]
     mine = [r for r in flat if r.label == label]
     told = story(mine, trust_verdicts(classifier, image, req, label)) if mine else None
     if told is None:
         st.info("Nothing to show yet.")
-        return flat
+        return
     view = state.current_view()
     limits = method_limits(flat)
     ref = next(r for r in mine if r.method == told.method)
@@ -431,7 +448,6 @@ def draw_story(classifier: Any, image: PreparedImage, req: RunRequest, label: in
                     st.markdown(f"**{specs[r.method].title}**")
                     st.image(render_explanation(image.pixels, r, limit=limits[r.method], **view), width="stretch")
                     st.html(legend_block(r, limits[r.method], view))
-    return flat
 
 
 def ordered(names: Sequence[str]) -> list[str]:

@@ -121,3 +121,21 @@ def test_the_label_on_screen_is_explained_first_and_captioned_with_its_own_sampl
         assert results[("kernel_shap", label)].sampling == info
         used = [c.value for c in app.caption if " computed with " in c.value]
         assert used and f"{info.samples} samples (auto: {info.words()})" in used[0], (label, used)
+
+
+@pytest.mark.slow
+def test_stakeholder_story_is_told_from_the_label_on_screen_first() -> None:
+    """Stakeholder mode also explains the label on screen alone first (its story is drawn as
+    soon as every method has it), then the others; the story is told once, for that label."""
+    req = dataclasses.replace(explain_panel.build_request(["lime", "kernel_shap", "gradcam"], samples="auto",
+                                                          budget=300), segmentation="grid")
+    app = fresh(req)
+    app.session_state["xai_stakeholder"] = True
+    app.run()
+    assert not app.exception
+    labels = app.session_state[state.CURRENT_LABELS_KEY]
+    shown = app.session_state["xai_view_label"]
+    assert len(labels) == 3 and shown == labels[0]
+    for name in ("lime", "kernel_shap"):
+        assert {k[4] for k in services.store()._results if k[2] == name} == {(shown,), tuple(labels)}
+    assert len([m for m in app.markdown if m.value.startswith("**What the other methods see**")]) == 1
