@@ -292,7 +292,10 @@ def progress_panel() -> None:
         st.error(f"The audit stopped: {escape_markdown(job.error)}")
     elif job.summary is not None:
         s = job.summary
-        st.success(f"{s['status'].capitalize()}: {s['images']} images, {s['errors']} unusable files, "
+        earlier = int(s["images"]) - int(s.get("new_images", s["images"]))
+        resumed = (f" ({earlier} of them done by an earlier run with the same settings: kept, not "
+                   "recomputed)") if earlier > 0 else ""
+        st.success(f"{s['status'].capitalize()}: {s['images']} images{resumed}, {s['errors']} unusable files, "
                    f"{s['model_calls']} model calls in {s['seconds']:.1f} s.")
         unusable_list(job)
 

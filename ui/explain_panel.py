@@ -267,7 +267,8 @@ def collect_results(classifier: Any, image: PreparedImage, req: RunRequest,
             reporter = run_progress.background(name, f"the other labels ({others})", "perturbed images")
         else:
             reporter = services.ProgressReporter(progress_slot if progress_slot is not None else st.empty(),
-                                                 f"{specs[name].title}, other labels", "perturbed images")
+                                                 f"{specs[name].title} for the other labels ({others})",
+                                                 "perturbed images")
         try:
             full = services.store().compute(classifier, image, req, name, progress=reporter)
             # the shown label keeps its own result: the same map, and it carries the calls it made

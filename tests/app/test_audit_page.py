@@ -72,6 +72,15 @@ def test_audit_page_runs_in_the_background_and_shows_results(audit_app: AppTest)
     plain = captions.replace("\\", "")  # markdown escapes
     # the bundled ImageNet model has no class "cats" or "dogs": no accuracy instead of 0 %
     assert "Accuracy not measured: the folder names (cats, dogs) are not class names" in plain, plain
+    done = [m.value for m in at.success if m.value.startswith("Complete")]
+    assert done and "earlier run" not in done[0], done
+    # the same audit again resumes: nothing recomputed, and the summary says why it took no time
+    at.button(key="xai_audit_start").click().run()
+    wait_for_job(at)
+    again = at.session_state[audit.JOB_KEY]
+    assert again.summary["model_calls"] == 0 and again.summary["images"] == 6
+    done = [m.value for m in at.success if m.value.startswith("Complete")]
+    assert done and "6 of them done by an earlier run with the same settings" in done[0], done
     at.selectbox(key="xai_audit_g_flag").set_value("misclassified").run()
     assert not at.exception
     # open one audited image on the Explain page with the same model
