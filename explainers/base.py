@@ -46,9 +46,10 @@ class SamplingInfo:
     ``mode`` "auto": the run grew until the top-``top_n`` stability of every requested
     superpixel method reached ``threshold`` for this label (``stopped`` "stable"; each label
     stops on its own), or hit ``budget`` ("budget"), or held every coalition ("exhaustive");
-    ``history`` lists (samples, stability) at each check. ``rule`` says what "stability" measured: "expected" (the expected top-N IoU
-    with the converged answer, from the standard errors) or "split-half" (the top-N IoU of two
-    half-size fits; methods without standard errors). ``mode`` "fixed": the count was given
+    ``history`` lists (samples, stability) at each check. ``rule`` says what "stability"
+    measured: "expected" (the expected top-N IoU with the converged answer, from the standard
+    errors) or "split-half" (the top-N IoU of two half-size fits; methods without standard
+    errors). ``mode`` "fixed": the count was given
     (``stopped`` "fixed" or "exhaustive").
     """
 

@@ -34,9 +34,8 @@ class SamplingParams:
 
     ``samples`` is a fixed number of perturbed images or ``"auto"`` (the default): the run grows
     in batches and each label stops as soon as the top-``top_n`` regions of every requested
-    superpixel method are stable for it (expected top-N IoU with the converged answer ≥ ``threshold``, see
-    ``ExplainContext.stability``) or at
-    ``budget`` images. Either way the results say how many samples they used and the stability
+    superpixel method are stable for it (expected top-N IoU with the converged answer ≥
+    ``threshold``, see ``ExplainContext.stability``) or at ``budget`` images. Either way the results say how many samples they used and the stability
     reached (``Explanation.sampling``).
     """
 
@@ -215,9 +214,7 @@ class ExplainContext:
         or under "auto" the rows the stability rule settled on, at least 2)."""
         run = self._run()
         if samples is None:
-            settled = self.cache.get("auto") or {}
-            samples = (max([int(i.samples) for i in settled.values()] or [2]) if self.sampling.auto
-                       else self.sampling.target)
+            samples = (self._settled_samples() or 2) if self.sampling.auto else self.sampling.target
         self._extend(run, int(samples), self.progress)
         if run.n and "probs" not in self.cache:
             self.cache["probs"] = run.Y[0]  # row 0 is the unperturbed image: no extra call
@@ -262,19 +259,13 @@ class ExplainContext:
             if n not in by_n:
                 by_n[n] = run.rows(n)
             out[label] = (by_n[n], infos[label])
-        new_calls = int(run.model_calls) - before
-        calls = {label: 0 for label in wanted}
-        covered = start
-        for label in sorted(calls, key=lambda x: int(infos[x].samples)):
-            n = int(infos[label].samples)
-            calls[label] = min(max(0, n - covered), new_calls - sum(calls.values()))
-            covered = max(covered, n)
-        if wanted:
-            last = max(wanted, key=lambda x: int(infos[x].samples))
-            calls[last] += new_calls - sum(calls.values())
-        return run, out, calls
+        return run, out, _charge_calls({label: int(infos[label].samples) for label in wanted},
+                                       start, int(run.model_calls) - before)
 
     # -------------------------------------------------------------- "auto" samples
+    def _labels_or_planned(self, labels: Sequence[int] | None) -> list[int]:
+        return [int(x) for x in labels] if labels is not None else (sorted(self._target_labels) or [0])
+
     def stability(self, run, n: int, labels: Sequence[int] | None = None) -> tuple[float, dict[str, float], str]:
         """(stability, per method, rule): how settled the planned methods' top-N regions are on
         the first ``n`` rows, the minimum over methods and ``labels`` (default: the planned ones).
@@ -295,7 +286,7 @@ class ExplainContext:
 
         if n >= run.max_rows:
             return 1.0, {name: 1.0 for name in self._targets}, "exhaustive"
-        labels = [int(x) for x in labels] if labels is not None else (sorted(self._target_labels) or [0])
+        labels = self._labels_or_planned(labels)
         rows = run.rows(n)
         top = int(self.sampling.top_n)
         pairs, m = n // 2, int(run.num_segments)
@@ -333,7 +324,7 @@ class ExplainContext:
 
         if n >= run.max_rows:
             return 1.0, {name: 1.0 for name in self._targets}
-        labels = [int(x) for x in labels] if labels is not None else (sorted(self._target_labels) or [0])
+        labels = self._labels_or_planned(labels)
         first, second = run.halves(n)
         top = int(self.sampling.top_n)
         per: dict[str, float] = {}
@@ -418,8 +409,11 @@ class ExplainContext:
         label used (the budget before anything settled)."""
         if not self.sampling.auto:
             return int(self.sampling.samples)
-        settled = self.cache.get("auto") or {}
-        return max(int(i.samples) for i in settled.values()) if settled else int(self.sampling.budget)
+        return self._settled_samples() or int(self.sampling.budget)
+
+    def _settled_samples(self) -> int:
+        """The most rows any label settled on under "auto" (0 before any did)."""
+        return max((int(i.samples) for i in (self.cache.get("auto") or {}).values()), default=0)
 
     def coalition_cache(self, fill: str, segments: np.ndarray | None = None, key: Any = "superpixels"):
         """The shared ``CoalitionCache`` of (``key``, ``fill``): coalitions any method evaluated before
@@ -450,6 +444,20 @@ class ExplainContext:
         """Forward progress to the caller's callback (which may raise ``Cancelled``)."""
         if self.progress is not None:
             self.progress(done, total, stage)
+
+
+def _charge_calls(rows: Mapping[int, int], start: int, new_calls: int) -> dict[int, int]:
+    """Split a request's new model calls over its labels: in order of their row counts, each
+    label pays for its rows beyond ``start`` and the labels before it; what is left (none, one
+    call per row) goes to the label with the most rows, so the parts sum to ``new_calls``."""
+    calls = {label: 0 for label in rows}
+    covered = start
+    for label in sorted(rows, key=rows.__getitem__):
+        calls[label] = min(max(0, rows[label] - covered), new_calls - sum(calls.values()))
+        covered = max(covered, rows[label])
+    if rows:
+        calls[max(rows, key=rows.__getitem__)] += new_calls - sum(calls.values())
+    return calls
 
 
 def resolve_labels(ctx: ExplainContext, labels: Sequence[int] | None, top_k: int = 1) -> list[int]:
