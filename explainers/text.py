@@ -41,3 +41,8 @@ def markdown_to_text(markdown: str) -> str:
 
 
 __all__ = ["escape_markdown", "escape_html", "markdown_to_text"]
+
+
+def count(n: int, singular: str, plural: str | None = None) -> str:
+    """``"1 unusable file"``, ``"3 unusable files"``: the number with its noun in the right number."""
+    return f"{n} {singular if n == 1 else (plural or singular + 's')}"

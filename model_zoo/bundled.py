@@ -17,10 +17,14 @@ import tempfile
 import threading
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model_zoo.classifier import Classifier, ModelError
+from model_zoo.errors import ModelError
+
+if TYPE_CHECKING:  # the facts above the architecture are read without TensorFlow
+    from model_zoo.classifier import Classifier
 
 BUNDLED_ID = "efficientnet-lite0"
 BUNDLED_NAME = "EfficientNet-Lite0 (bundled, offline ImageNet)"
@@ -259,6 +263,7 @@ def load_efficientnet_lite0_model(use_cache: bool = True):
 
 @lru_cache(maxsize=1)
 def _classifier() -> Classifier:
+    from model_zoo.classifier import Classifier
     from model_zoo.imagenet import imagenet_labels
 
     if not bundled_available():

@@ -17,14 +17,11 @@ import numpy as np
 import tensorflow as tf
 
 from explainers.protocol import INPUT_LAYER  # the library's constant; re-exported here
+from model_zoo.errors import ModelError  # re-exported: callers name it from here too
 from model_zoo.preprocessing import check_preprocessing, preprocess_tf
 
 _SOFTMAX_NAMES = {"softmax"}
 _SIGMOID_NAMES = {"sigmoid"}
-
-
-class ModelError(ValueError):
-    """A model that cannot be used as an image classifier; the message is shown to users."""
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from model_zoo.classifier import ModelError
+from model_zoo.errors import ModelError
 from model_zoo.images import sha256_bytes
 
 SKOPS_EXTENSION = ".skops"

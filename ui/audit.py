@@ -22,7 +22,7 @@ from typing import Any
 
 import streamlit as st
 
-from explainers.text import escape_markdown
+from explainers.text import count, escape_markdown
 
 from ui import state
 
@@ -295,8 +295,9 @@ def progress_panel() -> None:
         earlier = int(s["images"]) - int(s.get("new_images", s["images"]))
         resumed = (f" ({earlier} of them done by an earlier run with the same settings: kept, not "
                    "recomputed)") if earlier > 0 else ""
-        st.success(f"{s['status'].capitalize()}: {s['images']} images{resumed}, {s['errors']} unusable files, "
-                   f"{s['model_calls']} model calls in {s['seconds']:.1f} s.")
+        st.success(f"{s['status'].capitalize()}: {count(s['images'], 'image')}{resumed}, "
+                   f"{count(s['errors'], 'unusable file')}, {count(s['model_calls'], 'model call')} "
+                   f"in {s['seconds']:.1f} s.")
         unusable_list(job)
 
 
@@ -307,7 +308,7 @@ def unusable_list(job: AuditJob) -> None:
     manifest = ResultStore(job.out_dir).read_manifest() or {}
     errors = manifest.get("errors") or []
     if errors:
-        with st.expander(f"{len(errors)} unusable files and why", expanded=len(errors) <= 5):
+        with st.expander(f"{count(len(errors), 'unusable file')} and why", expanded=len(errors) <= 5):
             st.markdown("\n".join(f"- **{escape_markdown(e['image'])}**: {escape_markdown(e['reason'])}"
                                    for e in errors[:200]))
 

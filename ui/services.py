@@ -144,7 +144,8 @@ def _catalog_classifier(ref: str) -> Any:
     """Catalog models come from ``model_zoo.registry``'s one bounded cache (no second layer here)."""
     from model_zoo.registry import load_classifier
 
-    with st.spinner("Loading the model…"):
+    with st.spinner("Loading the model… (the first time after the server starts, TensorFlow "
+                    "starts too)", show_time=True):
         return load_classifier(ref)
 
 
@@ -233,12 +234,15 @@ def prepare(classifier: Any, choice: ImageChoice, policy: str = "crop") -> Prepa
 
 
 def predictions(classifier: Any, image: PreparedImage, top_k: int) -> list[tuple[int, str, float]]:
-    probs = store().probabilities(classifier, image)
+    # A cached answer returns before the spinner's half-second delay: it only shows on a first
+    # forward (a model's first call also traces it: seconds, with nothing else on the page yet).
+    with st.spinner("Asking the model what it sees…"):
+        probs = store().probabilities(classifier, image)
     order = np.argsort(-probs, kind="stable")[:top_k]
     return [(int(i), classifier.labels[int(i)], float(probs[i])) for i in order]
 
 
-@st.cache_resource
+@st.cache_resource(show_spinner=False)
 def store() -> ExplanationStore:
     return ExplanationStore()
 

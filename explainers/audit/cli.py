@@ -15,6 +15,7 @@ from typing import Any
 from model_zoo.cli_support import CLIError, heavy_imports, positive_int
 
 from explainers.audit.process import DEFAULT_METHODS
+from explainers.text import count
 
 DEFAULT_AUDIT_METHODS = ",".join(DEFAULT_METHODS)
 
@@ -131,10 +132,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2 if sys.stdout.isatty() else None))
     else:
-        print(f"{summary['images']} images, {summary['rows']} rows, {summary['errors']} unusable files, "
-              f"{summary['model_calls']} model calls in {summary['seconds']:.1f} s → {args.out}")
+        print(f"{count(summary['images'], 'image')}, {count(summary['rows'], 'row')}, "
+              f"{count(summary['errors'], 'unusable file')}, {count(summary['model_calls'], 'model call')} "
+              f"in {summary['seconds']:.1f} s → {args.out}")
         for cls, k in summary["clusters"].items():
-            print(f"  {cls}: {k} strateg{'y' if k == 1 else 'ies'}")
+            print(f"  {cls}: {count(k, 'strategy', 'strategies')}")
     return 0
 
 

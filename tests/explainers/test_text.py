@@ -1,5 +1,5 @@
 """Escaping of user-controlled text before markdown and HTML."""
-from explainers.text import escape_html, escape_markdown, markdown_to_text
+from explainers.text import count, escape_html, escape_markdown, markdown_to_text
 
 HOSTILE = ["www.example.com me@example.org https://x.org", "<img src=http://127.0.0.1:9/track.png>", "[x](http://127.0.0.1:9/)", "![p](http://127.0.0.1:9/p.png)",
            "**bold** _it_ `code` $x^2$ :red[red] :smile:", "# heading\n- item", "a\\b", "tabby, tabby cat"]
@@ -32,3 +32,10 @@ def test_round_trip_to_plain_text_and_html():
         assert markdown_to_text(escape_markdown(text)) == flat
         assert markdown_to_text(f"The model says **{escape_markdown(text)}**.") == f"The model says {flat}."
     assert escape_html("<img src='x'>") == "&lt;img src=&#x27;x&#x27;&gt;"
+
+
+def test_count_puts_the_noun_in_the_right_number():
+    assert count(1, "unusable file") == "1 unusable file"
+    assert count(0, "unusable file") == "0 unusable files"
+    assert count(3, "strategy", "strategies") == "3 strategies"
+    assert count(1, "strategy", "strategies") == "1 strategy"
