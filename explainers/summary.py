@@ -238,8 +238,9 @@ def contrast_caption(results: Sequence[Explanation], top: int = 3) -> str:
 
     Prefers an additive superpixel method (KernelSHAP, Partition SHAP, then any with segment
     weights): the regions with the largest positive weights favour A over B, the most negative
-    ones favour B (only regions with at least a quarter of the largest weight); their weights
-    say how many points of the gap p(A) − p(B) they account for.
+    ones favour B (only regions with at least a quarter of the largest weight, and whose sign the
+    samples settle: no claim the uncertainty does not support); their weights say how many points
+    of the gap p(A) − p(B) they account for.
     Without one, where the first contrast map reaches half its maximum (and half its minimum).
     """
     results = [r for r in results if r.contrast is not None]
@@ -264,15 +265,19 @@ def contrast_caption(results: Sequence[Explanation], top: int = 3) -> str:
             text += f"; {where(heat <= 0.5 * lo)} favours {b}"
         return text + f" ({_title(first.method)})."
     w = ref.segment_weights
+    unsettled = ref.unsettled()  # as in the story: a region whose sign is not settled is not claimed
     order = np.argsort(-w, kind="stable")
     floor = 0.25 * float(np.abs(w).max())  # regions that matter, not the noise around zero
-    pro = [i for i in order[:top] if w[i] > 0 and w[i] >= floor]
-    con = [i for i in order[::-1][:top] if w[i] < 0 and -w[i] >= floor]
+    pro = [i for i in order[:top] if w[i] > 0 and w[i] >= floor and not unsettled[i]]
+    con = [i for i in order[::-1][:top] if w[i] < 0 and -w[i] >= floor and not unsettled[i]]
+    if not pro and not con and unsettled.any():
+        return (f"{head} the samples do not yet settle which regions favour {a} or {b} "
+                f"({_title(ref.method)} estimate; more samples would).")
     if pro:
         body = (f"mostly {where(np.isin(ref.segments, pro))} of the picture, which raises {a} over {b} "
                 f"by about {w[pro].sum() * 100:.0f} points")
     else:
-        body = f"no region raises {a} over {b}"
+        body = f"no region clearly raises {a} over {b}"
     if con:
         body += f"; {where(np.isin(ref.segments, con))} leans towards {b} (about {-w[con].sum() * 100:.0f} points)"
     return f"{head} {body} ({_title(ref.method)} estimate)."

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import streamlit as st
 
+from explainers.context import SamplingParams
 from ui import page, services
+
+_SP = SamplingParams()  # the defaults the text quotes come from the parameters themselves
 
 page.page_setup()
 st.title("Guide")
 st.markdown(
-    """
+    f"""
 **XAI Lens answers "why did my image classifier say that?"** Pick a model and an image in the
 sidebar, then compare explanations on the **Explain** page.
 
@@ -27,11 +30,27 @@ of pixels for pixel maps such as Grad-CAM.
 change. The preview shows them before any model call is spent; fewer, larger superpixels give
 coarser but more stable explanations.
 
-**Samples.** Both methods reuse the same perturbed images, so asking for both costs one pass.
-*More samples* adds to the run instead of starting again.
+**Samples.** LIME and KernelSHAP reuse the same perturbed images, so asking for both costs one
+pass. With *auto* samples (the default) the run grows until the top-{_SP.top_n} regions are expected
+to overlap those of the final answer by at least {_SP.threshold:.0%}, or stops at the budget of
+{_SP.budget:,} images; each label stops on its own, and the caption under each picture says how many
+samples it used and whether it became stable. A fixed number is also possible. *More samples* adds
+to the run instead of starting again.
 
-**Compare labels** shows every top-k label at once — handy for "why *seat belt* for my cat?".
-**Stakeholder mode** hides the knobs and writes a plain-language caption per label.
+**Dotted outlines** mark regions whose sign the samples do not settle: they might help or hurt
+the answer. The captions and the plain-language story never claim them.
+
+**Compare labels** shows every top-k label at once — handy for "why *seat belt* for my cat?" — and
+explains one label *rather than* another. **Stakeholder mode** hides the knobs and tells the
+story of each label in plain words, with how far to trust it.
+
+**Trust** checks how far each picture can be believed: does hiding the highlighted regions really
+lower the score (faithfulness), do other seeds or invisible noise change it (stability), and —
+with the sanity check — does the map change when the model's learned weights are scrambled?
+
+**Audit** explains a whole folder, .zip or video at once and answers the question one level up:
+where does the model look across each class, and which images look at the wrong thing (separate
+"strategy" groups can reveal a shortcut such as a watermark).
 """
 )
 st.subheader("Methods")

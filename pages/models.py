@@ -19,8 +19,10 @@ def _sizes() -> dict[str, float | None]:
     return {e.id: e.size_mb for e in CATALOG}
 
 
-STATUS = {"bundled": "✅ ready (bundled)", "ok": "✅ ready", "missing": "⬇️ weights missing",
-          "wrong file": "⚠️ wrong file in the way"}
+# Streamlit's own icon font, not emoji: a server or kiosk without an emoji font drew empty boxes.
+STATUS = {"bundled": ":green[:material/check_circle:] ready (bundled)", "ok": ":green[:material/check_circle:] ready",
+          "missing": ":material/download: weights missing",
+          "wrong file": ":orange[:material/warning:] wrong file in the way"}
 sizes = _sizes()
 head = st.columns([3, 1, 1, 2, 2])
 for col, text in zip(head, ["Model", "Input", "ImageNet top-1", "Status", ""]):

@@ -5,6 +5,7 @@ Each test starts from fresh caches and a small sample count so the suite stays q
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,20 @@ def test_every_page_renders_with_the_bundled_model(app: AppTest) -> None:
         assert not app.exception, page
     app.switch_page(PAGES[0]).run()
     assert not app.exception
+
+
+def test_the_guide_explains_every_page_and_quotes_the_auto_defaults(app: AppTest) -> None:
+    """A newcomer's map: every page in the navigation is described, and the auto-sampling numbers
+    it quotes are the parameters' own defaults (read, not copied)."""
+    from explainers.context import SamplingParams
+
+    app.run()
+    app.switch_page("pages/guide.py").run()
+    text = " ".join(m.value for m in app.markdown)
+    for page_name in ("Explain", "Compare labels", "Trust", "Audit", "Stakeholder mode", "Dotted outlines"):
+        assert f"**{page_name}**" in text, page_name
+    sp = SamplingParams()
+    assert f"top-{sp.top_n} regions" in text and f"{sp.threshold:.0%}" in text and f"{sp.budget:,} images" in text
 
 
 def test_default_run_fills_three_columns_and_shows_the_cat(app: AppTest) -> None:
@@ -264,7 +279,11 @@ def test_models_page_says_which_weights_file_goes_where(app: AppTest) -> None:
     entry = get_entry("inceptionv3")
     helps = " ".join(b.help or "" for b in app.button)
     assert entry.weights_file in helps, "a missing catalog model must name the file to place"
-    assert "EfficientNet-Lite0" in " ".join(m.value for m in app.markdown)  # the current model
+    texts = " ".join(m.value for m in app.markdown)
+    assert "EfficientNet-Lite0" in texts  # the current model
+    assert "ready (bundled)" in texts and "weights missing" in texts
+    # statuses use Streamlit's icon font: emoji drew as empty boxes where no emoji font is installed
+    assert not re.search("[\u2600-\u27bf\u2b00-\u2bff\U0001F300-\U0001FAFF]", texts), texts
 
 
 def test_sidebar_choices_survive_page_switches(app: AppTest) -> None:

@@ -147,3 +147,30 @@ def test_store_contrast_reuses_the_plain_run_of_the_request(classifier, image):
     assert classifier.images_seen == before
     assert all(v.contrast == B and v.label == A for v in versus.values())
     assert peak_cell(versus["lime"].heatmap) == REGION
+
+
+def test_caption_claims_only_regions_whose_sign_is_settled():
+    """Known answers on a hand-made contrast: four quadrant regions, weights +0.30 (upper left)
+    and −0.20 (upper right); what the caption claims follows their standard errors."""
+    from explainers.base import Explanation
+    from explainers.summary import contrast_caption
+
+    segments = np.zeros((8, 8), dtype=np.int32)
+    segments[:4, 4:], segments[4:, :4], segments[4:, 4:] = 1, 2, 3
+    weights = np.array([0.30, -0.20, 0.02, 0.0])
+
+    def caption(std):
+        exp = Explanation(method="kernel_shap", label=0, label_name="A", score=0.4,
+                          heatmap=weights[segments], segments=segments, segment_weights=weights,
+                          segment_std=np.asarray(std, dtype=np.float64), contrast=1,
+                          extras={"contrast_name": "B", "contrast_score": 0.3})
+        return contrast_caption([exp])
+
+    settled = caption([0.05, 0.05, 0.05, 0.05])
+    assert "upper left of the picture, which raises A over B by about 30 points" in settled
+    assert "upper right leans towards B (about 20 points)" in settled
+    mixed = caption([0.5, 0.05, 0.05, 0.05])  # the upper left's sign is not settled
+    assert "no region clearly raises A over B" in mixed and "30 points" not in mixed
+    assert "upper right leans towards B" in mixed
+    none = caption([0.5, 0.5, 0.5, 0.5])
+    assert "do not yet settle which regions favour A or B" in none and "points" not in none
