@@ -95,7 +95,12 @@ def trust_panel(classifier: Any, image: PreparedImage) -> None:
             "seed IoU": r.stability_iou, "seed ρ": r.stability_rank_corr, "noise IoU": r.noise_iou,
             "noise ρ": r.noise_rank_corr, "R²": r.r2, "pointing hit": r.pointing_hit, "mask IoU": r.mask_iou,
         })
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="xai_trust_table")
+    # A column nothing measured (R² of Grad-CAM is per row; pointing and mask IoU need a mask) is
+    # dropped rather than shown as a column of "None"; numbers get three decimals, not sixteen.
+    table = pd.DataFrame(rows).dropna(axis=1, how="all")
+    fmt = {c: st.column_config.NumberColumn(format="%.3f") for c in table.columns
+           if pd.api.types.is_float_dtype(table[c])}
+    st.dataframe(table, hide_index=True, key="xai_trust_table", column_config=fmt)
     cols = st.columns(2)
     curves = report.curves
     deletion = {title[m]: (c.fractions, c.scores) for m, c in curves.deletion.items()}
