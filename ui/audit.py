@@ -295,7 +295,8 @@ def progress_panel() -> None:
         earlier = int(s["images"]) - int(s.get("new_images", s["images"]))
         resumed = (f" ({earlier} of them done by an earlier run with the same settings: kept, not "
                    "recomputed)") if earlier > 0 else ""
-        st.success(f"{s['status'].capitalize()}: {count(s['images'], 'image')}{resumed}, "
+        unit = "frame" if job.source.kind == "video" else "image"
+        st.success(f"{s['status'].capitalize()}: {count(s['images'], unit)}{resumed}, "
                    f"{count(s['errors'], 'unusable file')}, {count(s['model_calls'], 'model call')} "
                    f"in {s['seconds']:.1f} s.")
         unusable_list(job)
@@ -373,11 +374,15 @@ def colour_note(methods: Any) -> str:
     from explainers.base import get_method
 
     titles = {m: get_method(m).title for m in methods}
-    return ("Each thumbnail is the image tinted by the explanation of its top label. "
-            "Maps that are never negative (e.g. Grad-CAM) use viridis: dark blue = ignored, "
+    return ("Each thumbnail is the image tinted by the explanation of its top label. " + _COLOURS
+            + " Each thumbnail is scaled to its own strongest value. Methods here: "
+            + ", ".join(titles.values()) + ".")
+
+
+_COLOURS = ("Maps that are never negative (e.g. Grad-CAM) use viridis: dark blue = ignored, "
             "yellow = where the model looks most. Signed maps (e.g. KernelSHAP, LIME) use blue-white-red: "
-            "red = evidence for the label, blue = against it. Each thumbnail is scaled to its own "
-            "strongest value. Methods here: " + ", ".join(titles.values()) + ".")
+            "red = evidence for the label, blue = against it.")
+"""What the overlay colours mean (``explainers.render.overlay``): thumbnails and the overlay video."""
 
 
 def gallery(store: Any, frame, live: bool = False) -> None:
@@ -405,7 +410,7 @@ def gallery(store: Any, frame, live: bool = False) -> None:
         view = view[view["cluster"] == cluster]
     view = view.sort_values(SORTS[sort], ascending=not descending, na_position="last")
     masks = view["pointing_hit"].notna().any()
-    st.caption(f"{len(view)} images" + (f"; the first {GALLERY_SIZE} shown" if len(view) > GALLERY_SIZE else "")
+    st.caption(count(len(view), "image") + (f"; the first {GALLERY_SIZE} shown" if len(view) > GALLERY_SIZE else "")
                + ". " + colour_note(methods)
                + (" \"peak on the object\" = the map's strongest point lies inside the mask (a pointing hit)."
                   if masks else ""))
@@ -462,8 +467,20 @@ def downloads(store: Any) -> None:
                            key="xai_audit_dl_summary")
     video = store.root / "overlay.mp4"
     if video.exists():
+        from explainers.base import get_method
+
         c3.download_button("overlay.mp4", video.read_bytes(), "overlay.mp4", key="xai_audit_dl_video")
-        st.video(str(video))
+        st.subheader("Overlay video")
+        params = (store.read_manifest() or {}).get("params") or {}
+        method = params.get("methods", ["gradcam"])[0]
+        cropped = params.get("resize", "crop") == "crop"
+        st.caption(f"Every audited frame, tinted by its {get_method(method).title} map for the label named "
+                   f"on the bar above it (with its probability). {_COLOURS} The thin strip along the "
+                   "bar's bottom shows the label of every frame so far, one colour per label: a change "
+                   "of colour is a change of prediction."
+                   + (" Outside the square the model saw (its centre crop), the frame is left as it is."
+                      if cropped else ""))
+        st.video(str(video), width=720)  # the frame's own size would fill the page
 
 
 __all__ = ["AuditJob", "start_job", "current_job", "source_form", "settings_form", "progress_panel",

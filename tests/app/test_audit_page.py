@@ -136,6 +136,10 @@ def test_uploaded_video_is_audited_and_its_overlay_played(audit_app: AppTest, tm
     assert "my clip" not in job.source.location  # stored under its hash, not the user's name
     assert (Path(job.out_dir) / "overlay.mp4").exists()
     assert at.get("video"), "the overlay video is played on the page"
+    # it says what its colours and its label strip mean, and counts frames, not images
+    captions = " ".join(c.value for c in at.caption)
+    assert "tinted by its Grad-CAM map" in captions and "a change of colour is a change of prediction" in captions
+    assert "Complete: 4 frames" in " ".join(m.value for m in at.success)
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:
