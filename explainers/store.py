@@ -10,7 +10,7 @@ import dataclasses
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -168,11 +168,18 @@ class ExplanationStore:
     def compute(
         self, classifier: Any, image: PreparedImage, req: RunRequest, name: str,
         progress: Callable[[int, int, str], None] | None = None,
+        keep: Sequence[Explanation] = (),
     ) -> list[Explanation]:
-        """Cached result or a fresh run (sharing the context's perturbation pass)."""
+        """Cached result or a fresh run (sharing the context's perturbation pass).
+
+        ``keep``: results already computed for some of the labels by a request for them alone
+        (the label on screen first). They replace the same labels' results of this run, in the
+        cache too: the maps are the same (a label's rows do not depend on the others), but only
+        the first results carry the model calls they made; this run charged those labels nothing.
+        """
         found = self.lookup(classifier, image, req, name)
         if found is not None:
-            return found
+            return self._kept(classifier, image, req, name, found, keep)
         from explainers.runner import run_method
 
         ctx, ctx_lock = self._context(classifier, image, req)
@@ -185,12 +192,19 @@ class ExplanationStore:
                 results = run_method(ctx, name, req.method_params(name), list(req.labels))
             finally:
                 ctx.progress = None
-        key = self._result_key(classifier, image, req, name)
-        with self._lock:
-            self._results[key] = results
-            while len(self._results) > self.max_results:
-                self._results.popitem(last=False)
-        return results
+        return self._kept(classifier, image, req, name, results, keep, fresh=True)
+
+    def _kept(self, classifier: Any, image: PreparedImage, req: RunRequest, name: str,
+              results: list[Explanation], keep: Sequence[Explanation], fresh: bool = False) -> list[Explanation]:
+        mine = {r.label: r for r in keep}
+        merged = [mine.get(r.label, r) for r in results]
+        if fresh or any(a is not b for a, b in zip(merged, results)):
+            key = self._result_key(classifier, image, req, name)
+            with self._lock:
+                self._results[key] = merged
+                while len(self._results) > self.max_results:
+                    self._results.popitem(last=False)
+        return merged
 
     def contrast(
         self, classifier: Any, image: PreparedImage, req: RunRequest, name: str, label: int, other: int,

@@ -270,10 +270,10 @@ def collect_results(classifier: Any, image: PreparedImage, req: RunRequest,
                                                  f"{specs[name].title} for the other labels ({others})",
                                                  "perturbed images")
         try:
-            full = services.store().compute(classifier, image, req, name, progress=reporter)
-            # the shown label keeps its own result: the same map, and it carries the calls it made
-            shown = {r.label: r for r in results[name]}
-            results[name] = [shown.get(r.label, r) for r in full]
+            # the shown label keeps its own result (the same map, with the calls it made), in the
+            # store's cache too, so that later reruns, the report and the JSON count them
+            results[name] = services.store().compute(classifier, image, req, name, progress=reporter,
+                                                     keep=results[name])
         except services.EXPECTED_ERRORS as exc:
             st.error(f"{specs[name].title} failed for {others}: {services.user_message(exc)}")
             continue

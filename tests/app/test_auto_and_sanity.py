@@ -121,6 +121,13 @@ def test_the_label_on_screen_is_explained_first_and_captioned_with_its_own_sampl
         assert results[("kernel_shap", label)].sampling == info
         used = [c.value for c in app.caption if " computed with " in c.value]
         assert used and f"{info.samples} samples (auto: {info.words()})" in used[0], (label, used)
+    # The whole request's cached results still carry the calls the shown label made alone (a
+    # rerun, the report and the JSON read them): every row was paid for by exactly one label.
+    full = [r for k, rs in store._results.items() if k[2] == "lime" and k[4] == tuple(labels) for r in rs]
+    by_label = {r.label: r for r in full}
+    assert by_label[shown].model_calls > 0, "the label on screen made the first rows"
+    assert sum(r.model_calls for r in full) == max(r.sampling.samples for r in full), \
+        [(r.label, r.model_calls, r.sampling.samples) for r in full]
 
 
 @pytest.mark.slow
