@@ -518,8 +518,8 @@ def html_report(
     """A single self-contained HTML file (images embedded as data URIs) that prints on A4/Letter.
 
     Method titles as headers, a colour legend under every picture, plain-language captions,
-    the trust table for labels where it was measured, the run written out for a person, and
-    the machine-readable JSON collapsed at the end.
+    the trust table for labels where it was measured; then the run written out for a person and
+    the machine-readable JSON collapsed at the end (the answer first, the settings after it).
     """
     from explainers.legend import legend_for, legend_html
     from explainers.text import escape_html as esc
@@ -540,7 +540,9 @@ def html_report(
         f"<p class='muted'>Generated {esc(_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))}. "
         "Colours: the high end of each scale pushes the model towards the label, the low end away from it; "
         "weak regions leave the photo as it is.</p>",
-        "<h2>Run</h2>", *_run_table(meta, title),
+        f"<p>{esc(str(meta.get('model_name') or meta.get('model', '')))} looked at "
+        f"<b>{esc(str(meta.get('image', '')))}</b>. What it answered and why come first; how the "
+        "explanations were computed is at the end.</p>",
         "<h2>Predictions</h2><table class='predictions'><tr><th>Label</th><th>Probability</th></tr>",
     ]
     for _, name, prob in predictions:
@@ -576,6 +578,8 @@ def html_report(
         if trust and trust.get(idx) is not None:
             parts.extend(_trust_table(trust[idx], title))
         parts.append("</section>")
+    # the answer first (a stakeholder reads the top); the settings after it, for whoever checks
+    parts.extend(["<h2>How it was computed</h2>", *_run_table(meta, title)])
     parts.append("<h2 class='data'>Machine-readable data</h2><details><summary>Parameters, timings and weights (JSON)</summary><pre>")
     parts.append(esc(to_json(document)))
     parts.append("</pre></details></body></html>")

@@ -113,13 +113,15 @@ def test_html_report_reads_like_a_report(run):
     spans = page.text["span"]
     assert sum(s.startswith("pushes towards espresso") for s in spans) == 3 + 1
     # the run table: readable values, defaults written out, method parameters by title
-    run_table = {row[0]: row[1] for row in page.tables[0]}
+    # the answer first: predictions and captions before the settings ("How it was computed")
+    assert html.index("<h2>Predictions</h2>") < html.index("The model says") < html.index("<h2>How it was computed</h2>")
+    run_table = {row[0]: row[1] for row in next(t for t in page.tables if t[0][0] == "Model")}
     assert run_table["Model"] == meta["model_name"] and run_table["Seed"] == "3"
     assert run_table["Superpixels made by"].startswith("grid: rows 8, cols 8")  # defaults written out
     assert "surrogate ridge" in run_table["LIME"] and "(defaults)" in run_table["Grad-CAM"]
     assert run_table["Samples used"] == "48"
     # predictions without class ids
-    assert page.tables[1][1] == [preds[0][1], f"{preds[0][2]:.1%}"]
+    assert page.tables[0][0] == ["Label", "Probability"] and page.tables[0][1] == [preds[0][1], f"{preds[0][2]:.1%}"]
     # the trust table for the measured label, by title
     trust_rows = next(t for t in page.tables if t[0][:2] == ["Method", "Verdict"])
     assert [r[0] for r in trust_rows[1:]] == [r.method.replace("kernel_shap", "KernelSHAP").replace(
