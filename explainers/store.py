@@ -198,7 +198,9 @@ class ExplanationStore:
               results: list[Explanation], keep: Sequence[Explanation], fresh: bool = False) -> list[Explanation]:
         mine = {r.label: r for r in keep}
         merged = [mine.get(r.label, r) for r in results]
-        if fresh or any(a is not b for a, b in zip(merged, results)):
+        if all(a is b for a, b in zip(merged, results)):
+            merged = results  # nothing replaced: the cached list itself (a hit stays the same object)
+        if fresh or merged is not results:
             key = self._result_key(classifier, image, req, name)
             with self._lock:
                 self._results[key] = merged
