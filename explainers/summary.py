@@ -280,4 +280,10 @@ def contrast_caption(results: Sequence[Explanation], top: int = 3) -> str:
         body = f"no region clearly raises {a} over {b}"
     if con:
         body += f"; {where(np.isin(ref.segments, con))} leans towards {b} (about {-w[con].sum() * 100:.0f} points)"
+    if pb is not None and pro and con:
+        gap_points = abs(pa - float(pb)) * 100
+        if min(w[pro].sum(), -w[con].sum()) * 100 > 3 * max(gap_points, 1.0):
+            # large pulls both ways around a small gap puzzle a reader unless the text says so
+            body += (f"; these pulls largely cancel out, which is why the two answers differ by only "
+                     f"{gap_points:.0f} point{'' if round(gap_points) == 1 else 's'}")
     return f"{head} {body} ({_title(ref.method)} estimate)."

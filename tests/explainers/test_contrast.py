@@ -169,8 +169,25 @@ def test_caption_claims_only_regions_whose_sign_is_settled():
     settled = caption([0.05, 0.05, 0.05, 0.05])
     assert "upper left of the picture, which raises A over B by about 30 points" in settled
     assert "upper right leans towards B (about 20 points)" in settled
+    assert "cancel" not in settled  # 40 % vs 30 %: pulls of 30 and 20 points around a 10-point gap
     mixed = caption([0.5, 0.05, 0.05, 0.05])  # the upper left's sign is not settled
     assert "no region clearly raises A over B" in mixed and "30 points" not in mixed
     assert "upper right leans towards B" in mixed
     none = caption([0.5, 0.5, 0.5, 0.5])
     assert "do not yet settle which regions favour A or B" in none and "points" not in none
+
+
+def test_caption_says_when_large_pulls_cancel_around_a_small_gap():
+    """+30 and −28 points between answers 2 points apart: the text says the pulls cancel."""
+    from explainers.base import Explanation
+    from explainers.summary import contrast_caption
+
+    segments = np.zeros((8, 8), dtype=np.int32)
+    segments[:, 4:] = 1
+    weights = np.array([0.30, -0.28])
+    exp = Explanation(method="kernel_shap", label=0, label_name="A", score=0.38, heatmap=weights[segments],
+                      segments=segments, segment_weights=weights, segment_std=np.full(2, 0.02), contrast=1,
+                      extras={"contrast_name": "B", "contrast_score": 0.36})
+    text = contrast_caption([exp])
+    assert "by about 30 points" in text and "(about 28 points)" in text
+    assert "these pulls largely cancel out, which is why the two answers differ by only 2 points" in text
