@@ -252,7 +252,8 @@ def contrast_caption(results: Sequence[Explanation], top: int = 3) -> str:
     a = escape_markdown(first.label_name)
     b = escape_markdown(first.extras.get("contrast_name", f"class {first.contrast}"))
     pa, pb = float(first.score), first.extras.get("contrast_score")
-    gap = f" ({pa:.0%} vs {pb:.0%})" if pb is not None else ""
+    close = pb is not None and abs(pa - float(pb)) < 0.05  # whole percents would hide the gap
+    gap = f" ({pa:.1%} vs {pb:.1%})" if close else (f" ({pa:.0%} vs {pb:.0%})" if pb is not None else "")
     head = f"What makes it **{a}** rather than **{b}**{gap}:"
     ref = next((r for r in results if r.method in ("kernel_shap", "partition_shap") and r.segment_weights is not None),
                None) or next((r for r in results if r.segment_weights is not None), None)
@@ -285,5 +286,5 @@ def contrast_caption(results: Sequence[Explanation], top: int = 3) -> str:
         if min(w[pro].sum(), -w[con].sum()) * 100 > 3 * max(gap_points, 1.0):
             # large pulls both ways around a small gap puzzle a reader unless the text says so
             body += (f"; these pulls largely cancel out, which is why the two answers differ by only "
-                     f"{gap_points:.0f} point{'' if round(gap_points) == 1 else 's'}")
+                     + (f"{gap_points:.1f} points" if close else f"{gap_points:.0f} points"))
     return f"{head} {body} ({_title(ref.method)} estimate)."

@@ -190,4 +190,5 @@ def test_caption_says_when_large_pulls_cancel_around_a_small_gap():
                       extras={"contrast_name": "B", "contrast_score": 0.36})
     text = contrast_caption([exp])
     assert "by about 30 points" in text and "(about 28 points)" in text
-    assert "these pulls largely cancel out, which is why the two answers differ by only 2 points" in text
+    assert "these pulls largely cancel out, which is why the two answers differ by only 2.0 points" in text
+    assert "(38.0% vs 36.0%)" in text  # close answers get a decimal, so the gap matches what is shown
