@@ -282,7 +282,8 @@ def contrast_caption(results: Sequence[Explanation], top: int = 3) -> str:
     if con:
         body += f"; {where(np.isin(ref.segments, con))} leans towards {b} (about {-w[con].sum() * 100:.0f} points)"
     if pb is not None and pro and con:
-        gap_points = abs(pa - float(pb)) * 100
+        digits = 1 if close else 0  # the gap between the numbers as shown, so the text adds up
+        gap_points = abs(round(pa * 100, digits) - round(float(pb) * 100, digits))
         if min(w[pro].sum(), -w[con].sum()) * 100 > 3 * max(gap_points, 1.0):
             # large pulls both ways around a small gap puzzle a reader unless the text says so
             body += (f"; these pulls largely cancel out, which is why the two answers differ by only "

@@ -192,3 +192,18 @@ def test_caption_says_when_large_pulls_cancel_around_a_small_gap():
     assert "by about 30 points" in text and "(about 28 points)" in text
     assert "these pulls largely cancel out, which is why the two answers differ by only 2.0 points" in text
     assert "(38.0% vs 36.0%)" in text  # close answers get a decimal, so the gap matches what is shown
+
+
+def test_the_stated_gap_is_the_gap_between_the_numbers_shown():
+    """38.46 % vs 36.54 % are shown as 38.5 % vs 36.5 %: the text says 2.0 points, not 1.9."""
+    from explainers.base import Explanation
+    from explainers.summary import contrast_caption
+
+    segments = np.zeros((8, 8), dtype=np.int32)
+    segments[:, 4:] = 1
+    weights = np.array([0.30, -0.28])
+    exp = Explanation(method="kernel_shap", label=0, label_name="A", score=0.3846, heatmap=weights[segments],
+                      segments=segments, segment_weights=weights, segment_std=np.full(2, 0.02), contrast=1,
+                      extras={"contrast_name": "B", "contrast_score": 0.3654})
+    text = contrast_caption([exp])
+    assert "(38.5% vs 36.5%)" in text and "differ by only 2.0 points" in text, text
