@@ -173,19 +173,28 @@ _WORRIES = (
 _GOOD = ("faithful:", "stable across seeds", "robust to image noise", "points at the object")
 
 
+def checked_words(verdicts: Sequence[str]) -> str:
+    """What a method's trust checks found, in plain words ("with care — …", "well — …", "fairly — …").
+
+    ``verdicts``: one method's ``explainers.trust.badge_list`` entry. Used by the story's trust
+    line and by stakeholder mode's Trust page, so both say the same thing.
+    """
+    worries = [plain for key, plain in _WORRIES if any(v.startswith(key) for v in verdicts)]
+    good = sum(any(v.startswith(g) for v in verdicts) for g in _GOOD)
+    if worries:
+        return "with care — the checks found that " + "; ".join(worries) + "."
+    if good >= 2:
+        return ("well — checked: covering these regions really lowers the confidence, and repeated "
+                "runs give the same picture.")
+    return "fairly — the checks found nothing wrong, but not every check applied."
+
+
 def trust_line(ref: Explanation, verdicts: Mapping[str, Sequence[str]] | None = None,
                agree: float | None = None) -> str:
     """"How far to trust it" in one plain sentence."""
     mine = list((verdicts or {}).get(ref.method, []))
     if mine:
-        worries = [plain for key, plain in _WORRIES if any(v.startswith(key) for v in mine)]
-        good = sum(any(v.startswith(g) for v in mine) for g in _GOOD)
-        if worries:
-            return "How far to trust it: with care — the checks found that " + "; ".join(worries) + "."
-        if good >= 2:
-            return ("How far to trust it: well — checked: covering these regions really lowers the "
-                    "confidence, and repeated runs give the same picture.")
-        return "How far to trust it: fairly — the checks found nothing wrong, but not every check applied."
+        return "How far to trust it: " + checked_words(mine)
     fit = ref.r2
     if fit is not None and fit < 0.4:
         return ("How far to trust it: with care — the simple model behind the picture imitates the real "

@@ -14,7 +14,14 @@ from ui.state import TRUST_DEFAULTS, TRUST_KEY, reset_labels_on_new_input, top_k
 
 
 def trust_settings_form() -> dict[str, Any] | None:
-    """The trust parameters; returns them when the user asks for a (new) computation."""
+    """The trust parameters; returns them when the user asks for a (new) computation.
+
+    Stakeholder mode has no knobs: one button runs the checks with the defaults.
+    """
+    if state.stakeholder_mode():
+        if not st.button("Check how far these pictures can be trusted", type="primary", key="xai_trust_go"):
+            return None
+        return {"settings": dict(TRUST_DEFAULTS), "mask": None}
     with st.form("trust_form"):
         cols = st.columns(5)
         seeds = cols[0].number_input("Seeds", 1, 10, TRUST_DEFAULTS["seeds"], key="xai_trust_seeds",
@@ -59,8 +66,9 @@ def trust_panel(classifier: Any, image: PreparedImage) -> None:
         st.session_state[TRUST_KEY] = asked
     asked = st.session_state.get(TRUST_KEY)
     if asked is None:
-        st.info("Press **Compute trust metrics**. It reuses the explanation run's model calls where it "
-                "can; the stability reruns cost extra calls (shown below).")
+        if not state.stakeholder_mode():
+            st.info("Press **Compute trust metrics**. It reuses the explanation run's model calls where it "
+                    "can; the stability reruns cost extra calls (shown below).")
         return
     mask, mask_key = None, ""
     if asked["mask"] is not None:
@@ -84,6 +92,14 @@ def trust_panel(classifier: Any, image: PreparedImage) -> None:
     state.remember_trust_report(classifier, image, req, label, report)
     specs = services.method_specs(classifier)
     title = {n: specs[n].title if n in specs else n for n in (r.method for r in report.methods)}
+    if state.stakeholder_mode():  # the verdicts in plain words; the numbers stay for specialists
+        from explainers.summary import checked_words
+        from explainers.trust import badge_list
+
+        for method, verdicts in badge_list(report).items():
+            st.markdown(f"- **{title[method]}** can be trusted {checked_words(verdicts)}")
+        st.caption("Switch stakeholder mode off to see the measurements behind these sentences.")
+        return
     st.caption(f"Extra model calls for these metrics: **{report.model_calls}** · {report.seconds:.1f} s")
     for method, text in badges(report).items():
         st.markdown(f"- **{title[method]}**: {text}")

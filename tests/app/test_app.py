@@ -227,6 +227,35 @@ def test_stakeholder_mode_shows_one_numbered_picture_a_plain_caption_and_no_jarg
     assert any(re.search(JARGON[1][0], t) for t in normal) and any("R²" in t for t in normal)
 
 
+def test_stakeholder_trust_page_has_one_button_and_says_the_verdicts_in_plain_words(app: AppTest) -> None:
+    import re
+
+    app.session_state["xai_stakeholder"] = True
+    app.run()
+    app.switch_page("pages/trust.py").run()
+    assert not app.exception
+    assert not app.number_input and not app.get("form_submit_button"), "no knobs in stakeholder mode"
+    assert [b.label for b in app.button] == ["Check how far these pictures can be trusted"]
+    # measured once with small settings in normal mode; stakeholder mode then reads the same report
+    app.session_state["xai_stakeholder"] = False
+    app.run()
+    app.number_input(key="xai_trust_seeds").set_value(2)
+    app.number_input(key="xai_trust_samples").set_value(32)
+    app.number_input(key="xai_trust_steps").set_value(6)
+    next(b for b in app.get("form_submit_button") if b.label == "Compute trust metrics").click().run()
+    assert not app.exception and app.dataframe
+    app.session_state["xai_stakeholder"] = True
+    app.run()
+    assert not app.exception and not app.dataframe and not app.get("plotly_chart")
+    texts = visible_texts(app)
+    verdicts = [t for t in texts if re.match(r"- \*\*(LIME|KernelSHAP|Grad-CAM)\*\* can be trusted (with care|well|fairly) — ", t)]
+    assert len(verdicts) == 3, texts
+    for pattern, what in JARGON:
+        flags = 0 if what == "method ids" else re.IGNORECASE
+        found = [t for t in texts if re.search(pattern, t, flags=flags)]
+        assert not found, f"{what} shown on the stakeholder Trust page: {found}"
+
+
 def test_more_samples_refines_the_same_run(app: AppTest) -> None:
     app.run()
     classifier = load_classifier("efficientnet-lite0")
