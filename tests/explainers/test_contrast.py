@@ -177,18 +177,23 @@ def test_caption_claims_only_regions_whose_sign_is_settled():
     assert "do not yet settle which regions favour A or B" in none and "points" not in none
 
 
-def test_caption_says_when_large_pulls_cancel_around_a_small_gap():
-    """+30 and −28 points between answers 2 points apart: the text says the pulls cancel."""
+def _halves_caption(pa: float, pb: float) -> str:
+    """The caption of a hand-made contrast: left half +0.30, right half −0.28 (both settled)."""
     from explainers.base import Explanation
     from explainers.summary import contrast_caption
 
     segments = np.zeros((8, 8), dtype=np.int32)
     segments[:, 4:] = 1
     weights = np.array([0.30, -0.28])
-    exp = Explanation(method="kernel_shap", label=0, label_name="A", score=0.38, heatmap=weights[segments],
+    exp = Explanation(method="kernel_shap", label=0, label_name="A", score=pa, heatmap=weights[segments],
                       segments=segments, segment_weights=weights, segment_std=np.full(2, 0.02), contrast=1,
-                      extras={"contrast_name": "B", "contrast_score": 0.36})
-    text = contrast_caption([exp])
+                      extras={"contrast_name": "B", "contrast_score": pb})
+    return contrast_caption([exp])
+
+
+def test_caption_says_when_large_pulls_cancel_around_a_small_gap():
+    """+30 and −28 points between answers 2 points apart: the text says the pulls cancel."""
+    text = _halves_caption(0.38, 0.36)
     assert "by about 30 points" in text and "(about 28 points)" in text
     assert "these pulls largely cancel out, which is why the two answers differ by only 2.0 points" in text
     assert "(38.0% vs 36.0%)" in text  # close answers get a decimal, so the gap matches what is shown
@@ -196,14 +201,5 @@ def test_caption_says_when_large_pulls_cancel_around_a_small_gap():
 
 def test_the_stated_gap_is_the_gap_between_the_numbers_shown():
     """38.46 % vs 36.54 % are shown as 38.5 % vs 36.5 %: the text says 2.0 points, not 1.9."""
-    from explainers.base import Explanation
-    from explainers.summary import contrast_caption
-
-    segments = np.zeros((8, 8), dtype=np.int32)
-    segments[:, 4:] = 1
-    weights = np.array([0.30, -0.28])
-    exp = Explanation(method="kernel_shap", label=0, label_name="A", score=0.3846, heatmap=weights[segments],
-                      segments=segments, segment_weights=weights, segment_std=np.full(2, 0.02), contrast=1,
-                      extras={"contrast_name": "B", "contrast_score": 0.3654})
-    text = contrast_caption([exp])
+    text = _halves_caption(0.3846, 0.3654)
     assert "(38.5% vs 36.5%)" in text and "differ by only 2.0 points" in text, text
