@@ -306,7 +306,7 @@ def results_npz(fitted: Any, results: Sequence[Explanation], document: Mapping[s
     return buf.getvalue()
 
 
-_CSS = """
+REPORT_CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#222;
      padding:0 1em}
 h1{margin-bottom:0.2em} h2{margin-top:1.6em;border-bottom:1px solid #ddd} .muted{color:#666}
@@ -535,7 +535,7 @@ def html_report(
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         f"<title>XAI Lens report — {esc(str(meta.get('image', '')))}</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"<style>{REPORT_CSS}</style></head><body>",
         "<h1>XAI Lens report</h1>",
         f"<p class='muted'>Generated {esc(_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))}. "
         "Colours: the high end of each scale pushes the model towards the label, the low end away from it; "

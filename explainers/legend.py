@@ -71,6 +71,19 @@ class Legend:
                 f"values under {WEAK:.0%} of the scale leave the photo as it is.")
 
 
+OVERLAY_WORDS = ("Maps that are never negative (e.g. Grad-CAM) use viridis: dark blue = ignored, "
+                 "yellow = where the model looks most. Signed maps (e.g. KernelSHAP, LIME) use blue-white-red: "
+                 "red = evidence for the label, blue = against it.")
+"""What ``render.overlay``'s colours mean when a map is drawn scaled to its own strongest value
+(``positive_only`` for a map that is never negative): the audit's thumbnails, summary and video."""
+
+
+def relative_legend(label_name: str) -> Legend:
+    """The legend of a map drawn positive-only and scaled to its own peak (the audit's mean maps)."""
+    return Legend(cmap=effective_cmap("blue-white-red", True), label_name=label_name, limit=1.0,
+                  units="relative: each picture scaled to its own strongest point", positive_only=True)
+
+
 def legend_for(label_name: str, family: str, limit: float, cmap: str = "blue-white-red",
                positive_only: bool = False, title: str = "") -> Legend:
     """The legend of one method's overlay for one label."""

@@ -77,6 +77,26 @@ def _class_index() -> dict[str, tuple[str, str]]:
     return index
 
 
+@lru_cache(maxsize=1)
+def _aliases() -> dict[str, int]:
+    by_name: dict[str, set[int]] = {}
+    for i, syn in enumerate(_synonyms()):
+        for name in syn:
+            for form in (name.lower(), name.lower().replace(" ", "_")):
+                by_name.setdefault(form, set()).add(i)
+    out = {name: next(iter(ids)) for name, ids in by_name.items() if len(ids) == 1}  # "crane": two classes
+    out.update({wnid.lower(): int(i) for i, (wnid, _) in _class_index().items()})
+    out.update({name.lower(): i for i, name in enumerate(_labels())})
+    return out
+
+
+def imagenet_aliases() -> dict[str, int]:
+    """Every name an ImageNet-1k folder may carry → the class index (lower case): WordNet ids
+    (``n02123045``: the folder layout of ImageNet and Imagenette), the display names, and each
+    synonym with spaces or underscores (``tabby``, ``tabby_cat``) unless two classes share it."""
+    return dict(_aliases())
+
+
 def imagenet_class_index() -> dict[str, list[str]]:
     """``{"0": ["n01440764", "tench"], …}``: the layout of Keras's ``imagenet_class_index.json``."""
     return {k: list(v) for k, v in _class_index().items()}

@@ -7,11 +7,18 @@ from ui import audit, page, services, state
 
 page.page_setup()
 st.title("Dataset audit")
-st.caption(
-    "Explain many images at once and find where the model looks across each class: per-class "
-    "mean maps, strategy clusters (a separate cluster can reveal a shortcut such as a watermark), "
-    "and flags for misclassified or unfaithful explanations. The model is the one chosen in the sidebar."
-)
+stakeholder = state.stakeholder_mode()
+if stakeholder:
+    st.markdown("Give the model many photos at once and see where it looks for each answer it gives — "
+                "and whether some answers rest on something other than the object itself (a watermark, "
+                "a corner, the background).")
+else:
+    st.caption(
+        "Explain many images at once and find where the model looks across each class: per-class "
+        "mean maps, groups of images the model looks at alike (a separate group can reveal a shortcut "
+        "such as a watermark), and flags for misclassified or unfaithful explanations. The model is "
+        "the one chosen in the sidebar."
+    )
 try:
     classifier = state.current_classifier()
 except services.EXPECTED_ERRORS as exc:
@@ -26,10 +33,17 @@ st.markdown("**1 · Images to audit**")
 source = audit.source_form()
 st.markdown("**2 · Ground truth** (optional)")
 truth_args = audit.truth_form()
-st.markdown("**3 · Methods**")
-config = audit.settings_form(classifier)
-st.markdown("**4 · Where to run**")
-engine = audit.engine_form()
+if stakeholder:  # the knobs stay drawn (their values are kept) but out of the way
+    with st.expander("Settings for specialists (the defaults suit most audits)"):
+        st.markdown("**Methods**")
+        config = audit.settings_form(classifier)
+        st.markdown("**Where to run**")
+        engine = audit.engine_form()
+else:
+    st.markdown("**3 · Methods**")
+    config = audit.settings_form(classifier)
+    st.markdown("**4 · Where to run**")
+    engine = audit.engine_form()
 model_ref = audit.model_reference(engine)
 blocked = engine.engine == "ray" and model_ref is None
 if blocked:

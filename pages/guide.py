@@ -49,8 +49,9 @@ lower the score (faithfulness), do other seeds or invisible noise change it (sta
 with the sanity check — does the map change when the model's learned weights are scrambled?
 
 **Audit** explains a whole folder, .zip or video at once and answers the question one level up:
-where does the model look across each class, and which images look at the wrong thing (separate
-"strategy" groups can reveal a shortcut such as a watermark).
+where does the model look across each class, and which images look at the wrong thing? It says
+what it found in sentences first; within a class, a separate group of images whose maps look
+elsewhere can reveal a shortcut such as a watermark.
 """
 )
 st.subheader("Methods")

@@ -22,6 +22,8 @@ from typing import Any
 
 import streamlit as st
 
+from explainers.audit.aggregate import FLAGS
+from explainers.legend import OVERLAY_WORDS
 from explainers.text import count, escape_markdown
 
 from ui import state
@@ -31,11 +33,12 @@ ROOT_ENV = "XAI_LENS_AUDIT_ROOT"
 OUT_ENV = "XAI_LENS_AUDIT_OUT"
 GALLERY_SIZE = 24
 PICTURE_WIDTH = 160  # every per-class picture the same size (their files differ)
+CLASS_COLUMNS = 6
 SORTS = {
     "probability": "probability", "deletion AUC (low = faithful)": "deletion_auc",
     "mass inside the mask": "mass_in_mask", "image name": "image",
 }
-FLAGS = ("misclassified", "unfaithful", "outside_mask", "low_fit")
+PLAIN_SORTS = ("probability", "image name")  # stakeholder mode: no metric names
 
 
 @dataclass
@@ -296,9 +299,14 @@ def progress_panel() -> None:
         resumed = (f" ({earlier} of them done by an earlier run with the same settings: kept, not "
                    "recomputed)") if earlier > 0 else ""
         unit = "frame" if job.source.kind == "video" else "image"
-        st.success(f"{s['status'].capitalize()}: {count(s['images'], unit)}{resumed}, "
-                   f"{count(s['errors'], 'unusable file')}, {count(s['model_calls'], 'model call')} "
-                   f"in {s['seconds']:.1f} s.")
+        if state.stakeholder_mode():
+            unused = f"; {count(s['errors'], 'file')} could not be used" if s["errors"] else ""
+            st.success(f"{'Done' if s['status'] == 'complete' else s['status'].capitalize()}: "
+                       f"{count(s['images'], unit)} explained in {s['seconds']:.0f} s{unused}.")
+        else:
+            st.success(f"{s['status'].capitalize()}: {count(s['images'], unit)}{resumed}, "
+                       f"{count(s['errors'], 'unusable file')}, {count(s['model_calls'], 'model call')} "
+                       f"in {s['seconds']:.1f} s.")
         unusable_list(job)
 
 
@@ -335,38 +343,48 @@ def results_panel(live: bool = False) -> None:
         return
     clusters_path = store.root / "clusters.json"
     if not job.running and clusters_path.exists():
-        class_pictures(store, json.loads(clusters_path.read_text(encoding="utf-8")))
+        clusters = json.loads(clusters_path.read_text(encoding="utf-8"))
+        findings_panel(store, clusters)
+        class_pictures(store, clusters)
     gallery(store, frame, live=live)
     if not job.running:
         downloads(store)
 
 
-def class_pictures(store: Any, clusters: dict) -> None:
-    st.subheader("Where the model looks, per predicted class")
-    from explainers.audit.aggregate import accuracy_words
+def findings_panel(store: Any, clusters: dict) -> None:
+    """The audit's answer in sentences (the same as at the top of summary.html)."""
+    from explainers.audit.findings import findings, unit_of
 
-    words = accuracy_words(clusters)
-    if words:
+    manifest = store.read_manifest() or {}
+    st.subheader("What the audit found")
+    lines = findings(clusters, len(manifest.get("errors") or []), plain=state.stakeholder_mode(),
+                     unit=unit_of(manifest))
+    st.markdown("\n".join(f"- {escape_markdown(line)}" for line in lines))
+
+
+def class_pictures(store: Any, clusters: dict) -> None:
+    from explainers.legend import legend_html, relative_legend
+
+    st.subheader("Where the model looks, per predicted class")
+    if clusters.get("confusion"):
         confusions = ", ".join(f"{c['true']} → {c['predicted']}: {c['count']}" for c in clusters["confusion"][:5])
-        st.caption(escape_markdown(words + (f" Most confused: {confusions}." if confusions else "")))
-    st.caption("Mean image = the average of the class's images. Mean map and strategies: where the "
-               "model looks (the positive part of the first method's maps, each image weighted equally), "
-               "in viridis: dark = ignored, yellow = looked at most. Each strategy is a group of images "
-               "whose maps look alike; a small separate group can reveal a shortcut (a tag, a corner).")
+        st.caption(escape_markdown(f"Most confused: {confusions}."))
+    st.caption("Mean image = the class's photos averaged. Mean map and groups: where the model looks (the "
+               "part of the first method's maps that pushes towards the class, each image weighted equally, "
+               "each picture scaled to its own strongest point). A group is a set of images whose maps look "
+               "alike; a small group that looks somewhere else can reveal a shortcut (a tag, a corner).")
+    st.html(f"<div style='max-width:{2 * PICTURE_WIDTH + 40}px'>{legend_html(relative_legend('the class'))}</div>")
     for name, entry in clusters["classes"].items():
-        cols = st.columns(2 + len(entry["cluster_list"]))
+        groups = entry["cluster_list"] if len(entry["cluster_list"]) > 1 else []
+        cols = st.columns(max(CLASS_COLUMNS, 2 + len(groups)))  # fixed slots: pictures side by side
         cols[0].image(str(store.root / entry["mean_image"]), caption=f"{name}: mean image ({entry['images']})",
                       width=PICTURE_WIDTH)
-        cols[1].image(str(store.root / entry["mean_map"]), caption="mean map", width=PICTURE_WIDTH)
-        for col, c in zip(cols[2:], entry["cluster_list"]):
+        cols[1].image(str(store.root / entry["mean_map"]), caption=f"mean map: mostly {entry.get('where', '')}",
+                      width=PICTURE_WIDTH)
+        for col, c in zip(cols[2:], groups):
             col.image(str(store.root / c["mean_map"]), width=PICTURE_WIDTH,
-                      caption=f"strategy {c['id']}: {c['share']:.0%} · e.g. {', '.join(c['typical'][:2])}")
-
-
-FLAG_TITLES = {
-    "misclassified": "misclassified", "unfaithful": "unfaithful (deleting its top regions hurts no more than random)",
-    "outside_mask": "looks outside the mask", "low_fit": "low fit (surrogate R² is low)",
-}
+                      caption=f"group {c['id'] + 1}: {c['share']:.0%}, mostly {c.get('where', '')} · e.g. "
+                              f"{', '.join(c['typical'][:2])}")
 
 
 def colour_note(methods: Any) -> str:
@@ -374,15 +392,11 @@ def colour_note(methods: Any) -> str:
     from explainers.base import get_method
 
     titles = {m: get_method(m).title for m in methods}
-    return ("Each thumbnail is the image tinted by the explanation of its top label. " + _COLOURS
+    return ("Each thumbnail is the image tinted by the explanation of its top label. " + OVERLAY_WORDS
             + " Each thumbnail is scaled to its own strongest value. Methods here: "
             + ", ".join(titles.values()) + ".")
 
 
-_COLOURS = ("Maps that are never negative (e.g. Grad-CAM) use viridis: dark blue = ignored, "
-            "yellow = where the model looks most. Signed maps (e.g. KernelSHAP, LIME) use blue-white-red: "
-            "red = evidence for the label, blue = against it.")
-"""What the overlay colours mean (``explainers.render.overlay``): thumbnails and the overlay video."""
 
 
 def gallery(store: Any, frame, live: bool = False) -> None:
@@ -394,12 +408,15 @@ def gallery(store: Any, frame, live: bool = False) -> None:
     method = c1.selectbox("Method", methods, key="xai_audit_g_method", format_func=lambda m: get_method(m).title)
     classes = sorted(frame["label_name"].dropna().unique())
     chosen = c2.multiselect("Predicted class", classes, key="xai_audit_g_class")
-    flag = c3.selectbox("Flag", ["any", *FLAGS], key="xai_audit_g_flag",
-                        format_func=lambda f: FLAG_TITLES.get(f, f),
+    offered = [f for f in FLAGS if not state.stakeholder_mode() or f != "low_fit"]  # R² is for specialists
+    flag = c3.selectbox("Flag", ["any", *offered], key="xai_audit_g_flag",
+                        format_func=lambda f: FLAGS[f].title if f in FLAGS else f,
                         help="Flags are computed when the run ends.")
     clusters = sorted(int(c) for c in frame["cluster"].dropna().unique()) if "cluster" in frame else []
-    cluster = c4.selectbox("Strategy cluster", ["any", *clusters], key="xai_audit_g_cluster")
-    sort = c5.selectbox("Sort by", list(SORTS), key="xai_audit_g_sort")
+    cluster = c4.selectbox("Group (similar maps)", ["any", *clusters], key="xai_audit_g_cluster",
+                           format_func=lambda c: c if c == "any" else f"group {c + 1}")
+    sorts = [k for k in SORTS if not state.stakeholder_mode() or k in PLAIN_SORTS]
+    sort = c5.selectbox("Sort by", sorts, key="xai_audit_g_sort")
     descending = st.toggle("Descending", value=True, key="xai_audit_g_desc")
     view = frame[(frame["method"] == method) & (frame["rank"] == 0)]
     if chosen:
@@ -420,7 +437,7 @@ def gallery(store: Any, frame, live: bool = False) -> None:
         thumb = store.thumb_path(row.image_id, row.method, row.label)
         if thumb.exists():
             col.image(str(thumb))
-        flags = [FLAG_TITLES[f].split(" (")[0] for f in FLAGS if getattr(row, f, None) is True]
+        flags = [FLAGS[f].short for f in offered if getattr(row, f, None) is True]
         hit = getattr(row, "pointing_hit", None)
         hit_text = "" if hit is None or hit != hit else (" · peak on the object" if hit else " · peak off the object")
         col.caption(escape_markdown(f"{row.image} · {row.label_name}") + f" {row.probability:.0%}" + hit_text
@@ -475,7 +492,7 @@ def downloads(store: Any) -> None:
         method = params.get("methods", ["gradcam"])[0]
         cropped = params.get("resize", "crop") == "crop"
         st.caption(f"Every audited frame, tinted by its {get_method(method).title} map for the label named "
-                   f"on the bar above it (with its probability). {_COLOURS} The thin strip along the "
+                   f"on the bar above it (with its probability). {OVERLAY_WORDS} The thin strip along the "
                    "bar's bottom shows the label of every frame so far, one colour per label: a change "
                    "of colour is a change of prediction."
                    + (" Outside the square the model saw (its centre crop), the frame is left as it is."

@@ -16,6 +16,7 @@ object mask), ``low_fit`` (a surrogate's R² below ``LOW_FIT_R2``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -27,6 +28,37 @@ LOW_FIT_R2 = 0.3
 OUTSIDE_MASS = 0.5
 TYPICAL = 4
 NEIGHBOUR = 7
+HOT = 0.5  # a map's "where" in words: the part at or above this share of its peak
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One per-image flag as a person reads it (gallery, summary, findings: this one wording)."""
+
+    short: str  # a tag under a thumbnail
+    meaning: str  # how it is decided
+    finding: str  # "<n> images …" in the findings
+    unchecked: str = ""  # what was not checked when nothing could be measured, and how to get it
+
+    @property
+    def title(self) -> str:
+        return f"{self.short} ({self.meaning})"
+
+
+FLAGS: dict[str, Flag] = {  # the one list of flags (columns, page, summary, findings), in this order
+    "misclassified": Flag(
+        "misclassified", "the top label is not the folder's label", "answered wrongly",
+        "whether the answers are right (give one folder per class, named after the model's classes)"),
+    "unfaithful": Flag(
+        "unfaithful", "hiding its strongest regions first lowers the answer no faster than hiding random ones",
+        "with a picture that may not show what the model used",
+        "whether the pictures show what the model used (the deletion curves were off)"),
+    "outside_mask": Flag(
+        "looks outside the mask", f"less than {OUTSIDE_MASS:.0%} of the map lies on the object's mask",
+        "answered from something outside the object",
+        "whether the model looks at the object itself (give object masks or boxes)"),
+    "low_fit": Flag("low fit", f"the surrogate's R² is below {LOW_FIT_R2}", "with a poorly fitting surrogate"),
+}
 
 
 def normalised_map(heatmap: np.ndarray, grid: int = GRID) -> np.ndarray:
@@ -108,25 +140,42 @@ def _norm(value: Any) -> str:
     return str(value).strip().lower()
 
 
-def _is_wrong(true_label: Any, label: int, label_name: str, known: set[str] | None = None) -> bool | None:
-    """True / False against the true label; None without one, or when the true label is not a
-    class of the model at all (``known``: the model's class names and indices) — a folder named
-    "cat" for a model whose classes are "tabby" and "tiger cat" says nothing about its accuracy."""
+def _is_wrong(true_label: Any, label: int, index: Mapping[str, int]) -> bool | None:
+    """True / False against the true label; None without one, or when the true label names no
+    class of the model at all (``index``: ``label_index``) — a folder named "cat" for a model
+    whose classes are "tabby cat" and "tiger cat" says nothing about its accuracy."""
     if true_label is None or (isinstance(true_label, float) and np.isnan(true_label)):
         return None
     t = _norm(true_label)
-    if known is not None and t not in known:
+    if t not in index:
         return None
-    return not (t == _norm(label_name) or t == str(label))
+    return index[t] != int(label)
 
 
-def _known_labels(frame, manifest: Mapping[str, Any]) -> set[str]:
-    """The model's class names (from the manifest; older manifests: the names predicted) and indices."""
+def label_index(frame, manifest: Mapping[str, Any]) -> dict[str, int]:
+    """Every name a folder may carry for a class of the model → its index: the class names (from
+    the manifest; older manifests: the names predicted) and indices, and for an ImageNet-1k model
+    its WordNet ids and unambiguous synonyms too (``model_zoo.imagenet.imagenet_aliases``)."""
     model = manifest.get("model", {})
-    names = model.get("labels") or frame["label_name"].dropna().unique().tolist()
-    known = {_norm(n) for n in names}
-    known |= {str(i) for i in range(int(model.get("classes") or 0))}
-    return known
+    names = model.get("labels")
+    index: dict[str, int] = {}
+    if names:
+        for i, n in enumerate(names):
+            index.setdefault(_norm(n), i)
+    else:
+        for label, n in zip(frame["label"], frame["label_name"]):
+            index.setdefault(_norm(n), int(label))
+    index.update({str(i): i for i in range(int(model.get("classes") or 0))})
+    if names and len(names) == 1000:
+        from model_zoo.imagenet import ImageNetLabelsError, imagenet_aliases, imagenet_labels
+
+        try:
+            if list(names) == imagenet_labels():
+                for alias, i in imagenet_aliases().items():
+                    index.setdefault(alias, i)
+        except ImageNetLabelsError:
+            pass  # no synonyms without the package: the class names still match
+    return index
 
 
 def aggregate_results(store: Any, frame, manifest: Mapping[str, Any]):
@@ -143,8 +192,8 @@ def aggregate_results(store: Any, frame, manifest: Mapping[str, Any]):
     seed = int(params["seed"])
     frame = frame.copy()
     top = frame[(frame["rank"] == 0) & (frame["method"] == primary)]
-    known = _known_labels(frame, manifest)
-    wrong = {r.image_id: _is_wrong(r.true_label, int(r.label), r.label_name, known) for r in top.itertuples()}
+    index = label_index(frame, manifest)
+    wrong = {r.image_id: _is_wrong(r.true_label, int(r.label), index) for r in top.itertuples()}
     frame["misclassified"] = frame["image_id"].map(wrong).astype(object)
     dele = pd.to_numeric(frame["deletion_auc"], errors="coerce")
     rand = pd.to_numeric(frame["random_deletion_auc"], errors="coerce")
@@ -190,6 +239,7 @@ def aggregate_results(store: Any, frame, manifest: Mapping[str, Any]):
         entry: dict[str, Any] = {
             "label": int(label), "name": name, "images": len(ids), "clusters": int(labels.max()) + 1,
             "silhouette": sil, "mean_map": picture(mean_map, f"class_{int(label)}_mean.png"),
+            "where": where_words(mean_map),
             "mean_image": f"aggregates/class_{int(label)}_image.png", "cluster_list": [],
         }
         from explainers.audit.store import atomic_write
@@ -205,6 +255,7 @@ def aggregate_results(store: Any, frame, manifest: Mapping[str, Any]):
                 "id": c, "size": int(len(members)), "share": round(len(members) / len(ids), 4),
                 "typical": typical, "typical_ids": [ids[members[i]] for i in np.argsort(dist, kind="stable")[:TYPICAL]],
                 "mean_map": picture(cmap, f"class_{int(label)}_cluster_{c}.png"),
+                "where": where_words(cmap),
             })
             for i in members:
                 cluster_of[ids[i]] = c
@@ -212,32 +263,47 @@ def aggregate_results(store: Any, frame, manifest: Mapping[str, Any]):
     frame["cluster"] = frame["image_id"].map(cluster_of).astype("Int64")
 
     labelled = top[top["true_label"].notna()]
-    matched = labelled["true_label"].map(lambda t: _norm(t) in known).astype(bool)
+    matched = labelled["true_label"].map(lambda t: _norm(t) in index).astype(bool)
     truth_rows = labelled[matched]
     unmatched = sorted({str(t) for t in labelled.loc[~matched, "true_label"]})
     accuracy = None
     confusion: list[dict[str, Any]] = []
     per_class: dict[str, float] = {}
     if len(truth_rows):
-        ok = [not _is_wrong(r.true_label, int(r.label), r.label_name, known) for r in truth_rows.itertuples()]
+        ok = [not _is_wrong(r.true_label, int(r.label), index) for r in truth_rows.itertuples()]
         accuracy = float(np.mean(ok))
         tr = truth_rows.assign(ok=ok)
         per_class = {str(k): float(v) for k, v in tr.groupby("true_label")["ok"].mean().items()}
         bad = tr[~tr["ok"]]
         for (t, p), n in bad.groupby(["true_label", "label_name"]).size().sort_values(ascending=False).items():
             confusion.append({"true": str(t), "predicted": str(p), "count": int(n)})
+    shown = frame[(frame["rank"] == 0) & (frame["method"] == primary)]
     flags = {
         "misclassified": int(sum(1 for v in wrong.values() if v)),
-        "unfaithful": int(frame.loc[(frame["rank"] == 0) & (frame["method"] == primary), "unfaithful"].eq(True).sum()),
-        "outside_mask": int(frame.loc[(frame["rank"] == 0) & (frame["method"] == primary), "outside_mask"].eq(True).sum()),
+        "unfaithful": int(shown["unfaithful"].eq(True).sum()),
+        "outside_mask": int(shown["outside_mask"].eq(True).sum()),
         "low_fit": int(frame.loc[frame["rank"] == 0, "low_fit"].eq(True).sum()),
     }
+    # a flag counted 0 because nothing could be measured (no masks, no deletion curves, no
+    # folder labels, no surrogate) must not read as "none found"
+    checked = {"misclassified": bool(len(truth_rows)), "unfaithful": bool(shown["unfaithful"].notna().any()),
+               "outside_mask": bool(shown["outside_mask"].notna().any()),
+               "low_fit": bool(frame.loc[frame["rank"] == 0, "low_fit"].notna().any())}
     result = {"method": primary, "grid": GRID, "accuracy": accuracy, "accuracy_per_class": per_class,
               "accuracy_images": int(len(truth_rows)),
               "unmatched_true_labels": unmatched, "unmatched_images": int((~matched).sum()),
-              "confusion": confusion, "flags": flags, "classes": classes}
+              "confusion": confusion, "flags": flags, "flags_checked": checked, "images": int(len(top)),
+              "classes": classes}
     write_json(store.root / "clusters.json", result)
     return frame, result
+
+
+def where_words(heat: np.ndarray) -> str:
+    """Where a map looks, in words ("the upper left", "the centre"): its part ≥ ``HOT`` × peak."""
+    from explainers.summary import where
+
+    heat = np.maximum(np.asarray(heat, dtype=np.float64), 0.0)
+    return where(heat >= HOT * heat.max()) if heat.max() > 0 else where(np.zeros(heat.shape, bool))
 
 
 def accuracy_words(clusters: Mapping[str, Any]) -> str:
@@ -256,4 +322,4 @@ def accuracy_words(clusters: Mapping[str, Any]) -> str:
     return text
 
 
-__all__ = ["aggregate_results", "choose_clusters", "normalised_map", "accuracy_words"]
+__all__ = ["FLAGS", "aggregate_results", "choose_clusters", "normalised_map", "accuracy_words", "where_words"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import sys
 import time
 from typing import Any
@@ -135,8 +136,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(f"{count(summary['images'], 'image')}, {count(summary['rows'], 'row')}, "
               f"{count(summary['errors'], 'unusable file')}, {count(summary['model_calls'], 'model call')} "
               f"in {summary['seconds']:.1f} s → {args.out}")
-        for cls, k in summary["clusters"].items():
-            print(f"  {cls}: {count(k, 'strategy', 'strategies')}")
+        clusters = Path(args.out) / "clusters.json"
+        if clusters.is_file():  # the audit's answer in words, as at the top of summary.html
+            from explainers.audit.findings import findings
+
+            unit = "frame" if source.kind == "video" else "image"
+            for line in findings(json.loads(clusters.read_text(encoding="utf-8")), int(summary["errors"]), unit=unit):
+                print(f"  - {line}")
+        print(f"  Pictures and every flagged image: {Path(args.out) / 'summary.html'}")
     return 0
 
 

@@ -1,12 +1,19 @@
-"""``summary.html``: the audit in one self-contained file (pictures embedded as data URIs),
-in the style of the single-image report."""
+"""``summary.html``: the audit in one self-contained file (pictures embedded as data URIs), in
+the single-image report's style and order: the findings in words first, then the pictures per
+class (each with its colour legend) and the flagged images, and how it was computed at the end.
+"""
 from __future__ import annotations
 
+import datetime as _dt
 import html
 import json
 from typing import Any, Mapping
 
 MAX_LISTED = 50
+_CSS = (".thumbs{display:grid;grid-template-columns:repeat(auto-fill,minmax(130px,1fr));gap:10px}"
+        ".thumbs img{width:100%;max-width:160px;height:auto;display:block}"
+        ".thumbs figcaption{font-weight:400;font-size:0.8em;margin-top:2px}"
+        "ul.findings li{margin:0.35em 0}")
 
 
 def _uri(store: Any, rel: str) -> str:
@@ -15,73 +22,133 @@ def _uri(store: Any, rel: str) -> str:
     return png_data_uri((store.root / rel).read_bytes())
 
 
-def _flagged(frame, primary: str) -> list[tuple[str, list[str]]]:
+def _flagged(frame, primary: str) -> list[tuple[Any, list[str]]]:
+    """(row, flag keys) of each image's top label under the first method that carries a flag."""
+    from explainers.audit.aggregate import FLAGS
+
     top = frame[(frame["rank"] == 0) & (frame["method"] == primary)]
     out = []
     for r in top.itertuples():
-        flags = [f for f in ("misclassified", "unfaithful", "outside_mask", "low_fit") if getattr(r, f) is True]
+        flags = [f for f in FLAGS if getattr(r, f, None) is True]
         if flags:
-            out.append((r.image, flags))
+            out.append((r, flags))
     return out
 
 
+def _class_section(store: Any, name: str, entry: Mapping[str, Any]) -> list[str]:
+    from explainers.legend import legend_html, relative_legend
+
+    esc = html.escape
+    legend = relative_legend(name)
+    out = [f"<section class='label'><h3>{esc(name)} — {entry['images']} image{'s' if entry['images'] != 1 else ''}"
+           "</h3><div class='figures'>",  # its sentence is in the findings above
+           f"<figure><figcaption>Mean image (the photos averaged)</figcaption><img class='picture' alt='the average of the "
+           f"class&#39;s images' src='{_uri(store, entry['mean_image'])}'></figure>",
+           f"<figure><figcaption>Where the model looks (mean map)</figcaption><img class='picture' "
+           f"alt='{esc(legend.sentence)}' src='{_uri(store, entry['mean_map'])}'>{legend_html(legend)}</figure>"]
+    groups = entry.get("cluster_list") or []
+    if len(groups) > 1:
+        for g in groups:
+            out.append(f"<figure><figcaption>Group {g['id'] + 1}: {g['share']:.0%} of the images</figcaption>"
+                       f"<img class='picture' alt='where group {g['id'] + 1} looks; colours as the mean map' "
+                       f"src='{_uri(store, g['mean_map'])}'><div class='stats'>Mostly at "
+                       f"{esc(str(g.get('where', '')))}; e.g. {esc(', '.join(g['typical']))}. Colours as the mean map."
+                       "</div></figure>")
+    out.append("</div></section>")
+    return out
+
+
+def _run_rows(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """How it was computed, for a person (the JSON below has every field)."""
+    from explainers.base import get_method
+
+    params, summary, model = manifest["params"], manifest.get("summary", {}), manifest["model"]
+    titles = [get_method(m).title for m in params["methods"]]
+    seg = params.get("segmentation_params") or {}
+    rows = [("Model", f"{model['name']} ({model['id']})"), ("Methods", ", ".join(titles)),
+            ("Images explained", str(summary.get("images"))), ("Files not used", str(summary.get("errors"))),
+            ("Labels explained per image", f"top {params['top_k']}"),
+            ("Rows in results.parquet", f"{summary.get('rows')} (image × label × method)"),
+            ("Model calls", str(summary.get("model_calls"))), ("Time", f"{summary.get('seconds')} s"),
+            ("Status", str(manifest.get("status")))]
+    if any(get_method(m).family == "perturbation" for m in params["methods"]):
+        rows.append(("Samples per image (LIME, KernelSHAP)", str(params["samples"])))
+    rows += [("Regions", f"{params['segmentation']}: " + ", ".join(f"{k} {v}" for k, v in seg.items())),
+             ("Hidden regions filled with", str(params["fill"])),
+             ("Deletion curves", "off" if not params.get("deletion_steps") else
+              f"{params['deletion_steps']} steps, against {params['random_orders']} random orders"),
+             ("Image size", f"{params['resize']} to the model's input"),
+             ("Seed", f"{params['seed']} (each image's own seed derives from it and the image's name)")]
+    return rows
+
+
 def render_summary(store: Any, frame, clusters: Mapping[str, Any], manifest: Mapping[str, Any]) -> str:
+    from explainers.audit.aggregate import FLAGS
+    from explainers.audit.findings import findings, unit_of
+    from explainers.text import count
+    from explainers.base import get_method
+    from explainers.export import REPORT_CSS
+    from explainers.legend import OVERLAY_WORDS
+
     esc = html.escape
     primary = clusters.get("method", manifest["params"]["methods"][0])
     summary = manifest.get("summary", {})
+    errors = manifest.get("errors") or []
+    title = get_method(primary).title
+    unit = unit_of(manifest)
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>XAI Lens audit</title>",
-        "<style>body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:6px;vertical-align:top;text-align:center}"
-        "img{max-width:160px}.meta td{text-align:left}</style></head><body>",
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'><title>XAI Lens audit</title>",
+        f"<style>{REPORT_CSS}{_CSS}</style></head><body>",
         "<h1>XAI Lens dataset audit</h1>",
-        f"<p>Model <b>{esc(str(manifest['model']['name']))}</b> ({esc(str(manifest['model']['id']))}); "
-        f"methods {esc(', '.join(manifest['params']['methods']))}; status {esc(str(manifest.get('status')))}.</p>",
-        "<h2>Run</h2><table class='meta'>",
+        f"<p class='muted'>Generated {esc(_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))}.</p>",
+        f"<p>{esc(str(manifest['model']['name']))} looked at {esc(count(int(summary.get('images') or 0), unit))}, and "
+        f"{esc(title)} showed where it looked in each. What the audit found comes first; how it was "
+        "computed is at the end.</p>",
+        "<h2>What the audit found</h2><ul class='findings'>",
+        *[f"<li>{esc(line)}</li>" for line in findings(clusters, len(errors), unit=unit)],
+        "</ul>",
     ]
-    for key in ("images", "rows", "errors", "model_calls", "seconds"):
-        parts.append(f"<tr><th>{key}</th><td>{esc(str(summary.get(key)))}</td></tr>")
-    from explainers.audit.aggregate import accuracy_words
-
-    parts.append(f"<tr><th>accuracy</th><td>{esc(accuracy_words(clusters) or '— (no folder labels)')}</td></tr>")
-    for flag, n in clusters.get("flags", {}).items():
-        parts.append(f"<tr><th>flagged {esc(flag.replace('_', ' '))}</th><td>{n}</td></tr>")
-    parts.append("</table>")
     if clusters.get("confusion"):
-        parts.append("<h2>Confusions</h2><table><tr><th>true</th><th>predicted</th><th>images</th></tr>")
+        parts.append("<h3>Most confused</h3><table><tr><th>true</th><th>predicted</th><th>images</th></tr>")
         for c in clusters["confusion"][:MAX_LISTED]:
             parts.append(f"<tr><td>{esc(c['true'])}</td><td>{esc(c['predicted'])}</td><td>{c['count']}</td></tr>")
         parts.append("</table>")
-    parts.append(f"<h2>Per predicted class ({esc(primary)})</h2><table><tr><th>class</th><th>mean image</th>"
-                 "<th>mean map</th><th>strategy clusters (share, typical images)</th></tr>")
+    parts.append(f"<h2>Where the model looks, per predicted class ({esc(title)})</h2>"
+                 "<p class='muted'>The mean map averages the class's maps (each scaled to its own strongest "
+                 "point; only the part that pushes towards the class). Groups are images whose maps look "
+                 "alike: a small group that looks somewhere else can reveal a shortcut.</p>")
     for name, entry in clusters.get("classes", {}).items():
-        parts.append(f"<tr><td>{esc(name)}<br><small>{entry['images']} images</small></td>"
-                     f"<td><img alt='mean image' src='{_uri(store, entry['mean_image'])}'></td>"
-                     f"<td><img alt='mean map' src='{_uri(store, entry['mean_map'])}'></td><td>")
-        for c in entry["cluster_list"]:
-            parts.append(f"<div style='display:inline-block;margin:4px'><img alt='cluster {c['id']}' "
-                         f"src='{_uri(store, c['mean_map'])}'><br><small>cluster {c['id']}: "
-                         f"{c['share']:.0%} — {esc(', '.join(c['typical']))}</small></div>")
-        parts.append("</td></tr>")
-    parts.append("</table>")
+        parts.extend(_class_section(store, name, entry))
     flagged = _flagged(frame, primary)
     if flagged:
-        parts.append(f"<h2>Flagged images ({len(flagged)})</h2><table><tr><th>image</th><th>flags</th></tr>")
-        for image, flags in flagged[:MAX_LISTED]:
-            parts.append(f"<tr><td>{esc(image)}</td><td>{esc(', '.join(flags))}</td></tr>")
-        parts.append("</table>")
+        parts.append(f"<h2>Flagged images ({len(flagged)})</h2><p class='muted'>Each picture is the image "
+                     f"tinted by the {esc(title)} map of its top label, scaled to its own strongest value. "
+                     f"{esc(OVERLAY_WORDS)}</p><div class='thumbs'>")
+        for r, flags in flagged[:MAX_LISTED]:
+            thumb = store.thumb_path(r.image_id, r.method, r.label)
+            img = (f"<img alt='{esc(r.image)}' src='{_uri(store, str(thumb.relative_to(store.root)))}'>"
+                   if thumb.exists() else "")
+            words = "; ".join(FLAGS[f].short for f in flags)
+            parts.append(f"<figure>{img}<figcaption><b>{esc(r.image)}</b><br>{esc(str(r.label_name))} "
+                         f"{r.probability:.0%}<br>⚠ {esc(words)}</figcaption></figure>")
+        parts.append("</div>")
         if len(flagged) > MAX_LISTED:
             parts.append(f"<p>… and {len(flagged) - MAX_LISTED} more (see results.parquet).</p>")
-    errors = manifest.get("errors") or []
+        parts.append("<p class='muted'>" + "<br>".join(esc(f.title[0].upper() + f.title[1:])
+                                                       for f in FLAGS.values()) + "</p>")
     if errors:
         parts.append(f"<h2>Files not used ({len(errors)})</h2><table><tr><th>file</th><th>reason</th></tr>")
         for e in errors[:MAX_LISTED]:
             parts.append(f"<tr><td>{esc(e['image'])}</td><td>{esc(e['reason'])}</td></tr>")
         parts.append("</table>")
-    parts.append("<h2>Parameters (JSON)</h2><pre>")
+    parts.append("<h2>How it was computed</h2><table class='run'>")
+    parts.extend(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in _run_rows(manifest))
+    parts.append("</table><h2 class='data'>Machine-readable data</h2><details><summary>Model, parameters, "
+                 "seeds and package versions (JSON)</summary><pre>")
     parts.append(esc(json.dumps({k: manifest[k] for k in ("model", "params", "seeds", "packages") if k in manifest},
                                 indent=1)))
-    parts.append("</pre></body></html>")
+    parts.append("</pre></details></body></html>")
     return "".join(parts)
 
 

@@ -68,10 +68,10 @@ def test_audit_page_runs_in_the_background_and_shows_results(audit_app: AppTest)
     assert job.error is None and job.summary["images"] == 6 and job.summary["errors"] == 1
     subheaders = [s.value for s in at.subheader]
     assert "Gallery" in subheaders and any("per predicted class" in s for s in subheaders)
-    captions = " ".join(c.value for c in at.caption)
-    plain = captions.replace("\\", "")  # markdown escapes
     # the bundled ImageNet model has no class "cats" or "dogs": no accuracy instead of 0 %
-    assert "Accuracy not measured: the folder names (cats, dogs) are not class names" in plain, plain
+    found = " ".join(m.value for m in at.markdown).replace("\\", "")
+    assert "What the audit found" in subheaders and "6 images explained" in found, found
+    assert "Accuracy not measured: the folder names (cats, dogs) are not class names" in found, found
     done = [m.value for m in at.success if m.value.startswith("Complete")]
     assert done and "earlier run" not in done[0], done
     # the same audit again resumes: nothing recomputed, and the summary says why it took no time
@@ -180,7 +180,7 @@ def test_masks_zip_gives_pointing_hits_and_outside_mask_flags(audit_app: AppTest
     assert frame["pointing_hit"].notna().all() and "outside_mask" in frame
     captions = " ".join(c.value for c in at.caption)
     assert "a pointing hit" in captions and ("peak on the object" in captions or "peak off the object" in captions)
-    assert "looks outside the mask" in at.selectbox(key="xai_audit_g_flag").options
+    assert any(o.startswith("looks outside the mask (") for o in at.selectbox(key="xai_audit_g_flag").options)
     unusable = " ".join(m.value for m in at.markdown).replace("\\", "")
     assert "photos/dogs/1.png" in unusable and "its mask cannot be read" in unusable
     assert not any("my masks" in str(p) for p in Path(job.out_dir).parent.parent.rglob("*"))
@@ -227,3 +227,42 @@ def test_ray_engine_starts_a_local_ray_and_writes_the_same_rows(audit_app: AppTe
     a = pd.read_parquet(Path(local.out_dir) / "results.parquet")[cols]
     b = pd.read_parquet(Path(job.out_dir) / "results.parquet")[cols]
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+
+
+def test_stakeholder_mode_hides_the_knobs_and_reads_in_plain_words(audit_app: AppTest) -> None:
+    """Stakeholder mode: images, optional ground truth, Start; the settings in a collapsed
+    expander (still drawn, so their values are kept); the outcome and the findings without
+    jargon (no model calls, seconds to a decimal, R², AUC, method ids)."""
+    import re
+
+    from tests.app.test_app import JARGON, visible_texts
+
+    at = audit_app
+    at.session_state["xai_stakeholder"] = True
+    at.run()
+    settings = [e for e in at.expander if e.label.startswith("Settings for specialists")]
+    assert len(settings) == 1 and settings[0].proto.expanded is False
+    assert [m.key for m in settings[0].multiselect] == ["xai_audit_methods"]
+    assert [n.key for n in settings[0].number_input] == ["xai_audit_topk", "xai_audit_seed"]
+    assert [r.key for r in settings[0].radio] == ["xai_audit_engine"]
+    at.radio(key="xai_audit_kind").set_value("Folder on the server").run()
+    at.text_input(key="xai_audit_folder").set_value("set").run()
+    at.button(key="xai_audit_start").click().run()
+    wait_for_job(at)
+    assert not at.exception
+    job = at.session_state[audit.JOB_KEY]
+    assert job.error is None and job.config.methods == ("gradcam", "kernel_shap")  # the defaults
+    done = [m.value for m in at.success]
+    assert done == [f"Done: 6 images explained in {job.summary['seconds']:.0f} s; 1 file could not be used."], done
+    assert "What the audit found" in [s.value for s in at.subheader]
+    assert at.selectbox(key="xai_audit_g_sort").options == ["probability", "image name"]
+    texts = [t for t in visible_texts(at) if not t.startswith("Done: ")]  # its whole seconds are fine
+    hidden = {"Samples (LIME/KernelSHAP)", "Top-k labels", "Seed", "Run on"}  # inside the collapsed expander
+    for pattern, what in JARGON:
+        flags = 0 if what == "method ids" else re.IGNORECASE
+        found = [t for t in texts if t not in hidden and re.search(pattern, t, flags=flags)]
+        assert not found, f"{what} shown in stakeholder mode: {found}"
+    at.session_state["xai_stakeholder"] = False
+    at.run()
+    normal = visible_texts(at)
+    assert any(re.search(r"model calls?", t) for t in normal) and any("AUC" in t for t in normal)

@@ -137,6 +137,13 @@ def test_run_writes_results_lists_bad_files_and_resumes(clf, folder, tmp_path):
     assert manifest["model"]["id"] == clf.id
     html = (out / "summary.html").read_text()
     assert "a/bomb.png" in html and "data:image/png;base64," in html
+    # the answer first (findings in words, then the pictures with their colour legend), the settings last
+    order = [html.index(h) for h in ("What the audit found", "Where the model looks, per predicted class",
+                                     "Files not used", "How it was computed", "Machine-readable data")]
+    assert order == sorted(order), order
+    assert "9 images explained" in html and "4 files could not be used" in html
+    assert html.count("class='xai-legend'") == len(json.loads((out / "clusters.json").read_text())["classes"])
+    assert "pushes towards" in html and "model_calls</th>" not in html  # no raw keys as row names
     for image in frame["image_id"].unique():
         with np.load(out / "maps" / f"{image}.npz") as z:
             assert z["gradcam/" + str(frame[frame.image_id == image]["label"].iloc[0])].dtype == np.float16
@@ -301,3 +308,26 @@ def test_polling_the_store_reads_only_new_parts(tmp_path) -> None:
     path.write_text('{"broken', encoding="utf-8")
     with pytest.raises(ValueError):
         list(ResultStore(tmp_path).parts())
+
+
+@pytest.mark.slow  # the bundled ImageNet weights
+def test_imagenet_folders_named_by_wordnet_id_or_synonym_are_counted(tmp_path):
+    """ImageNet / Imagenette keep one folder per WordNet id; people write "tiger_cat" or "tabby".
+    Chelsea is a tiger cat for the bundled model (tests/model_zoo/test_bundled.py): right under
+    n02123159 and tiger_cat, wrong under n02123045 (tabby), not counted under "crane" (two classes)."""
+    import skimage.data
+
+    from model_zoo.bundled import load_efficientnet_lite0
+
+    for folder in ("n02123159", "tiger_cat", "n02123045", "crane"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+        (tmp_path / "data" / folder / "chelsea.png").write_bytes(png(skimage.data.chelsea()))
+    cfg = AuditConfig(methods=("gradcam",), deletion_steps=0, batch_size=4, thumb_size=32)
+    run_audit(open_source(tmp_path / "data"), tmp_path / "out", classifier=load_efficientnet_lite0(), config=cfg)
+    clusters = json.loads((tmp_path / "out" / "clusters.json").read_text())
+    assert clusters["accuracy_images"] == 3 and clusters["accuracy"] == pytest.approx(2 / 3)
+    assert clusters["unmatched_true_labels"] == ["crane"]
+    assert clusters["confusion"] == [{"true": "n02123045", "predicted": "tiger cat", "count": 1}]
+    frame = pd.read_parquet(tmp_path / "out" / "results.parquet").set_index("true_label")
+    assert frame.loc["n02123045", "misclassified"] is True and frame.loc["tiger_cat", "misclassified"] is False
+    assert frame.loc["crane", "misclassified"] is None

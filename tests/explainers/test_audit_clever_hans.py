@@ -100,3 +100,16 @@ def test_audit_finds_the_corner_strategy(clever_hans_model, tmp_path):
     clusters = json.loads((tmp_path / "out" / "clusters.json").read_text())
     assert clusters["classes"]["horse"]["clusters"] == 2
     assert clusters["accuracy"] >= 0.95
+    # in words: the group of tagged horses looks at the upper left (where the tag is), the other at the object
+    by_place = {g["where"]: g for g in clusters["classes"]["horse"]["cluster_list"]}
+    assert set(by_place) == {"the upper left", "the centre"}, by_place
+    assert all(tagged[n] for n in by_place["the upper left"]["typical"])
+    assert not any(tagged[n] for n in by_place["the centre"]["typical"])
+    from explainers.audit.findings import findings
+
+    horse_line = next(line for line in findings(clusters) if line.startswith("horse"))
+    assert "mostly at the upper left" in horse_line and "shortcut" in horse_line
+    html = (tmp_path / "out" / "summary.html").read_text()
+    assert html.index("mostly at the upper left") < html.index("How it was computed")
+    flagged = int(frame[["misclassified", "unfaithful", "outside_mask", "low_fit"]].eq(True).any(axis=1).sum())
+    assert flagged >= 12 and html.count("⚠") == min(flagged, 50)  # one thumbnail per flagged image

@@ -49,6 +49,10 @@ def test_video_audit_rows_and_overlay_round_trip(video, clf, tmp_path):
     assert list(frame["frame"]) == list(range(0, FRAMES, 2))
     np.testing.assert_allclose(frame["time"], np.arange(0, FRAMES, 2) / FPS, atol=1e-6)
     assert frame["peak_row"].max() < H and frame["peak_col"].max() < W
+    # the summary counts frames, and says nothing about folder labels or masks a video cannot have
+    html = (tmp_path / "out" / "summary.html").read_text()
+    assert f"{FRAMES // 2} frames explained" in html and f"looked at {FRAMES // 2} frames" in html
+    assert "images explained" not in html and "Accuracy" not in html and "Not checked" not in html
     out = write_overlay_video(tmp_path / "out", source)
     frames = decode(out)
     assert len(frames) == FRAMES // 2

@@ -75,3 +75,16 @@ def test_missing_source_and_out(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["audit", str(tmp_path)])
     assert exc.value.code == 2 and "--out" in one_error_line(capsys.readouterr().err)
+
+
+def test_plain_output_ends_with_the_findings_in_words(setup, tmp_path, capsys):
+    base, model, data = setup
+    out = tmp_path / "out"
+    assert main(["audit", str(data), "--model", model, "--out", str(out), "--methods", "gradcam", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    from explainers.audit.findings import findings
+
+    expected = findings(json.loads((out / "clusters.json").read_text()), 1)
+    assert [line.removeprefix("  - ") for line in text.splitlines() if line.startswith("  - ")] == expected
+    assert expected[0].startswith("6 images explained") and "1 file could not be used" in expected[0]
+    assert f"{out / 'summary.html'}" in text

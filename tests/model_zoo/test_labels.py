@@ -138,3 +138,16 @@ def test_odd_files_get_a_message(data, filename, message):
         return
     with pytest.raises(LabelsError, match=message):
         parse_labels(data, filename)
+
+
+def test_imagenet_folder_names_resolve_to_their_class():
+    """WordNet ids (ImageNet / Imagenette folders), synonyms with spaces or underscores and the
+    display names all name a class; a synonym two classes share names none."""
+    from model_zoo.imagenet import imagenet_aliases, imagenet_labels
+
+    aliases, labels = imagenet_aliases(), imagenet_labels()
+    assert labels[aliases["n02123045"]] == "tabby cat" and labels[aliases["n02123159"]] == "tiger cat"
+    assert aliases["tabby"] == aliases["tabby_cat"] == aliases["tabby cat"] == 281
+    assert aliases["n01440764"] == aliases["tench"] == 0 and aliases["great_white_shark"] == 2
+    assert "crane" not in aliases and aliases["crane (bird)"] == 134 and aliases["n03126707"] == 517
+    assert all(labels[i] for i in aliases.values()) and all(k == k.lower() for k in aliases)
