@@ -442,35 +442,52 @@ def gallery(store: Any, frame, live: bool = False) -> None:
         hit_text = "" if hit is None or hit != hit else (" · peak on the object" if hit else " · peak off the object")
         col.caption(escape_markdown(f"{row.image} · {row.label_name}") + f" {row.probability:.0%}" + hit_text
                     + (f" · ⚠ {', '.join(flags)}" if flags else ""))
-        if not live and col.button("Explain", key=f"xai_audit_open_{row.image_id}"):
-            open_on_explain(store, row.image)
+        if not live and col.button("Explain", key=f"xai_audit_open_{row.image_id}",
+                                   on_click=prepare_open, args=(row.image,)):
+            open_on_explain()
 
 
-def open_on_explain(store: Any, name: str) -> None:
-    """Put one audited image in the sidebar's image slot and open the Explain page with the
-    audit's methods and settings (its per-image seed, regions and fill, so the Explain page
-    redraws the same maps); the sidebar's model is the one the audit used."""
+OPEN_ERROR_KEY = "xai_audit_open_error"
+
+
+def prepare_open(name: str) -> None:
+    """Button callback (it runs before the sidebar is drawn, so it may set the sidebar's
+    image source): put one audited image in the image slot with the audit's methods and settings
+    (its per-image seed, regions and fill, so the Explain page redraws the same maps), shown in
+    the Explain form too; the sidebar's model is the one the audit used."""
     from explainers.audit.process import _png, image_seed
     from explainers.audit.sources import read_item
     from ui import explain_panel
 
+    st.session_state[OPEN_ERROR_KEY] = None
     job = current_job()
-    cfg = job.config
-    if cfg is not None:
-        st.session_state[state.RUN_KEY] = explain_panel.build_request(
-            list(cfg.methods), samples=int(cfg.samples), fill=cfg.fill, seed=image_seed(cfg.seed, name),
-            segmentation=cfg.segmentation, segmentation_params=dict(cfg.segmentation_params),
-        )
     for item in job.source.items():
         if item.name == name:
-            if item.kind == "file":
-                data = Path(item.path).read_bytes()
-            else:
-                data = _png(read_item(item))
-            state.remember_image(data, Path(name).name, "upload")
-            st.switch_page("pages/explain.py")
-            return
-    st.error(f"{escape_markdown(name)} is no longer in the source")
+            data = Path(item.path).read_bytes() if item.kind == "file" else _png(read_item(item))
+            break
+    else:
+        st.session_state[OPEN_ERROR_KEY] = f"{name} is no longer in the source"
+        return
+    cfg = job.config
+    if cfg is not None:
+        req = explain_panel.build_request(
+            list(cfg.methods), samples=int(cfg.samples), fill=cfg.fill, seed=image_seed(cfg.seed, name),
+            segmentation=cfg.segmentation, segmentation_params=dict(cfg.segmentation_params),
+            params={m: dict(p) for m, p in dict(cfg.method_params).items()},
+        )
+        st.session_state[state.RUN_KEY] = req
+        explain_panel.show_in_form(req)
+    state.remember_image(data, Path(name).name, "upload")
+    st.session_state["xai_image_source"] = "Upload"  # the sidebar names it instead of offering a sample
+
+
+def open_on_explain() -> None:
+    """After ``prepare_open``: the Explain page, or why the image could not be opened."""
+    problem = st.session_state.get(OPEN_ERROR_KEY)
+    if problem:
+        st.error(escape_markdown(problem))
+    else:
+        st.switch_page("pages/explain.py")
 
 
 def downloads(store: Any) -> None:

@@ -193,6 +193,23 @@ def build_request(methods: Sequence[str], *, samples: int | str = DEFAULT_SAMPLE
     )
 
 
+def show_in_form(req: RunRequest) -> None:
+    """Make the form and the superpixel panel show ``req`` (a run set from elsewhere, e.g. an
+    audited image opened here), so pressing Explain again runs what the pictures were made with."""
+    session = st.session_state
+    session["xai_form_methods"] = [name for name, _ in req.methods]
+    session["xai_form_samples"] = session["xai_form_samples_of_run"] = req.samples
+    session["xai_form_threshold"], session["xai_form_budget"] = float(req.threshold), int(req.budget)
+    session["xai_form_fill"], session["xai_form_seed"] = req.fill, int(req.seed)
+    for name, params in req.methods:
+        for key, value in dict(params).items():
+            if not isinstance(value, tuple):  # scalar fields have widgets
+                session[f"xai_param_{name}_{key}"] = value
+    session["xai_seg_algorithm"] = req.segmentation
+    for key, value in dict(req.segmentation_params).items():
+        session[f"xai_seg_{req.segmentation}_{key}"] = value
+
+
 def current_request(classifier: Any, preds: Sequence[tuple[int, str, float]]) -> RunRequest:
     """The last submitted request (or the defaults), applied to the current top-k labels."""
     req = st.session_state.get(state.RUN_KEY)

@@ -201,6 +201,12 @@ def image_sidebar() -> None:
     elif source == "Upload":
         st.file_uploader("Image file", type=["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp"],
                          key="xai_upload", on_change=_on_upload)
+        choice = state.current_image_choice()
+        if st.session_state.get("xai_upload") is None and choice is not None and choice.source == "upload":
+            # the uploader empties on a page switch (or the image came from the Audit page)
+            from explainers.text import escape_markdown
+
+            st.caption(f"In use: **{escape_markdown(choice.name)}**")
     else:
         st.camera_input("Snapshot", key="xai_camera", on_change=_on_camera)
     problem = st.session_state.get(state.IMAGE_ERROR_KEY)

@@ -92,6 +92,15 @@ def test_audit_page_runs_in_the_background_and_shows_results(audit_app: AppTest)
     assert at.session_state["xai_image"].name in name
     request = at.session_state["xai_run_request"]
     assert [m for m, _ in request.methods] == ["gradcam"] and request.segmentation == "grid"
+    # the form shows what the pictures were made with (Explain again = the same run), and the
+    # sidebar names the image instead of still offering the sample it showed before
+    assert at.multiselect(key="xai_form_methods").value == ["gradcam"]
+    assert at.number_input(key="xai_form_seed").value == request.seed != 0
+    assert at.selectbox(key="xai_seg_algorithm").value == "grid"
+    assert (at.number_input(key="xai_seg_grid_rows").value, at.number_input(key="xai_seg_grid_cols").value) == (8, 8)
+    assert at.radio(key="xai_image_source").value == "Upload"
+    in_use = [c.value.replace("\\", "") for c in at.sidebar.caption if c.value.startswith("In use:")]
+    assert in_use == [f"In use: **{at.session_state['xai_image'].name}**"], in_use
 
 
 def test_server_folders_are_off_by_default_and_confined_to_the_root(tmp_path, monkeypatch):
