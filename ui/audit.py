@@ -32,6 +32,7 @@ JOB_KEY = "xai_audit_job"
 ROOT_ENV = "XAI_LENS_AUDIT_ROOT"
 OUT_ENV = "XAI_LENS_AUDIT_OUT"
 GALLERY_SIZE = 24
+PAGE_KEY = "xai_audit_g_page"
 PICTURE_WIDTH = 160  # every per-class picture the same size (their files differ)
 CLASS_COLUMNS = 6
 SORTS = {
@@ -280,9 +281,13 @@ def progress_panel() -> None:
                 eta = "?" if p.eta_seconds is None else f"{p.eta_seconds:.0f} s"
                 st.progress(min(1.0, (p.done + p.skipped) / p.total),
                             text=f"{p.done + p.skipped} / {p.total} images · {p.errors} unusable · ETA {eta}")
-            else:
-                st.progress(0.0, text="Starting the audit (loading the model"
-                            + (", starting Ray" if job.engine == "ray" else "") + ")…")
+            else:  # the counter moves per finished batch: say what the first one costs
+                unit = "frames" if job.source.kind == "video" else "images"
+                batch = getattr(job.config, "batch_size", None) or 16
+                first = ("Starting Ray and loading the model on each worker" if job.engine == "ray"
+                         else f"Explaining the first batch of up to {batch} {unit}")
+                st.progress(0.0, text=f"{first}; the counter moves when it is done "
+                                      f"({time.time() - job.started:.0f} s so far)…")
             if st.button("Cancel", key="xai_audit_cancel"):
                 job.cancel.set()
             st.session_state["xai_audit_was_running"] = True
@@ -426,13 +431,22 @@ def gallery(store: Any, frame, live: bool = False) -> None:
     if cluster != "any":
         view = view[view["cluster"] == cluster]
     view = view.sort_values(SORTS[sort], ascending=not descending, na_position="last")
+    frame_count = len(view)
     masks = view["pointing_hit"].notna().any()
-    st.caption(count(len(view), "image") + (f"; the first {GALLERY_SIZE} shown" if len(view) > GALLERY_SIZE else "")
+    pages = max(1, -(-len(view) // GALLERY_SIZE))
+    shown = ""
+    if pages > 1:  # a big audit: every image reachable, GALLERY_SIZE at a time
+        if int(st.session_state.get(PAGE_KEY, 1)) > pages:  # the filters left fewer pages
+            st.session_state[PAGE_KEY] = 1
+        page = int(st.number_input(f"Page (of {pages})", 1, pages, 1, key=PAGE_KEY))
+        view = view.iloc[(page - 1) * GALLERY_SIZE: page * GALLERY_SIZE]
+        shown = f"; {(page - 1) * GALLERY_SIZE + 1}–{(page - 1) * GALLERY_SIZE + len(view)} shown"
+    st.caption(count(frame_count, "image") + shown
                + ". " + colour_note(methods)
                + (" \"peak on the object\" = the map's strongest point lies inside the mask (a pointing hit)."
                   if masks else ""))
     cols = st.columns(6)
-    for i, row in enumerate(view.head(GALLERY_SIZE).itertuples()):
+    for i, row in enumerate(view.itertuples()):
         col = cols[i % 6]
         thumb = store.thumb_path(row.image_id, row.method, row.label)
         if thumb.exists():

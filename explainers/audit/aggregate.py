@@ -28,6 +28,7 @@ LOW_FIT_R2 = 0.3
 OUTSIDE_MASS = 0.5
 TYPICAL = 4
 NEIGHBOUR = 7
+WORST_FOLDERS = 5  # folders named in the accuracy line
 HOT = 0.5  # a map's "where" in words: the part at or above this share of its peak
 
 
@@ -269,11 +270,13 @@ def aggregate_results(store: Any, frame, manifest: Mapping[str, Any]):
     accuracy = None
     confusion: list[dict[str, Any]] = []
     per_class: dict[str, float] = {}
+    per_class_images: dict[str, int] = {}
     if len(truth_rows):
         ok = [not _is_wrong(r.true_label, int(r.label), index) for r in truth_rows.itertuples()]
         accuracy = float(np.mean(ok))
         tr = truth_rows.assign(ok=ok)
         per_class = {str(k): float(v) for k, v in tr.groupby("true_label")["ok"].mean().items()}
+        per_class_images = {str(k): int(v) for k, v in tr.groupby("true_label")["ok"].size().items()}
         bad = tr[~tr["ok"]]
         for (t, p), n in bad.groupby(["true_label", "label_name"]).size().sort_values(ascending=False).items():
             confusion.append({"true": str(t), "predicted": str(p), "count": int(n)})
@@ -290,6 +293,7 @@ def aggregate_results(store: Any, frame, manifest: Mapping[str, Any]):
                "outside_mask": bool(shown["outside_mask"].notna().any()),
                "low_fit": bool(frame.loc[frame["rank"] == 0, "low_fit"].notna().any())}
     result = {"method": primary, "grid": GRID, "accuracy": accuracy, "accuracy_per_class": per_class,
+              "accuracy_per_class_images": per_class_images,
               "accuracy_images": int(len(truth_rows)),
               "unmatched_true_labels": unmatched, "unmatched_images": int((~matched).sum()),
               "confusion": confusion, "flags": flags, "flags_checked": checked, "images": int(len(top)),
@@ -316,6 +320,12 @@ def accuracy_words(clusters: Mapping[str, Any]) -> str:
     if acc is None:
         return ""
     text = f"Accuracy against the folder labels: {acc:.1%} of {int(clusters.get('accuracy_images') or 0)} images."
+    per, sizes = dict(clusters.get("accuracy_per_class") or {}), dict(clusters.get("accuracy_per_class_images") or {})
+    if len(per) > 1 and sizes:  # where it goes wrong: the weakest folders first
+        worst = sorted(per, key=lambda k: (per[k], k))[:WORST_FOLDERS]
+        text += (" Lowest: " + ", ".join(f"{k} {per[k]:.0%} of {sizes.get(k, 0)}" for k in worst)
+                 + (f"; the other {len(per) - WORST_FOLDERS} folders do at least as well" if len(per) > WORST_FOLDERS
+                    else "") + ".")
     if unmatched:
         text += (f" {int(clusters.get('unmatched_images') or 0)} images in folders that are not class "
                  f"names of this model ({shown}) are not counted.")

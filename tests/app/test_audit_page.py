@@ -53,8 +53,9 @@ def wait_for_job(at: AppTest, limit: float = 240) -> None:
 
 
 @pytest.mark.slow
-def test_audit_page_runs_in_the_background_and_shows_results(audit_app: AppTest) -> None:
+def test_audit_page_runs_in_the_background_and_shows_results(audit_app: AppTest, monkeypatch) -> None:
     at = audit_app
+    monkeypatch.setattr(audit, "GALLERY_SIZE", 4)  # 6 images: two pages
     at.radio(key="xai_audit_kind").set_value("Folder on the server").run()
     at.text_input(key="xai_audit_folder").set_value("../").run()
     assert any("outside the allowed root" in e.value for e in at.error)
@@ -81,6 +82,13 @@ def test_audit_page_runs_in_the_background_and_shows_results(audit_app: AppTest)
     assert again.summary["model_calls"] == 0 and again.summary["images"] == 6
     done = [m.value for m in at.success if m.value.startswith("Complete")]
     assert done and "6 of them done by an earlier run with the same settings" in done[0], done
+    # every image is reachable: page 2 holds the last two
+    opened = [b for b in at.button if b.key and b.key.startswith("xai_audit_open_")]
+    assert len(opened) == 4 and any(c.value.startswith("6 images; 1–4 shown") for c in at.caption)
+    at.number_input(key=audit.PAGE_KEY).set_value(2).run()
+    second = [b.key for b in at.button if b.key and b.key.startswith("xai_audit_open_")]
+    assert len(second) == 2 and not set(second) & {b.key for b in opened}
+    assert any(c.value.startswith("6 images; 5–6 shown") for c in at.caption)
     at.selectbox(key="xai_audit_g_flag").set_value("misclassified").run()
     assert not at.exception
     # open one audited image on the Explain page with the same model

@@ -88,3 +88,15 @@ def test_plain_findings_leave_the_surrogate_fit_to_specialists() -> None:
     assert "No image was flagged “misclassified”." in plain
     c["flags"]["low_fit"] = 0  # a clean fit is not news for anyone
     assert not any("low fit" in x for x in findings(c))
+
+
+def test_accuracy_names_the_weakest_folders_first() -> None:
+    per = {"ant": 1.0, "bee": 0.25, "cow": 0.5, "dog": 0.5, "elk": 0.9, "fox": 0.0, "gnu": 0.75}
+    c = clusters({"cat": CAT}, flags={}, checked={}, accuracy=0.55, accuracy_images=70,
+                 accuracy_per_class=per, accuracy_per_class_images={k: 10 for k in per})
+    line = findings(c)[1]
+    assert line == ("Accuracy against the folder labels: 55.0% of 70 images. Lowest: fox 0% of 10, bee 25% of 10, "
+                    "cow 50% of 10, dog 50% of 10, gnu 75% of 10; the other 2 folders do at least as well.")
+    one = clusters({"cat": CAT}, flags={}, checked={}, accuracy=1.0, accuracy_images=3,
+                   accuracy_per_class={"cat": 1.0}, accuracy_per_class_images={"cat": 3})
+    assert findings(one)[1] == "Accuracy against the folder labels: 100.0% of 3 images."
