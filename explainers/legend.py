@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 
@@ -71,17 +72,25 @@ class Legend:
                 f"values under {WEAK:.0%} of the scale leave the photo as it is.")
 
 
-OVERLAY_WORDS = ("Maps that are never negative (e.g. Grad-CAM) use viridis: dark blue = ignored, "
-                 "yellow = where the model looks most. Signed maps (e.g. KernelSHAP, LIME) use blue-white-red: "
-                 "red = evidence for the label, blue = against it.")
-"""What ``render.overlay``'s colours mean when a map is drawn scaled to its own strongest value
-(``positive_only`` for a map that is never negative): the audit's thumbnails, summary and video."""
+def relative_legend(label_name: str, signed: bool = False, title: str = "") -> Legend:
+    """The legend of a map scaled to its own strongest point, as ``render.overlay`` draws it:
+    positive-only (viridis; the audit's mean maps, Grad-CAM thumbnails) or ``signed``
+    (blue-white-red; KernelSHAP or LIME thumbnails)."""
+    return Legend(cmap=effective_cmap("blue-white-red", not signed), label_name=label_name, limit=1.0,
+                  units="relative: each picture scaled to its own strongest point",
+                  positive_only=not signed, title=title)
 
 
-def relative_legend(label_name: str) -> Legend:
-    """The legend of a map drawn positive-only and scaled to its own peak (the audit's mean maps)."""
-    return Legend(cmap=effective_cmap("blue-white-red", True), label_name=label_name, limit=1.0,
-                  units="relative: each picture scaled to its own strongest point", positive_only=True)
+def thumbnail_legends(signed: Iterable[bool | None], label_name: str = "its top label") -> list[Legend]:
+    """The legends a set of audit thumbnails needs, from each one's ``map_signed``: one when all
+    were drawn alike, both (titled) when they differ or are not known (results of older runs)."""
+    kinds = {None if s is None or s != s else bool(s) for s in signed}
+    if kinds == {False}:
+        return [relative_legend(label_name)]
+    if kinds == {True}:
+        return [relative_legend(label_name, signed=True)]
+    return [relative_legend(label_name, title="maps that are never negative"),
+            relative_legend(label_name, signed=True, title="maps with both signs")]
 
 
 def legend_for(label_name: str, family: str, limit: float, cmap: str = "blue-white-red",

@@ -18,12 +18,19 @@ from explainers import metrics as M
 from explainers.base import Explanation
 
 
-def where(mask: np.ndarray) -> str:
-    """Rough position of a boolean mask in words ("the centre", "the upper left", …)."""
+def where(mask: np.ndarray, weights: np.ndarray | None = None) -> str:
+    """Rough position of a boolean mask in words ("the centre", "the upper left", …).
+
+    ``weights`` (same shape, ≥ 0) weight the mask's pixels, so a broad region whose strongest
+    part lies low is named by that part rather than by the middle of its extent."""
     if not mask.any():
         return "no particular area"
     rows, cols = np.nonzero(mask)
-    r, c = rows.mean() / mask.shape[0], cols.mean() / mask.shape[1]
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)[rows, cols]
+    if w is None or not w.sum() > 0:
+        w = np.ones(len(rows))
+    r = float(np.average(rows, weights=w)) / mask.shape[0]
+    c = float(np.average(cols, weights=w)) / mask.shape[1]
     vert = "upper" if r < 0.38 else "lower" if r > 0.62 else ""
     horiz = "left" if c < 0.38 else "right" if c > 0.62 else ""
     if not vert and not horiz:

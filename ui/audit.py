@@ -23,7 +23,6 @@ from typing import Any
 import streamlit as st
 
 from explainers.audit.aggregate import FLAGS
-from explainers.legend import OVERLAY_WORDS
 from explainers.text import count, escape_markdown
 
 from ui import state
@@ -350,10 +349,11 @@ def results_panel(live: bool = False) -> None:
     if not job.running and clusters_path.exists():
         clusters = json.loads(clusters_path.read_text(encoding="utf-8"))
         findings_panel(store, clusters)
+        downloads(store)
         class_pictures(store, clusters)
     gallery(store, frame, live=live)
     if not job.running:
-        downloads(store)
+        overlay_video(store, frame)
 
 
 def findings_panel(store: Any, clusters: dict) -> None:
@@ -379,29 +379,40 @@ def class_pictures(store: Any, clusters: dict) -> None:
                "each picture scaled to its own strongest point). A group is a set of images whose maps look "
                "alike; a small group that looks somewhere else can reveal a shortcut (a tag, a corner).")
     st.html(f"<div style='max-width:{2 * PICTURE_WIDTH + 40}px'>{legend_html(relative_legend('the class'))}</div>")
+    rows: list[list[tuple[str, str]]] = [[]]
     for name, entry in clusters["classes"].items():
-        groups = entry["cluster_list"] if len(entry["cluster_list"]) > 1 else []
-        cols = st.columns(max(CLASS_COLUMNS, 2 + len(groups)))  # fixed slots: pictures side by side
-        cols[0].image(str(store.root / entry["mean_image"]), caption=f"{name}: mean image ({entry['images']})",
-                      width=PICTURE_WIDTH)
-        cols[1].image(str(store.root / entry["mean_map"]), caption=f"mean map: mostly {entry.get('where', '')}",
-                      width=PICTURE_WIDTH)
-        for col, c in zip(cols[2:], groups):
-            col.image(str(store.root / c["mean_map"]), width=PICTURE_WIDTH,
-                      caption=f"group {c['id'] + 1}: {c['share']:.0%}, mostly {c.get('where', '')} · e.g. "
-                              f"{', '.join(c['typical'][:2])}")
+        cards = class_cards(name, entry)
+        if rows[-1] and len(rows[-1]) + len(cards) > CLASS_COLUMNS:  # a class never splits across rows
+            rows.append([])
+        rows[-1].extend(cards)
+    for row in rows:
+        for col, (path, caption) in zip(st.columns(max(CLASS_COLUMNS, len(row))), row):
+            col.image(str(store.root / path), caption=caption, width=PICTURE_WIDTH)
 
 
-def colour_note(methods: Any) -> str:
-    """What the thumbnails' colours mean (the same overlay as ``explainers.render.overlay``)."""
-    from explainers.base import get_method
+def class_cards(name: str, entry: dict) -> list[tuple[str, str]]:
+    """One class's pictures as (file, caption): its mean image, its mean map, and each group's
+    mean map when the class's images fall into more than one group."""
+    groups = entry["cluster_list"] if len(entry["cluster_list"]) > 1 else []
+    return [(entry["mean_image"], f"{name}: mean image ({entry['images']})"),
+            (entry["mean_map"], f"{name}: mean map, mostly {entry.get('where', '')}"),
+            *((c["mean_map"], f"{name}, group {c['id'] + 1}: {c['share']:.0%}, mostly {c.get('where', '')} "
+                              f"· e.g. {', '.join(c['typical'][:2])}") for c in groups)]
 
-    titles = {m: get_method(m).title for m in methods}
-    return ("Each thumbnail is the image tinted by the explanation of its top label. " + OVERLAY_WORDS
-            + " Each thumbnail is scaled to its own strongest value. Methods here: "
-            + ", ".join(titles.values()) + ".")
+
+def legends_html(legends: list) -> str:
+    """Colour legends side by side, each as wide as a legend reads well."""
+    from explainers.legend import legend_html
+
+    return ("<div style='display:flex;flex-wrap:wrap;gap:24px'>"
+            + "".join(f"<div style='width:300px'>{legend_html(lg)}</div>" for lg in legends) + "</div>")
 
 
+def method_legends(frame, method: str, label_name: str = "its top label") -> list:
+    """The legends of ``method``'s thumbnails in ``frame`` (from each row's ``map_signed``)."""
+    from explainers.legend import thumbnail_legends
+
+    return thumbnail_legends(frame.loc[frame["method"] == method, "map_signed"].tolist(), label_name)
 
 
 def gallery(store: Any, frame, live: bool = False) -> None:
@@ -413,9 +424,10 @@ def gallery(store: Any, frame, live: bool = False) -> None:
     method = c1.selectbox("Method", methods, key="xai_audit_g_method", format_func=lambda m: get_method(m).title)
     classes = sorted(frame["label_name"].dropna().unique())
     chosen = c2.multiselect("Predicted class", classes, key="xai_audit_g_class")
-    offered = [f for f in FLAGS if not state.stakeholder_mode() or f != "low_fit"]  # R² is for specialists
+    plain = state.stakeholder_mode()
+    offered = [f for f in FLAGS if not plain or f != "low_fit"]  # R² is for specialists
     flag = c3.selectbox("Flag", ["any", *offered], key="xai_audit_g_flag",
-                        format_func=lambda f: FLAGS[f].title if f in FLAGS else f,
+                        format_func=lambda f: (FLAGS[f].plain_title if plain else FLAGS[f].title) if f in FLAGS else f,
                         help="Flags are computed when the run ends.")
     clusters = sorted(int(c) for c in frame["cluster"].dropna().unique()) if "cluster" in frame else []
     cluster = c4.selectbox("Group (similar maps)", ["any", *clusters], key="xai_audit_g_cluster",
@@ -442,16 +454,18 @@ def gallery(store: Any, frame, live: bool = False) -> None:
         view = view.iloc[(page - 1) * GALLERY_SIZE: page * GALLERY_SIZE]
         shown = f"; {(page - 1) * GALLERY_SIZE + 1}–{(page - 1) * GALLERY_SIZE + len(view)} shown"
     st.caption(count(frame_count, "image") + shown
-               + ". " + colour_note(methods)
+               + f". Each thumbnail is the image tinted by its {get_method(method).title} map for its top "
+                 "label, scaled to its own strongest value:"
                + (" \"peak on the object\" = the map's strongest point lies inside the mask (a pointing hit)."
                   if masks else ""))
+    st.html(legends_html(method_legends(frame[frame["rank"] == 0], method)))
     cols = st.columns(6)
     for i, row in enumerate(view.itertuples()):
         col = cols[i % 6]
         thumb = store.thumb_path(row.image_id, row.method, row.label)
         if thumb.exists():
             col.image(str(thumb))
-        flags = [FLAGS[f].short for f in offered if getattr(row, f, None) is True]
+        flags = [FLAGS[f].plain if plain else FLAGS[f].short for f in offered if getattr(row, f, None) is True]
         hit = getattr(row, "pointing_hit", None)
         hit_text = "" if hit is None or hit != hit else (" · peak on the object" if hit else " · peak off the object")
         col.caption(escape_markdown(f"{row.image} · {row.label_name}") + f" {row.probability:.0%}" + hit_text
@@ -505,30 +519,44 @@ def open_on_explain() -> None:
 
 
 def downloads(store: Any) -> None:
+    """The report first (for anyone), then the data (for analysis), then the video if any."""
     c1, c2, c3 = st.columns(3)
-    if store.results_path.exists():
-        c1.download_button("results.parquet", store.results_path.read_bytes(), "results.parquet",
-                           key="xai_audit_dl_results")
     summary = store.root / "summary.html"
     if summary.exists():
-        c2.download_button("summary.html", summary.read_bytes(), "summary.html", mime="text/html",
-                           key="xai_audit_dl_summary")
+        c1.download_button("Download the report (summary.html)", summary.read_bytes(), "summary.html",
+                           mime="text/html", key="xai_audit_dl_summary", icon=":material/download:",
+                           help="One self-contained page: the findings, the pictures per class and the "
+                                "flagged images. Opens in any browser; share it as it is.")
+    if store.results_path.exists():
+        c2.download_button("Download every row (results.parquet)", store.results_path.read_bytes(),
+                           "results.parquet", key="xai_audit_dl_results", icon=":material/table:",
+                           help="One row per image, label and method, for pandas, Excel (via Power "
+                                "Query) or any Parquet reader.")
     video = store.root / "overlay.mp4"
     if video.exists():
-        from explainers.base import get_method
+        c3.download_button("Download the overlay video (overlay.mp4)", video.read_bytes(), "overlay.mp4",
+                           key="xai_audit_dl_video", icon=":material/movie:")
 
-        c3.download_button("overlay.mp4", video.read_bytes(), "overlay.mp4", key="xai_audit_dl_video")
-        st.subheader("Overlay video")
-        params = (store.read_manifest() or {}).get("params") or {}
-        method = params.get("methods", ["gradcam"])[0]
-        cropped = params.get("resize", "crop") == "crop"
-        st.caption(f"Every audited frame, tinted by its {get_method(method).title} map for the label named "
-                   f"on the bar above it (with its probability). {OVERLAY_WORDS} The thin strip along the "
-                   "bar's bottom shows the label of every frame so far, one colour per label: a change "
-                   "of colour is a change of prediction."
-                   + (" Outside the square the model saw (its centre crop), the frame is left as it is."
-                      if cropped else ""))
-        st.video(str(video), width=720)  # the frame's own size would fill the page
+
+def overlay_video(store: Any, frame) -> None:
+    """A video audit's overlay video, with what its tint, bar and strip mean."""
+    video = store.root / "overlay.mp4"
+    if not video.exists():
+        return
+    from explainers.base import get_method
+
+    st.subheader("Overlay video")
+    params = (store.read_manifest() or {}).get("params") or {}
+    method = params.get("methods", ["gradcam"])[0]
+    cropped = params.get("resize", "crop") == "crop"
+    st.caption(f"Every audited frame, tinted by its {get_method(method).title} map for the label named "
+               "on the bar above it (with its probability), each frame scaled to its own strongest value "
+               "(colours below). The thin strip along the bar's bottom shows the label of every frame so "
+               "far, one colour per label: a change of colour is a change of prediction."
+               + (" Outside the square the model saw (its centre crop), the frame is left as it is."
+                  if cropped else ""))
+    st.html(legends_html(method_legends(frame, method, "the label on the bar")))
+    st.video(str(video), width=720)  # the frame's own size would fill the page
 
 
 __all__ = ["AuditJob", "start_job", "current_job", "source_form", "settings_form", "progress_panel",

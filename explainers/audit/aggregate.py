@@ -29,7 +29,8 @@ OUTSIDE_MASS = 0.5
 TYPICAL = 4
 NEIGHBOUR = 7
 WORST_FOLDERS = 5  # folders named in the accuracy line
-HOT = 0.5  # a map's "where" in words: the part at or above this share of its peak
+HOT = 0.7  # a map's "where" in words: its brightest part, at or above this share of its peak
+# (what the viridis scale draws green to yellow; at 0.5 a broad mean map reads as "the centre")
 
 
 @dataclass(frozen=True)
@@ -39,26 +40,32 @@ class Flag:
     short: str  # a tag under a thumbnail
     meaning: str  # how it is decided
     finding: str  # "<n> images …" in the findings
+    plain: str  # the tag in stakeholder mode (no statistics words)
     unchecked: str = ""  # what was not checked when nothing could be measured, and how to get it
 
     @property
     def title(self) -> str:
         return f"{self.short} ({self.meaning})"
 
+    @property
+    def plain_title(self) -> str:
+        return f"{self.plain} ({self.meaning})"
+
 
 FLAGS: dict[str, Flag] = {  # the one list of flags (columns, page, summary, findings), in this order
     "misclassified": Flag(
-        "misclassified", "the top label is not the folder's label", "answered wrongly",
+        "misclassified", "the top label is not the folder's label", "answered wrongly", "wrong answer",
         "whether the answers are right (give one folder per class, named after the model's classes)"),
     "unfaithful": Flag(
         "unfaithful", "hiding its strongest regions first lowers the answer no faster than hiding random ones",
-        "with a picture that may not show what the model used",
+        "with a picture that may not show what the model used", "picture may mislead",
         "whether the pictures show what the model used (the deletion curves were off)"),
     "outside_mask": Flag(
         "looks outside the mask", f"less than {OUTSIDE_MASS:.0%} of the map lies on the object's mask",
-        "answered from something outside the object",
+        "answered from something outside the object", "looks away from the object",
         "whether the model looks at the object itself (give object masks or boxes)"),
-    "low_fit": Flag("low fit", f"the surrogate's R² is below {LOW_FIT_R2}", "with a poorly fitting surrogate"),
+    "low_fit": Flag("low fit", f"the surrogate's R² is below {LOW_FIT_R2}", "with a poorly fitting surrogate",
+                    "poor fit"),
 }
 
 
@@ -303,11 +310,16 @@ def aggregate_results(store: Any, frame, manifest: Mapping[str, Any]):
 
 
 def where_words(heat: np.ndarray) -> str:
-    """Where a map looks, in words ("the upper left", "the centre"): its part ≥ ``HOT`` × peak."""
+    """Where a map looks, in words ("the upper left", "the centre"): its part ≥ ``HOT`` × peak,
+    each pixel weighted by how far it rises above that level, so the brightest part names the
+    place (a mean map is broad: the middle of its extent is often not where it is strongest)."""
     from explainers.summary import where
 
     heat = np.maximum(np.asarray(heat, dtype=np.float64), 0.0)
-    return where(heat >= HOT * heat.max()) if heat.max() > 0 else where(np.zeros(heat.shape, bool))
+    if not heat.max() > 0:
+        return where(np.zeros(heat.shape, bool))
+    level = HOT * heat.max()
+    return where(heat >= level, weights=heat - level)
 
 
 def accuracy_words(clusters: Mapping[str, Any]) -> str:
@@ -316,7 +328,7 @@ def accuracy_words(clusters: Mapping[str, Any]) -> str:
     shown = ", ".join(unmatched[:6]) + (", …" if len(unmatched) > 6 else "")
     if acc is None and unmatched:
         return (f"Accuracy not measured: the folder names ({shown}) are not class names of this model, "
-                "so no image is flagged misclassified.")
+                "so no image is flagged as a wrong answer.")
     if acc is None:
         return ""
     text = f"Accuracy against the folder labels: {acc:.1%} of {int(clusters.get('accuracy_images') or 0)} images."

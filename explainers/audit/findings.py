@@ -47,7 +47,8 @@ def class_words(name: str, entry: Mapping[str, Any], unit: str = "image") -> str
 def findings(clusters: Mapping[str, Any], errors: int = 0, plain: bool = False, unit: str = "image") -> list[str]:
     """The audit's findings as plain sentences (no markup: callers escape them for their medium).
 
-    ``plain`` (stakeholder mode) leaves out the surrogate's fit, a diagnostic for specialists.
+    ``plain`` (stakeholder mode) leaves out the surrogate's fit, a diagnostic for specialists, and
+    names flags by their plain tags ("wrong answer", not "misclassified").
     ``unit`` "frame" for a video: frames carry no folder labels, so accuracy is not discussed."""
     classes = dict(clusters.get("classes") or {})
     total = int(clusters.get("images") or sum(int(e["images"]) for e in classes.values()))
@@ -74,7 +75,8 @@ def findings(clusters: Mapping[str, Any], errors: int = 0, plain: bool = False, 
     found = [f"{count(n, unit)} {FLAGS[f].finding} ({FLAGS[f].meaning})"
              for f, n in flags.items() if n and checked.get(f, True)]
     # "none found" only for the checks a person asks for (those that say how to get them)
-    clean = [FLAGS[f].short for f, n in flags.items() if not n and checked.get(f, False) and FLAGS[f].unchecked]
+    clean = [FLAGS[f].plain if plain else FLAGS[f].short
+             for f, n in flags.items() if not n and checked.get(f, False) and FLAGS[f].unchecked]
     if found:
         out.append("Flagged: " + "; ".join(found) + ".")
     if clean:

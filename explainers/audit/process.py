@@ -332,7 +332,9 @@ class AuditWorker:
                 "peak_input_row": int(r), "peak_input_col": int(c),
                 "deletion_auc": None, "random_deletion_auc": None,
                 "pointing_hit": None, "mass_in_mask": None, "mask_iou": None,
-                "r2": None if exp.r2 is None else float(exp.r2), "seed": seed,
+                "r2": None if exp.r2 is None else float(exp.r2),
+                "map_signed": bool(heat.min() < 0),  # its thumbnail: blue-white-red, else viridis
+                "seed": seed,
                 "frame": out.frame, "time": out.time,
             }
             if key in deletion:
@@ -348,7 +350,7 @@ class AuditWorker:
             out.rows.append(row)
             limit = float(np.max(np.abs(heat))) or 1.0
             small = maps["image_small"]
-            tint = overlay(small, heat, limit=limit, positive_only=bool(heat.min() >= 0))
+            tint = overlay(small, heat, limit=limit, positive_only=not row["map_signed"])
             out.thumbs[f"{exp.method}_{exp.label}"] = _png(tint)
         if mask is not None:
             maps["mask"] = mask

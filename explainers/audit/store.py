@@ -27,7 +27,7 @@ from explainers.base import ExplainerError
 RESULT_COLUMNS = (
     "image", "image_id", "index", "true_label", "rank", "label", "label_name", "probability",
     "method", "peak_row", "peak_col", "peak_input_row", "peak_input_col", "deletion_auc",
-    "random_deletion_auc", "pointing_hit", "mass_in_mask", "mask_iou", "r2", "seed", "frame",
+    "random_deletion_auc", "pointing_hit", "mass_in_mask", "mask_iou", "r2", "map_signed", "seed", "frame",
     "time", "cluster", "misclassified", "unfaithful", "outside_mask", "low_fit",
 )
 

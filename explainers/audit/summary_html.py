@@ -13,7 +13,8 @@ MAX_LISTED = 50
 _CSS = (".thumbs{display:grid;grid-template-columns:repeat(auto-fill,minmax(130px,1fr));gap:10px}"
         ".thumbs img{width:100%;max-width:160px;height:auto;display:block}"
         ".thumbs figcaption{font-weight:400;font-size:0.8em;margin-top:2px}"
-        "ul.findings li{margin:0.35em 0}")
+        "ul.findings li{margin:0.35em 0}"
+        ".legends{display:flex;flex-wrap:wrap;gap:24px}.legends>div{width:300px}")
 
 
 def _uri(store: Any, rel: str) -> str:
@@ -88,7 +89,7 @@ def render_summary(store: Any, frame, clusters: Mapping[str, Any], manifest: Map
     from explainers.text import count
     from explainers.base import get_method
     from explainers.export import REPORT_CSS
-    from explainers.legend import OVERLAY_WORDS
+    from explainers.legend import legend_html, thumbnail_legends
 
     esc = html.escape
     primary = clusters.get("method", manifest["params"]["methods"][0])
@@ -123,8 +124,11 @@ def render_summary(store: Any, frame, clusters: Mapping[str, Any], manifest: Map
     flagged = _flagged(frame, primary)
     if flagged:
         parts.append(f"<h2>Flagged images ({len(flagged)})</h2><p class='muted'>Each picture is the image "
-                     f"tinted by the {esc(title)} map of its top label, scaled to its own strongest value. "
-                     f"{esc(OVERLAY_WORDS)}</p><div class='thumbs'>")
+                     f"tinted by the {esc(title)} map of its top label, scaled to its own strongest value.</p>"
+                     "<div class='legends'>"
+                     + "".join(f"<div>{legend_html(lg)}</div>"
+                               for lg in thumbnail_legends(getattr(r, "map_signed", None) for r, _ in flagged))
+                     + "</div><div class='thumbs'>")
         for r, flags in flagged[:MAX_LISTED]:
             thumb = store.thumb_path(r.image_id, r.method, r.label)
             img = (f"<img alt='{esc(r.image)}' src='{_uri(store, str(thumb.relative_to(store.root)))}'>"

@@ -89,6 +89,13 @@ def test_audit_page_runs_in_the_background_and_shows_results(audit_app: AppTest,
     second = [b.key for b in at.button if b.key and b.key.startswith("xai_audit_open_")]
     assert len(second) == 2 and not set(second) & {b.key for b in opened}
     assert any(c.value.startswith("6 images; 5–6 shown") for c in at.caption)
+    # the gallery's colours: a legend of the thumbnails' own colour scale (Grad-CAM: never negative)
+    legends = [e.proto.body for e in at.get("html") if "xai-legend" in e.proto.body]
+    assert any("pushes towards its top label" in b and "no push" in b for b in legends), legends
+    assert not any("viridis" in c.value for c in at.caption)
+    # the report first: its download comes right after the findings, before the pictures
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels[:2] == ["Download the report (summary.html)", "Download every row (results.parquet)"], labels
     at.selectbox(key="xai_audit_g_flag").set_value("misclassified").run()
     assert not at.exception
     # open one audited image on the Explain page with the same model
@@ -109,6 +116,19 @@ def test_audit_page_runs_in_the_background_and_shows_results(audit_app: AppTest,
     assert at.radio(key="xai_image_source").value == "Upload"
     in_use = [c.value.replace("\\", "") for c in at.sidebar.caption if c.value.startswith("In use:")]
     assert in_use == [f"In use: **{at.session_state['xai_image'].name}**"], in_use
+
+
+def test_class_cards_keep_a_class_together_and_name_it_on_every_picture():
+    one = {"images": 4, "mean_image": "m.png", "mean_map": "mm.png", "where": "the centre",
+           "cluster_list": [{"id": 0, "share": 1.0, "where": "the centre", "typical": ["a.png"], "mean_map": "c0.png"}]}
+    assert [p for p, _ in audit.class_cards("cat", one)] == ["m.png", "mm.png"]  # one group: nothing more to show
+    two = {**one, "cluster_list": [
+        {"id": 0, "share": 0.75, "where": "the centre", "typical": ["a.png", "b.png", "c.png"], "mean_map": "c0.png"},
+        {"id": 1, "share": 0.25, "where": "the upper left", "typical": ["d.png"], "mean_map": "c1.png"}]}
+    cards = audit.class_cards("horse", two)
+    assert [p for p, _ in cards] == ["m.png", "mm.png", "c0.png", "c1.png"]
+    assert all(c.startswith("horse") for _, c in cards)  # several classes share a row: each picture says whose
+    assert cards[3][1] == "horse, group 2: 25%, mostly the upper left · e.g. d.png"
 
 
 def test_server_folders_are_off_by_default_and_confined_to_the_root(tmp_path, monkeypatch):
@@ -273,9 +293,15 @@ def test_stakeholder_mode_hides_the_knobs_and_reads_in_plain_words(audit_app: Ap
     assert done == [f"Done: 6 images explained in {job.summary['seconds']:.0f} s; 1 file could not be used."], done
     assert "What the audit found" in [s.value for s in at.subheader]
     assert at.selectbox(key="xai_audit_g_sort").options == ["probability", "image name"]
+    assert at.selectbox(key="xai_audit_g_flag").options[1:] == [
+        "wrong answer (the top label is not the folder's label)",
+        "picture may mislead (hiding its strongest regions first lowers the answer no faster than hiding "
+        "random ones)",
+        "looks away from the object (less than 50% of the map lies on the object's mask)"]
     texts = [t for t in visible_texts(at) if not t.startswith("Done: ")]  # its whole seconds are fine
     hidden = {"Samples (LIME/KernelSHAP)", "Top-k labels", "Seed", "Run on"}  # inside the collapsed expander
-    for pattern, what in JARGON:
+    audit_jargon = [(r"viridis|unfaithful|misclassified|parquet", "audit jargon")]
+    for pattern, what in JARGON + audit_jargon:
         flags = 0 if what == "method ids" else re.IGNORECASE
         found = [t for t in texts if t not in hidden and re.search(pattern, t, flags=flags)]
         assert not found, f"{what} shown in stakeholder mode: {found}"

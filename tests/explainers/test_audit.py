@@ -142,11 +142,17 @@ def test_run_writes_results_lists_bad_files_and_resumes(clf, folder, tmp_path):
                                      "Files not used", "How it was computed", "Machine-readable data")]
     assert order == sorted(order), order
     assert "9 images explained" in html and "4 files could not be used" in html
-    assert html.count("class='xai-legend'") == len(json.loads((out / "clusters.json").read_text())["classes"])
+    per_class, _, flagged = html.partition("<h2>Flagged images")
+    assert per_class.count("class='xai-legend'") == len(json.loads((out / "clusters.json").read_text())["classes"])
+    assert not flagged or "class='xai-legend'" in flagged.split("class='thumbs'")[0]  # thumbnails' colours
     assert "pushes towards" in html and "model_calls</th>" not in html  # no raw keys as row names
     for image in frame["image_id"].unique():
         with np.load(out / "maps" / f"{image}.npz") as z:
             assert z["gradcam/" + str(frame[frame.image_id == image]["label"].iloc[0])].dtype == np.float16
+            for r in frame[frame.image_id == image].itertuples():  # how its thumbnail was coloured
+                assert r.map_signed == bool(z[f"{r.method}/{r.label}"].min() < 0)
+    assert not frame[frame.method == "gradcam"]["map_signed"].any()  # ReLU'd: never negative
+    assert frame[frame.method == "kernel_shap"]["map_signed"].any()
     # a repeated run skips every finished image: no model call, same rows
     seen = clf.images_seen
     again = run_audit(open_source(folder), out, classifier=clf, config=cfg)

@@ -25,12 +25,28 @@ CAT = {"images": 3, "where": "the lower part", "cluster_list": [group(0, 1.0, "t
 def test_where_words_name_the_hot_part_of_a_map() -> None:
     heat = np.zeros((16, 16))
     heat[1:4, 1:4] = 1.0
-    heat[12, 12] = 0.3  # below half the peak: not part of "where"
+    heat[12, 12] = 0.3  # well below the peak: not part of "where"
     assert where_words(heat) == "the upper left"
     heat = np.zeros((16, 16))
     heat[6:10, 6:10] = 2.0
     assert where_words(heat) == "the centre"
     assert where_words(np.zeros((4, 4))) == "no particular area"
+
+
+def test_where_words_follow_the_brightest_part_of_a_broad_map() -> None:
+    """A mean map is broad: a wide plateau just above the "hot" level over the middle, the peak
+    itself low in the picture. The plateau's extent is centred, yet the map is strongest low."""
+    from explainers.audit.aggregate import HOT
+    from explainers.summary import where
+
+    heat = np.zeros((20, 20))
+    heat[4:14, 4:16] = HOT + 0.05  # the plateau: rows 4–13, centred
+    heat[14:19, 7:13] = 1.0  # the peak: rows 14–18
+    assert where(heat >= HOT) == "the centre"  # the extent alone (the old wording)
+    assert where_words(heat) == "the lower part"
+    broad = np.full((20, 20), 0.55)  # a map over everything at about half its peak…
+    broad[14:19, 7:13] = 1.0  # …with its bright part low: named by that part
+    assert where_words(broad) == "the lower part"
 
 
 def test_a_class_with_groups_looking_at_different_places_reads_as_a_possible_shortcut() -> None:
@@ -85,7 +101,8 @@ def test_plain_findings_leave_the_surrogate_fit_to_specialists() -> None:
     assert any("2 images with a poorly fitting surrogate" in x for x in findings(c))
     plain = findings(c, plain=True)
     assert not any("surrogate" in x or "R²" in x for x in plain)
-    assert "No image was flagged “misclassified”." in plain
+    assert "No image was flagged “wrong answer”." in plain  # the stakeholder's word for misclassified
+    assert "No image was flagged “misclassified”." in findings(c)
     c["flags"]["low_fit"] = 0  # a clean fit is not news for anyone
     assert not any("low fit" in x for x in findings(c))
 

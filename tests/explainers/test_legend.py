@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from explainers.base import Explanation
-from explainers.legend import bar, legend_for, legend_html, legend_png
+from explainers.legend import bar, legend_for, legend_html, legend_png, relative_legend, thumbnail_legends
 from explainers.render import COLORMAPS
 from explainers.summary import regions, story, story_picture, trust_line
 
@@ -20,6 +20,19 @@ def test_legend_texts_follow_the_label_units_and_scale():
     cam = legend_for("tiger cat", "cam", 3.2, positive_only=True)
     assert (cam.low_value, cam.high_value, cam.low_text) == ("0", "+3.2", "no push")
     assert cam.cmap == "viridis"  # positive only on a diverging map is drawn on viridis
+
+
+def test_thumbnail_legends_follow_how_the_thumbnails_were_drawn():
+    """One legend when every thumbnail was drawn alike, both (titled) when they differ or are
+    unknown (an older run's results have no map_signed)."""
+    (cam,) = thumbnail_legends([False, False])
+    assert cam == relative_legend("its top label") and cam.cmap == "viridis" and cam.low_text == "no push"
+    (shap,) = thumbnail_legends([True, True], "tiger cat")
+    assert shap.cmap == "blue-white-red" and shap.low_text == "pushes away from tiger cat"
+    assert (shap.low_value, shap.high_value) == ("-1", "+1") and "own strongest point" in shap.units
+    for mixed in ([True, False], [None], [float("nan"), True]):
+        both = thumbnail_legends(mixed)
+        assert [lg.positive_only for lg in both] == [True, False] and all(lg.title for lg in both)
 
 
 @pytest.mark.parametrize("cmap", ["blue-white-red", "blue-orange"])
