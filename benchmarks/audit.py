@@ -15,10 +15,15 @@ JPEG files in a temporary folder), with Grad-CAM only, top-1, no deletion metric
   rss       resident memory of a fresh process auditing --rss-small and --rss-large images: the
             largest value sampled after each image (the process peak, also printed, is set by
             loading the model)
+  stages    (--stages) where the audit's time goes, as throughput of partial runs on the same
+            images: "no aggregates" (run_audit(aggregate=False): rows, maps, thumbnails, no
+            clusters or summary) and "passes only" (also without the per-image outputs: read,
+            decode, fit and the batched Grad-CAM pass, as the engine runs them). Not a product
+            path: the second one replaces AuditWorker._explain_one by a no-op for its run.
 
 Targets: audit ≥ 0.5 × forward, audit ≥ 3 × loop, ray ≥ 0.85 × local, RSS(large) ≤ 1.5 × RSS(small).
 Usage: python benchmarks/audit.py [--images 200] [--model efficientnet-lite0] [--workers 2]
-       [--rss-small 200 --rss-large 2000] [--skip-ray] [--json]
+       [--rss-small 200 --rss-large 2000] [--skip-ray] [--skip-rss] [--stages] [--json]
 """
 from __future__ import annotations
 
@@ -98,6 +103,8 @@ def main() -> None:
                    help="images per Ray/local marginal run (default: --images; more = less noise "
                         "from the per-run fixed cost)")
     p.add_argument("--skip-rss", action="store_true")
+    p.add_argument("--stages", action="store_true",
+                   help="also time the audit without aggregates and with the batched passes only")
     p.add_argument("--json", action="store_true")
     p.add_argument("--rss-child", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
@@ -119,10 +126,13 @@ def main() -> None:
     clf = load_classifier(args.model)
     fitted = np.stack([prepare_image(clf, load_image(f.read_bytes())).image for f in files])
     cfg = AuditConfig(methods=("gradcam",), deletion_steps=0, batch_size=16)
-    # warm-up: trace the predict and the batched-gradient functions once, off the clock
+    # warm-up, off the clock, alike for every contestant: trace the predict and batched-gradient
+    # functions, and pay each path's one-time imports (the loop's explain; the audit's
+    # scikit-learn clustering, pyarrow, report) with one small run of each
     clf.predict(fitted[:16], batch_size=16)
     clf.top_k_gradients(fitted[:16], 1)
     explain(ExplainContext(clf, fitted[0]), ["gradcam"])
+    run_audit(open_source([str(f) for f in files[:6]]), work / "warm-up", classifier=clf, config=cfg)
 
     results: dict[str, dict] = {}
     t0 = time.perf_counter()
@@ -140,6 +150,21 @@ def main() -> None:
         maps.append(explain(ExplainContext(clf, np.array(fit.image)), ["gradcam"])[0].heatmap)
     results["loop"] = {"seconds": time.perf_counter() - t0}
     del maps
+
+    if args.stages:
+        from explainers.audit import process
+
+        t0 = time.perf_counter()
+        run_audit(open_source(folder), work / "no-aggregates", classifier=clf, config=cfg, aggregate=False)
+        results["no_aggregates"] = {"seconds": time.perf_counter() - t0}
+        real = process.AuditWorker._explain_one
+        process.AuditWorker._explain_one = lambda self, *a, **k: None
+        try:
+            t0 = time.perf_counter()
+            run_audit(open_source(folder), work / "passes-only", classifier=clf, config=cfg, aggregate=False)
+            results["passes_only"] = {"seconds": time.perf_counter() - t0}
+        finally:
+            process.AuditWorker._explain_one = real
 
     if not args.skip_ray:
         # Marginal throughput: the same engine on N and on 2N images, Ray started once
@@ -175,7 +200,8 @@ def main() -> None:
         results["rss_large"] = run_rss(args.model, args.rss_large, work)
 
     n = len(files)
-    ips = {k: n / v["seconds"] for k, v in results.items() if k in ("forward", "audit", "loop")}
+    ips = {k: n / v["seconds"] for k, v in results.items()
+           if k in ("forward", "audit", "loop", "no_aggregates", "passes_only")}
     ratios = {
         "audit_vs_forward": ips["audit"] / ips["forward"],
         "audit_vs_loop": ips["audit"] / ips["loop"],
@@ -199,7 +225,7 @@ def main() -> None:
         return
     print(f"{n} images, {args.model}, Grad-CAM top-1, batches of {cfg.batch_size}")
     for k, v in ips.items():
-        print(f"  {k:<8} {v:8.1f} images/s")
+        print(f"  {k:<13} {v:8.1f} images/s" + (f"  ({v / ips['loop']:.2f} × loop)" if k != "loop" else ""))
     if "ray" in results:
         r = results["ray"]
         print(f"  ray      {r['marginal_images_per_second']:8.1f} images/s marginal ({args.workers} actors; "
