@@ -70,35 +70,16 @@ FLAGS: dict[str, Flag] = {  # the one list of flags (columns, page, summary, fin
 
 
 def normalised_map(heatmap: np.ndarray, grid: int = GRID) -> np.ndarray:
-    """Positive part, block-averaged to ``grid``×``grid``, scaled to unit sum (zeros stay 0)."""
-    pos = np.maximum(np.asarray(heatmap, dtype=np.float64), 0.0)
-    small = _antialiased_resize(pos, (grid, grid))
+    """Positive part, block-averaged to ``grid``×``grid`` (Pillow's box filter: each cell is
+    the mean of the pixels whose centres it covers, so nothing aliases), scaled to unit sum
+    (zeros stay 0). The clustering's feature per image; ~30× cheaper than the Gaussian
+    anti-aliased resize used before, which was 43 % of the aggregation's time."""
+    from PIL import Image
+
+    pos = np.ascontiguousarray(np.maximum(np.asarray(heatmap, dtype=np.float32), 0.0))
+    small = np.asarray(Image.fromarray(pos).resize((grid, grid), Image.Resampling.BOX), dtype=np.float64)
     total = small.sum()
     return (small / total if total > 0 else small).ravel()
-
-
-def _antialiased_resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """``skimage.transform.resize(image, shape, order=1, mode="edge", anti_aliasing=True,
-    preserve_range=True)`` of a finite 2-D float64 image, bit for bit, for a downsampling on
-    both axes: the same separable Gaussian (rows, then columns), but the column pass only on
-    the rows the bilinear sampling reads (≤ 2 per output row: each row of that pass depends
-    on its own input row only), then ``bilinear_resize``. About half the time of skimage's."""
-    from scipy import ndimage as ndi
-
-    from explainers.base import _bilinear_axis, bilinear_resize
-
-    factors = np.divide(image.shape, shape)
-    if image.ndim != 2 or image.dtype != np.float64 or np.any(factors <= 1) or not np.isfinite(image).all():
-        from skimage.transform import resize
-
-        return resize(image, shape, order=1, mode="edge", anti_aliasing=True, preserve_range=True)
-    sigma = np.maximum(0, (factors - 1) / 2)
-    rows = _bilinear_axis(image.shape[0], int(shape[0]))
-    need = np.unique(np.concatenate(rows[:2]))
-    along_rows = ndi.gaussian_filter1d(image, sigma[0], axis=0, mode="nearest", cval=0)
-    filtered = np.zeros_like(along_rows)
-    filtered[need] = ndi.gaussian_filter1d(along_rows[need], sigma[1], axis=1, mode="nearest", cval=0)
-    return bilinear_resize(filtered, shape, clip_to=image)
 
 
 def choose_clusters(x: np.ndarray, seed: int = 0, max_clusters: int = MAX_CLUSTERS) -> tuple[np.ndarray, float | None]:
