@@ -374,9 +374,12 @@ def class_pictures(store: Any, clusters: dict) -> None:
     if clusters.get("confusion"):
         confusions = ", ".join(f"{c['true']} → {c['predicted']}: {c['count']}" for c in clusters["confusion"][:5])
         st.caption(escape_markdown(f"Most confused: {confusions}."))
-    st.caption("Mean image = the class's photos averaged. Mean map and groups: where the model looks (the "
-               "part of the first method's maps that pushes towards the class, each image weighted equally, "
-               "each picture scaled to its own strongest point). A group is a set of images whose maps look "
+    from explainers.audit.findings import unit_of
+
+    unit = unit_of(store.read_manifest())
+    st.caption(f"Mean image = the class's {unit}s averaged. Mean map and groups: where the model looks (the "
+               f"part of the first method's maps that pushes towards the class, each {unit} weighted equally, "
+               f"each picture scaled to its own strongest point). A group is a set of {unit}s whose maps look "
                "alike; a small group that looks somewhere else can reveal a shortcut (a tag, a corner).")
     st.html(f"<div style='max-width:{2 * PICTURE_WIDTH + 40}px'>{legend_html(relative_legend('the class'))}</div>")
     rows: list[list[tuple[str, str]]] = [[]]
@@ -453,7 +456,9 @@ def gallery(store: Any, frame, live: bool = False) -> None:
         page = int(st.number_input(f"Page (of {pages})", 1, pages, 1, key=PAGE_KEY))
         view = view.iloc[(page - 1) * GALLERY_SIZE: page * GALLERY_SIZE]
         shown = f"; {(page - 1) * GALLERY_SIZE + 1}–{(page - 1) * GALLERY_SIZE + len(view)} shown"
-    st.caption(count(frame_count, "image") + shown
+    from explainers.audit.findings import unit_of
+
+    st.caption(count(frame_count, unit_of(store.read_manifest())) + shown
                + f". Each thumbnail is the image tinted by its {get_method(method).title} map for its top "
                  "label, scaled to its own strongest value:"
                + (" \"peak on the object\" = the map's strongest point lies inside the mask (a pointing hit)."

@@ -177,6 +177,10 @@ def test_uploaded_video_is_audited_and_its_overlay_played(audit_app: AppTest, tm
     captions = " ".join(c.value for c in at.caption)
     assert "tinted by its Grad-CAM map" in captions and "a change of colour is a change of prediction" in captions
     assert "Complete: 4 frames" in " ".join(m.value for m in at.success)
+    assert any(c.value.startswith("4 frames. Each thumbnail") for c in at.caption), captions  # the gallery
+    assert "the class's frames averaged" in captions
+    legends = " ".join(e.proto.body for e in at.get("html"))
+    assert "pushes towards the label on the bar" in legends  # the video's own colour legend
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:
