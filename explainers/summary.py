@@ -106,6 +106,16 @@ def _numbers(n: int) -> str:
     return f"regions 1–{n}"
 
 
+def _places(found: Sequence[np.ndarray]) -> str:
+    """Where the numbered regions are: one place when they share it ("the upper left of the
+    picture"), else each region's own ("1 at the upper left, 2 at the lower part"): the middle
+    of regions far apart can be a place none of them is at."""
+    places = [where(r) for r in found]
+    if len(set(places)) == 1:
+        return f"{places[0]} of the picture"
+    return ", ".join(f"{i} at {p}" for i, p in enumerate(places, start=1))
+
+
 @dataclass(frozen=True)
 class Story:
     """What stakeholder mode says about one label: the text and the regions it talks about."""
@@ -134,8 +144,7 @@ def story(results: Sequence[Explanation], verdicts: Mapping[str, Sequence[str]] 
     text = [f"The model says “{ref.label_name}” with {score:.0%} confidence."]
     after = None
     if found:
-        place = where(np.logical_or.reduce(found))
-        look = f"It looks mostly at {_numbers(len(found))} ({place} of the picture)"
+        look = f"It looks mostly at {_numbers(len(found))} ({_places(found)})"
         if ref.segment_weights is not None:
             ids = [i for i in np.argsort(-ref.segment_weights, kind="stable")[:top]
                    if ref.segment_weights[i] > 0 and not ref.unsettled()[i]]

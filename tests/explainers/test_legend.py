@@ -101,6 +101,21 @@ def test_story_numbers_the_regions_it_talks_about_and_estimates_the_drop():
     assert (np.all(pic == 255, axis=-1)).sum() > 50  # outlines and number discs
 
 
+def test_story_names_each_regions_place_when_they_are_far_apart():
+    """A big region at the upper left and a small one at the bottom: their common middle is
+    the upper left, where the second is not, so each number gets its own place."""
+    seg = np.arange(16).reshape(4, 4).repeat(4, 0).repeat(4, 1)
+    w = np.zeros(16, np.float32)
+    w[[0, 1, 4, 5]] = 0.05  # four segments at the upper left…
+    w[14] = 0.06  # …and one at the bottom (row 3, column 2)
+    seg[seg == 1] = 0  # the upper-left segments merged into one region (region 2)
+    seg[seg == 4] = 0
+    seg[seg == 5] = 0
+    shap = _exp("kernel_shap", w[seg], seg, w)
+    told = story([shap], top=2)
+    assert "regions 1 and 2 (1 at the lower part, 2 at the upper left)" in told.text, told.text
+
+
 def test_story_from_a_pixel_map_uses_its_strongest_connected_parts():
     heat = np.zeros((20, 20), np.float32)
     heat[2:6, 2:6] = 1.0  # 16 px
