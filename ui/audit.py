@@ -351,6 +351,8 @@ def results_panel(live: bool = False) -> None:
         findings_panel(store, clusters)
         downloads(store)
         class_pictures(store, clusters)
+    elif not job.running:  # no aggregates (e.g. stopped before any): the files written so far
+        downloads(store)
     gallery(store, frame, live=live)
     if not job.running:
         overlay_video(store, frame)
@@ -458,11 +460,11 @@ def gallery(store: Any, frame, live: bool = False) -> None:
         shown = f"; {(page - 1) * GALLERY_SIZE + 1}–{(page - 1) * GALLERY_SIZE + len(view)} shown"
     from explainers.audit.findings import unit_of
 
-    st.caption(count(frame_count, unit_of(store.read_manifest())) + shown
-               + f". Each thumbnail is the image tinted by its {get_method(method).title} map for its top "
-                 "label, scaled to its own strongest value:"
-               + (" \"peak on the object\" = the map's strongest point lies inside the mask (a pointing hit)."
-                  if masks else ""))
+    st.caption(count(frame_count, unit_of(store.read_manifest())) + shown + ". "
+               + ("\"peak on the object\" = the map's strongest point lies inside the mask (a pointing hit). "
+                  if masks else "")
+               + f"Each thumbnail is the image tinted by its {get_method(method).title} map for its top "
+                 "label, scaled to its own strongest value:")
     st.html(legends_html(method_legends(frame[frame["rank"] == 0], method)))
     cols = st.columns(6)
     for i, row in enumerate(view.itertuples()):

@@ -62,11 +62,16 @@ def test_hostile_labels_never_reach_the_network_and_a_second_session_still_works
     choose_custom_model(page)
     uploaders = page.get_by_test_id("stFileUploaderDropzoneInput")
     # an error message that quotes the file: the class index is the hostile text
+    # each upload is waited for by its file name (the idle state right after set_input_files
+    # can still be the old one: the next upload then raced the rerun, and CI once timed out)
+    sidebar = page.get_by_test_id("stSidebar")
     uploaders.nth(1).set_input_files(str(bad))
+    sidebar.get_by_text("bad.json").first.wait_for(timeout=60_000)
     wait_idle(page)
     uploaders.nth(0).set_input_files(str(model))
+    sidebar.get_by_text("tiny.keras").first.wait_for(timeout=60_000)
     wait_idle(page)
-    page.get_by_text("is not a class index").first.wait_for(timeout=60_000)
+    page.get_by_text("is not a class index").first.wait_for(timeout=120_000)
     # now the hostile names themselves
     uploaders.nth(1).set_input_files(str(labels))
     wait_idle(page)
