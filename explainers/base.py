@@ -247,6 +247,7 @@ class MethodSpec:
     test_params: Mapping[str, Any] = field(default_factory=dict)  # small values for the contract test
     description: str = ""
     contrast: bool = False  # run(..., contrast=B) explains label − B ("why A rather than B")
+    signed: bool = True  # False: its maps are never negative (a one-sided colour scale; a contrast map is signed)
 
     def usable_with(self, classifier: Any) -> bool:
         """Whether this classifier offers what the method needs (gradients, feature maps)."""

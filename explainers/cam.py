@@ -395,32 +395,32 @@ def run_scorecam(ctx: Any, params: ScoreCamParams, labels: list[int], contrast: 
 
 # ---------------------------------------------------------------------- registration
 register(MethodSpec(
-    name="gradcam", title="Grad-CAM", family="cam", order=30, default=True,
+    name="gradcam", title="Grad-CAM", family="cam", order=30, signed=False, default=True,
     params_type=CamParams, run=_gradient_cam("gradcam"), needs_gradients=True, contrast=True,
     description="Feature maps weighted by the mean gradient of the class score.",
 ))
 register(MethodSpec(
-    name="gradcam_pp", title="Grad-CAM++", family="cam", order=31,
+    name="gradcam_pp", title="Grad-CAM++", family="cam", order=31, signed=False,
     params_type=CamParams, run=_gradient_cam("gradcam_pp"), needs_gradients=True, contrast=True,
     description="Grad-CAM with pixel-wise gradient weights; better for several instances.",
 ))
 register(MethodSpec(
-    name="xgradcam", title="XGrad-CAM", family="cam", order=32,
+    name="xgradcam", title="XGrad-CAM", family="cam", order=32, signed=False,
     params_type=CamParams, run=_gradient_cam("xgradcam"), needs_gradients=True, contrast=True,
     description="Feature maps weighted by activation-normalised gradients (axiom-based).",
 ))
 register(MethodSpec(
-    name="layercam", title="LayerCAM", family="cam", order=33,
+    name="layercam", title="LayerCAM", family="cam", order=33, signed=False,
     params_type=CamParams, run=_gradient_cam("layercam"), needs_gradients=True, contrast=True,
     description="Positive gradients times activations, pixel by pixel; works on early layers.",
 ))
 register(MethodSpec(
-    name="hirescam", title="HiResCAM", family="cam", order=34,
+    name="hirescam", title="HiResCAM", family="cam", order=34, signed=False,
     params_type=CamParams, run=_gradient_cam("hirescam"), needs_gradients=True, contrast=True,
     description="Gradients times activations summed over channels, without averaging.",
 ))
 register(MethodSpec(
-    name="scorecam", title="Score-CAM", family="cam", order=35,
+    name="scorecam", title="Score-CAM", family="cam", order=35, signed=False,
     params_type=ScoreCamParams, run=run_scorecam, needs_feature_maps=True, contrast=True,
     test_params={"max_channels": 8},
     description="Feature maps weighted by how much each one, used as a mask, raises the "

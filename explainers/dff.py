@@ -184,7 +184,7 @@ def run_dff(ctx: Any, params: DffParams, labels: list[int]) -> list[Explanation]
 
 # ---------------------------------------------------------------------- registration
 register(MethodSpec(
-    name="dff", title="Concepts (DFF)", family="cam", order=37,
+    name="dff", title="Concepts (DFF)", family="cam", order=37, signed=False,
     params_type=DffParams, run=run_dff, needs_feature_maps=True,
     description="Deep Feature Factorization: splits a layer's activations into K concepts "
     "(non-negative matrix factorisation), each a coloured region with the categories the "

@@ -165,7 +165,7 @@ def run_saliency(ctx: Any, params: SaliencyParams, labels: list[int]) -> list[Ex
         probs = probabilities_from_scores(ctx.classifier, scores[0])
     return [
         _explanation(ctx, "saliency", c, probs[c], maps[i], 1 if i == 0 else 0, timer.seconds,
-                     params, {"shared_calls": 1, "signed": False})
+                     params, {"shared_calls": 1})
         for i, c in enumerate(labels)
     ]
 
@@ -191,7 +191,7 @@ def run_smoothgrad(ctx: Any, params: SmoothGradParams, labels: list[int]) -> lis
     extra_call = scored[0][1] if scored else 0
     return [
         _explanation(ctx, "smoothgrad", c, scored[i][0], maps[i], (n + extra_call) if i == 0 else 0,
-                     timer.seconds, params, {"shared_calls": n, "sigma": sigma, "signed": False})
+                     timer.seconds, params, {"shared_calls": n, "sigma": sigma})
         for i, c in enumerate(labels)
     ]
 
@@ -233,7 +233,6 @@ def run_integrated_gradients(
             "input_score": float(scores[-1, c]),
             "baseline_score": float(scores[0, c]),
             "shared_calls": steps + 1,
-            "signed": True,
         }
         results.append(
             _explanation(ctx, "integrated_gradients", c, probs[c], attributions[i].sum(axis=-1),
@@ -279,19 +278,19 @@ def run_gradient_shap(ctx: Any, params: GradientShapParams, labels: list[int]) -
     return [
         _explanation(ctx, "gradient_shap", c, scored[i][0], maps[i],
                      (n + extra_call) if i == 0 else 0, timer.seconds, params,
-                     {"shared_calls": n, "baselines": counts, "signed": True})
+                     {"shared_calls": n, "baselines": counts})
         for i, c in enumerate(labels)
     ]
 
 
 # ---------------------------------------------------------------------- registration
 register(MethodSpec(
-    name="saliency", title="Saliency", family="gradient", order=60,
+    name="saliency", title="Saliency", family="gradient", order=60, signed=False,
     params_type=SaliencyParams, run=run_saliency, needs_gradients=True,
     description="Largest absolute gradient of the class score over the colour channels.",
 ))
 register(MethodSpec(
-    name="smoothgrad", title="SmoothGrad", family="gradient", order=61,
+    name="smoothgrad", title="SmoothGrad", family="gradient", order=61, signed=False,
     params_type=SmoothGradParams, run=run_smoothgrad, needs_gradients=True,
     test_params={"samples": 4},
     description="Saliency of the gradient averaged over noisy copies of the image.",

@@ -171,7 +171,7 @@ def run_rise(ctx: Any, params: RiseParams, labels: list[int], contrast: int | No
 
 # ---------------------------------------------------------------------- registration
 register(MethodSpec(
-    name="rise", title="RISE", family="occlusion", order=55,
+    name="rise", title="RISE", family="occlusion", order=55, signed=False,
     params_type=RiseParams, run=run_rise, contrast=True,
     test_params={"masks": 64},
     description="Averages the score over many randomly, smoothly masked copies of the image, "

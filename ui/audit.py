@@ -316,9 +316,7 @@ def progress_panel() -> None:
 
 def unusable_list(job: AuditJob) -> None:
     """Every unusable file (or unusable mask) with its reason, as the manifest lists them."""
-    from explainers.audit.store import ResultStore
-
-    manifest = ResultStore(job.out_dir).read_manifest() or {}
+    manifest = job.store.read_manifest() or {}
     errors = manifest.get("errors") or []
     if errors:
         with st.expander(f"{count(len(errors), 'unusable file')} and why", expanded=len(errors) <= 5):

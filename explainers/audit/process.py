@@ -333,7 +333,9 @@ class AuditWorker:
                 "deletion_auc": None, "random_deletion_auc": None,
                 "pointing_hit": None, "mass_in_mask": None, "mask_iou": None,
                 "r2": None if exp.r2 is None else float(exp.r2),
-                "map_signed": bool(heat.min() < 0),  # its thumbnail: blue-white-red, else viridis
+                # its thumbnail's colours, one scale per method: blue-white-red when the method
+                # can give negative values, else one-sided (viridis)
+                "map_signed": bool(get_method(exp.method).signed),
                 "seed": seed,
                 "frame": out.frame, "time": out.time,
             }

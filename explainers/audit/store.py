@@ -83,6 +83,7 @@ class ResultStore:
         # parsed part files by name, with the (mtime, size) they were read at: a viewer polling
         # a running audit every second or two reads only the parts that arrived since
         self._parts: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
+        self._manifest: tuple[tuple[int, int], dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ paths
     @property
@@ -110,12 +111,21 @@ class ResultStore:
         return {p.stem for p in parts.glob("*.json")}
 
     def read_manifest(self) -> dict[str, Any] | None:
+        """The manifest, parsed again only when the file changed (mtime, size): the Audit page
+        asks for it in several panels on every rerun, and it lists every unusable file. Treat
+        the returned dict as read-only."""
         try:
-            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            st = self.manifest_path.stat()
+            key = (st.st_mtime_ns, st.st_size)
+            if self._manifest is not None and self._manifest[0] == key:
+                return self._manifest[1]
+            manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
             raise ExplainerError(f"the manifest in {self.root} is unreadable ({exc})") from None
+        self._manifest = (key, manifest)
+        return manifest
 
     def write_manifest(self, manifest: Mapping[str, Any]) -> None:
         write_json(self.manifest_path, dict(manifest))

@@ -133,13 +133,13 @@ def render_summary(store: Any, frame, clusters: Mapping[str, Any], manifest: Map
             thumb = store.thumb_path(r.image_id, r.method, r.label)
             img = (f"<img alt='{esc(r.image)}' src='{_uri(store, str(thumb.relative_to(store.root)))}'>"
                    if thumb.exists() else "")
-            words = "; ".join(FLAGS[f].short for f in flags)
+            words = "; ".join(FLAGS[f].plain for f in flags)  # a shared report: no statistics words
             parts.append(f"<figure>{img}<figcaption><b>{esc(r.image)}</b><br>{esc(str(r.label_name))} "
                          f"{r.probability:.0%}<br>⚠ {esc(words)}</figcaption></figure>")
         parts.append("</div>")
         if len(flagged) > MAX_LISTED:
             parts.append(f"<p>… and {len(flagged) - MAX_LISTED} more (see results.parquet).</p>")
-        parts.append("<p class='muted'>" + "<br>".join(esc(f.title[0].upper() + f.title[1:])
+        parts.append("<p class='muted'>" + "<br>".join(esc(f.plain_title[0].upper() + f.plain_title[1:])
                                                        for f in FLAGS.values()) + "</p>")
     if errors:
         parts.append(f"<h2>Files not used ({len(errors)})</h2><table><tr><th>file</th><th>reason</th></tr>")

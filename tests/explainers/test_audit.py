@@ -149,10 +149,11 @@ def test_run_writes_results_lists_bad_files_and_resumes(clf, folder, tmp_path):
     for image in frame["image_id"].unique():
         with np.load(out / "maps" / f"{image}.npz") as z:
             assert z["gradcam/" + str(frame[frame.image_id == image]["label"].iloc[0])].dtype == np.float16
-            for r in frame[frame.image_id == image].itertuples():  # how its thumbnail was coloured
-                assert r.map_signed == bool(z[f"{r.method}/{r.label}"].min() < 0)
+            for r in frame[frame.image_id == image].itertuples():  # a one-sided scale only when
+                assert r.map_signed or z[f"{r.method}/{r.label}"].min() >= 0  # nothing is negative
+    # one colour scale per method, never per map (an all-positive KernelSHAP map stays blue-white-red)
     assert not frame[frame.method == "gradcam"]["map_signed"].any()  # ReLU'd: never negative
-    assert frame[frame.method == "kernel_shap"]["map_signed"].any()
+    assert frame[frame.method == "kernel_shap"]["map_signed"].all()
     # a repeated run skips every finished image: no model call, same rows
     seen = clf.images_seen
     again = run_audit(open_source(folder), out, classifier=clf, config=cfg)
@@ -318,6 +319,12 @@ def test_polling_the_store_reads_only_new_parts(tmp_path) -> None:
     path.write_text('{"broken', encoding="utf-8")
     with pytest.raises(ValueError):
         list(ResultStore(tmp_path).parts())
+    # the manifest, asked for by several panels per rerun, is parsed again only when it changed
+    store.write_manifest({"errors": [{"image": "a.png", "reason": "unreadable"}]})
+    first = store.read_manifest()
+    assert store.read_manifest() is first
+    store.write_manifest({"errors": []})
+    assert store.read_manifest() == {"errors": []}
 
 
 @pytest.mark.slow  # the bundled ImageNet weights
@@ -341,3 +348,39 @@ def test_imagenet_folders_named_by_wordnet_id_or_synonym_are_counted(tmp_path):
     frame = pd.read_parquet(tmp_path / "out" / "results.parquet").set_index("true_label")
     assert frame.loc["n02123045", "misclassified"] is True and frame.loc["tiger_cat", "misclassified"] is False
     assert frame.loc["crane", "misclassified"] is None
+
+
+def test_thumbnail_colours_follow_the_method_not_the_map(clf, tmp_path):
+    """A method that can give negative values keeps the blue-white-red scale even on an image
+    where its map happens to be all positive, so one method's thumbnails never mix two colour
+    scales; a method whose maps are never negative gets the one-sided scale."""
+    from dataclasses import dataclass
+
+    from explainers.base import Explanation, MethodSpec, register, unregister
+
+    @dataclass(frozen=True)
+    class NoParams:
+        pass
+
+    def ramp(name):  # positive everywhere on every image
+        def run(ctx, params, labels):
+            h, w = ctx.image.shape[:2]
+            heat = np.linspace(0.1, 1.0, h * w, dtype=np.float32).reshape(h, w)
+            return [Explanation(method=name, label=c, label_name=ctx.label_name(c),
+                                score=float(ctx.probabilities()[c]), heatmap=heat) for c in labels]
+        return run
+
+    specs = [MethodSpec(name=name, title=name, family="occlusion", params_type=NoParams, run=ramp(name),
+                        signed=signed) for name, signed in (("ramp_signed", True), ("ramp_positive", False))]
+    for spec in specs:
+        register(spec)
+    try:
+        root = noise_folder(tmp_path / "data")
+        run_audit(open_source(root), tmp_path / "out", classifier=clf,
+                  config=AuditConfig(methods=("ramp_signed", "ramp_positive"), **FAST))
+    finally:
+        for spec in specs:
+            unregister(spec.name)
+    frame = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    signed = frame.groupby("method")["map_signed"].agg(set).to_dict()
+    assert signed == {"ramp_signed": {True}, "ramp_positive": {False}}

@@ -113,3 +113,6 @@ def test_audit_finds_the_corner_strategy(clever_hans_model, tmp_path):
     assert html.index("mostly at the upper left") < html.index("How it was computed")
     flagged = int(frame[["misclassified", "unfaithful", "outside_mask", "low_fit"]].eq(True).any(axis=1).sum())
     assert flagged >= 12 and html.count("⚠") == min(flagged, 50)  # one thumbnail per flagged image
+    # the shared report tags them in plain words, each explained once below the pictures
+    assert "⚠ looks away from the object" in html and "⚠ looks outside the mask" not in html
+    assert "Looks away from the object (less than" in html

@@ -358,3 +358,4 @@ def test_eigen_map_sign_follows_the_mean_activation():
         flipped += int(np.dot(raw, low.ravel()) < 0)
     assert flipped > 0  # the SVD sign alone would have been wrong at least once here
     assert not cam.eigen_map(np.ones((3, 3, 2), np.float32)).any()
+
