@@ -165,6 +165,13 @@ class Explanation:
             return np.zeros(len(self.segment_weights), dtype=bool)
         return np.abs(self.segment_weights) < float(z) * self.segment_std
 
+    @property
+    def signed(self) -> bool:
+        """Whether its colour legend needs both signs: the method's registry fact (``signed``),
+        or a negative value all the same (a contrast map, "A rather than B", of RISE)."""
+        spec = methods().get(self.method)
+        return spec is None or spec.signed or bool(np.min(self.heatmap) < 0)
+
     def ranked_segments(self) -> list[tuple[int, float]]:
         """Segments by decreasing weight (superpixel methods only)."""
         if self.segment_weights is None:
@@ -247,7 +254,7 @@ class MethodSpec:
     test_params: Mapping[str, Any] = field(default_factory=dict)  # small values for the contract test
     description: str = ""
     contrast: bool = False  # run(..., contrast=B) explains label − B ("why A rather than B")
-    signed: bool = True  # False: its maps are never negative (a one-sided colour scale; a contrast map is signed)
+    signed: bool = True  # False: its maps are never negative, so legends show one side (Explanation.signed)
 
     def usable_with(self, classifier: Any) -> bool:
         """Whether this classifier offers what the method needs (gradients, feature maps)."""

@@ -84,8 +84,9 @@ def comparison_grid(image: np.ndarray, results: Sequence[Explanation],
     legends = {}
     for idx, label_name, _ in rows:
         for m in names:
+            signed = all(r.signed for r in results if r.method == m and r.label == idx)
             legends[(idx, m)] = legend_png(legend_for(label_name, family[m], limits[m], view["cmap"],
-                                                      _positive(view)), width=cell)
+                                                      _positive(view), signed=signed), width=cell)
     leg_h = max(p.shape[0] for p in legends.values()) if legends else 0
     row_h = band + h + leg_h + pad
     canvas = Image.new("RGB", (pad + (len(names) + 1) * (cell + pad), head + len(rows) * row_h + pad),
@@ -500,7 +501,8 @@ def _story_figure(image: np.ndarray, results: Sequence[Explanation], label_name:
     if told is None or not told.regions:
         return []
     picture = story_picture(image, results, told, limit=limits[told.method], cmap=view["cmap"], scale=1)
-    legend = legend_for(label_name, family[told.method], limits[told.method], view["cmap"], False)
+    signed = all(r.signed for r in results if r.method == told.method)
+    legend = legend_for(label_name, family[told.method], limits[told.method], view["cmap"], False, signed=signed)
     title = _method_facts([told.method])[1][told.method]
     return [f"<figure class='story'><figcaption>Regions named in the text ({esc(title)})</figcaption>"
             f"<img class='picture' alt='{esc(legend.sentence)}; the regions named in the text are numbered' "
@@ -563,7 +565,7 @@ def html_report(
                 continue
             r = found[0]
             pic = render_explanation(image, r, limit=limits[m], **view)
-            legend = legend_for(label_name, family[m], limits[m], view["cmap"], _positive(view))
+            legend = legend_for(label_name, family[m], limits[m], view["cmap"], _positive(view), signed=r.signed)
             stats = f"{r.seconds:.2f} s · {calls_text(r)}"
             if r.r2 is not None:
                 stats += f" · R² {r.r2:.2f}"

@@ -40,8 +40,14 @@ class Legend:
     limit: float
     units: str
     scale: float = 1.0  # display multiplier (probability → points)
-    positive_only: bool = False
+    positive_only: bool = False  # the view's "positive only" (drawn on a sequential map)
     title: str = ""
+    signed: bool = True  # False: the map is never negative, only the towards half is shown
+
+    @property
+    def one_sided(self) -> bool:
+        """The bar runs from 0 (no push) to the limit: nothing below 0 is drawn or possible."""
+        return self.positive_only or not self.signed
 
     @property
     def high_text(self) -> str:
@@ -49,7 +55,7 @@ class Legend:
 
     @property
     def low_text(self) -> str:
-        return "no push" if self.positive_only else f"pushes away from {self.label_name}"
+        return "no push" if self.one_sided else f"pushes away from {self.label_name}"
 
     def _value(self, v: float) -> str:
         shown = v * self.scale
@@ -58,7 +64,7 @@ class Legend:
 
     @property
     def low_value(self) -> str:
-        return "0" if self.positive_only else self._value(-self.limit)
+        return "0" if self.one_sided else self._value(-self.limit)
 
     @property
     def high_value(self) -> str:
@@ -94,26 +100,29 @@ def thumbnail_legends(signed: Iterable[bool | None], label_name: str = "its top 
 
 
 def legend_for(label_name: str, family: str, limit: float, cmap: str = "blue-white-red",
-               positive_only: bool = False, title: str = "") -> Legend:
-    """The legend of one method's overlay for one label."""
+               positive_only: bool = False, title: str = "", signed: bool = True) -> Legend:
+    """The legend of one method's overlay for one label (``signed``: ``Explanation.signed``)."""
     units, scale = FAMILY_UNITS.get(family, ("no unit", 1.0))
     return Legend(cmap=effective_cmap(cmap, positive_only), label_name=label_name,
-                  limit=float(limit), units=units, scale=scale, positive_only=positive_only, title=title)
+                  limit=float(limit), units=units, scale=scale, positive_only=positive_only, title=title,
+                  signed=signed)
 
 
 def bar(legend: Legend, width: int = 256, height: int = 14) -> np.ndarray:
     """The colour bar as the overlay draws it over a white page (RGB uint8, low end on the left)."""
     x = np.linspace(0.0, 1.0, width, dtype=np.float32)
-    if legend.positive_only:
+    if legend.one_sided:
         strength = x
     else:
         strength = np.abs(x - 0.5) * 2.0
-    if legend.cmap in DIVERGING and not legend.positive_only:
-        colours = colormap(np.where(x >= 0.5, 1.0, 0.0), legend.cmap).astype(np.float32)
+    if legend.cmap in DIVERGING and not legend.positive_only:  # the sign's end colour, faded by strength
+        colours = colormap(np.where(x >= 0.5, 1.0, 0.0) if legend.signed else np.ones_like(x),
+                           legend.cmap).astype(np.float32)
         alpha = strength_alpha(strength, 1.0)[:, None]
         row = 255.0 * (1 - alpha) + colours * alpha
-    else:
-        row = colormap(x, legend.cmap).astype(np.float32)
+    else:  # a never-negative map on a two-sided scale uses its upper half (render.normalise)
+        row = colormap(x if legend.positive_only or legend.signed else 0.5 + 0.5 * x,
+                       legend.cmap).astype(np.float32)
     row = np.clip(np.round(row), 0, 255).astype(np.uint8)
     return np.repeat(row[None], height, axis=0)
 
@@ -151,7 +160,7 @@ def legend_png(legend: Legend, width: int = 320) -> np.ndarray:
     y += 17
     draw.text((pad, y), legend.low_value, fill=(20, 20, 20), font=small)
     draw.text((width - pad, y), legend.high_value, fill=(20, 20, 20), font=small, anchor="ra")
-    if not legend.positive_only:
+    if not legend.one_sided:
         draw.text((width // 2, y), "0", fill=(20, 20, 20), font=small, anchor="ma")
     y += 14
     room = width - 2 * pad
@@ -193,7 +202,7 @@ def legend_html(legend: Legend) -> str:
     """
     esc = html.escape
     row = "display:flex;justify-content:space-between;gap:6px"
-    middle = "" if legend.positive_only else "<span>0</span>"
+    middle = "" if legend.one_sided else "<span>0</span>"
     return (
         f"<div class='xai-legend' role='figure' aria-label='{esc(legend.sentence)}' "
         "style='font-size:0.78em;line-height:1.25;margin:2px 0 8px 0;break-inside:avoid'>"
@@ -209,6 +218,10 @@ def legend_html(legend: Legend) -> str:
     )
 
 
-def plotly_colorscale(cmap: str) -> list[list]:
-    """A Plotly colour scale with the same anchors as ``render.COLORMAPS[cmap]``."""
-    return [[p, f"rgb{tuple(c)}"] for p, c in COLORMAPS[cmap]]
+def plotly_colorscale(cmap: str, upper_half: bool = False) -> list[list]:
+    """A Plotly colour scale with the same anchors as ``render.COLORMAPS[cmap]`` (``upper_half``:
+    only 0.5..1 of it, stretched to 0..1, for a never-negative map on a diverging scale)."""
+    anchors = COLORMAPS[cmap]
+    if upper_half:
+        anchors = [(2 * p - 1, c) for p, c in anchors if p >= 0.5]
+    return [[p, f"rgb{tuple(c)}"] for p, c in anchors]

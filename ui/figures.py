@@ -44,7 +44,7 @@ def interactive_heatmap(
 
     view = dict(view or {"cmap": cmap})
     positive = bool(view.get("positive_only")) and view.get("style") != "segments"
-    legend = legend_for(exp.label_name, family, limit, view.get("cmap", cmap), positive, title)
+    legend = legend_for(exp.label_name, family, limit, view.get("cmap", cmap), positive, title, exp.signed)
     h, w = image.shape[:2]
     step = max(1, int(np.ceil(max(h, w) / max_side)))  # keep the payload small
     heat = upsample(exp.heatmap, (h, w), "bilinear")[::step, ::step]
@@ -78,11 +78,11 @@ def interactive_heatmap(
     lim = limit * legend.scale
     fig.add_trace(go.Scatter(  # the colour bar, with the same colours as the picture
         x=[None], y=[None], mode="markers", hoverinfo="skip", showlegend=False,
-        marker=dict(colorscale=plotly_colorscale(legend.cmap), cmin=0 if positive else -lim, cmax=lim,
-                    color=[0], showscale=True,
+        marker=dict(colorscale=plotly_colorscale(legend.cmap, upper_half=legend.one_sided and not positive),
+                    cmin=0 if legend.one_sided else -lim, cmax=lim, color=[0], showscale=True,
                     colorbar=dict(title=dict(text=legend.units, side="right"), thickness=12,
-                                  tickvals=[0, lim] if positive else [-lim, 0, lim],
-                                  ticktext=([f"0 {legend.low_text}", f"{legend.high_value} towards"] if positive
+                                  tickvals=[0, lim] if legend.one_sided else [-lim, 0, lim],
+                                  ticktext=([f"0 {legend.low_text}", f"{legend.high_value} towards"] if legend.one_sided
                                             else [f"{legend.low_value} away", "0", f"{legend.high_value} towards"]))),
     ))
     fig.update_layout(

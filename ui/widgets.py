@@ -113,7 +113,7 @@ def legend_block(exp: Explanation, limit: float, view: dict[str, Any], title: st
     family = spec.family if spec is not None else ""
     positive = bool(view.get("positive_only")) and view.get("style") != "segments"
     return legend_html(legend_for(exp.label_name, family, limit, view.get("cmap", "blue-white-red"),
-                                  positive, title))
+                                  positive, title, exp.signed))
 
 
 def draw_result(container: Any, image: np.ndarray, exp: Explanation, limit: float, view: dict[str, Any],

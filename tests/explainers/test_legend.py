@@ -8,7 +8,7 @@ import pytest
 
 from explainers.base import Explanation
 from explainers.legend import bar, legend_for, legend_html, legend_png, relative_legend, thumbnail_legends
-from explainers.render import COLORMAPS
+from explainers.render import COLORMAPS, colormap
 from explainers.summary import regions, story, story_picture, trust_line
 
 
@@ -42,6 +42,32 @@ def test_bar_runs_from_the_away_colour_through_white_to_the_towards_colour(cmap)
     np.testing.assert_array_equal(strip[0, 0], COLORMAPS[cmap][0][1])
     np.testing.assert_array_equal(strip[0, -1], COLORMAPS[cmap][-1][1])
     np.testing.assert_array_equal(strip[0, 50], [255, 255, 255])  # zero leaves the page (photo) as it is
+
+
+@pytest.mark.parametrize("cmap", ["blue-white-red", "jet"])
+def test_a_never_negative_map_gets_the_half_of_the_scale_it_is_drawn_with(cmap):
+    """Grad-CAM (registry: signed=False) drawn on a two-sided scale: the legend runs from 0 "no
+    push" to the limit, and its bar is exactly what the overlay paints for 0 → limit over a white
+    page (full opacity), so no colour is promised that the picture cannot show."""
+    from explainers.render import overlay
+
+    gradcam = Explanation(method="gradcam", label=0, label_name="tiger cat", score=0.4,
+                          heatmap=np.linspace(0, 2.0, 64, dtype=np.float32)[None].repeat(2, 0))
+    assert not gradcam.signed
+    leg = legend_for("tiger cat", "cam", 2.0, cmap=cmap, signed=gradcam.signed)
+    assert (leg.low_value, leg.high_value, leg.low_text) == ("0", "+2", "no push") and leg.cmap == cmap
+    strip = bar(leg, width=64, height=2)
+    painted = overlay(np.full((2, 64, 3), 255, np.uint8), gradcam.heatmap, limit=2.0, cmap=cmap, opacity=1.0)
+    if cmap == "jet":  # sequential colours carry the value: the bar shows them unfaded
+        painted = colormap(0.5 + 0.5 * np.linspace(0, 1, 64, dtype=np.float32), cmap)[None].repeat(2, 0)
+    np.testing.assert_allclose(strip.astype(int), painted.astype(int), atol=1)
+    assert "<span>0</span>" not in legend_html(leg)  # 0 is the low end, not the middle
+    # a method that can push away keeps both sides even when this map happens to be all positive
+    shap = Explanation(method="kernel_shap", label=0, label_name="tiger cat", score=0.4, heatmap=gradcam.heatmap)
+    assert shap.signed and legend_for("tiger cat", "perturbation", 2.0, signed=shap.signed).low_text != "no push"
+    # a RISE contrast map ("A rather than B") has negative values although RISE maps are never negative
+    rise = Explanation(method="rise", label=0, label_name="a", score=0.4, heatmap=np.array([[-1.0, 1.0]]), contrast=1)
+    assert rise.signed
 
 
 def test_legend_png_has_the_bar_and_dark_text():

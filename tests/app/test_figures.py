@@ -1,0 +1,26 @@
+"""The interactive heatmap's colour bar says what the picture can show (ui.figures, no Streamlit)."""
+from __future__ import annotations
+
+import numpy as np
+
+from explainers.base import Explanation
+from ui.figures import interactive_heatmap
+
+
+def _bar(fig):
+    return next(t for t in fig.data if t.type == "scatter").marker
+
+
+def test_colour_bar_of_a_never_negative_map_starts_at_no_push():
+    """Grad-CAM cannot push away (registry: signed=False): its bar runs from white at 0 to the
+    towards colour; KernelSHAP's runs from −limit through 0 to +limit even on an all-positive map."""
+    image = np.full((8, 8, 3), 128, np.uint8)
+    heat = np.linspace(0.0, 1.0, 64, dtype=np.float32).reshape(8, 8)
+    cam = _bar(interactive_heatmap(image, Explanation("gradcam", 0, "tiger cat", 0.4, heat), 1.0, family="cam"))
+    assert (cam.cmin, cam.cmax) == (0, 1.0)
+    assert cam.colorbar.ticktext[0] == "0 no push" and len(cam.colorbar.tickvals) == 2
+    assert cam.colorscale[0][1] == "rgb(247, 247, 247)" and cam.colorscale[-1][1] == "rgb(178, 24, 43)"
+    shap = _bar(interactive_heatmap(image, Explanation("kernel_shap", 0, "tiger cat", 0.4, heat), 1.0,
+                                    family="perturbation"))
+    assert shap.cmin == -100.0 and shap.colorbar.ticktext[0].endswith("away")  # points of probability
+    assert shap.colorscale[0][1] == "rgb(33, 102, 172)"
