@@ -7,6 +7,7 @@ from explainers.context import SamplingParams
 from ui import page, services
 
 _SP = SamplingParams()  # the defaults the text quotes come from the parameters themselves
+_ONE_SIDED = ", ".join(s.title for s in services.method_specs().values() if not s.signed)  # the registry's word
 
 page.page_setup()
 st.title("Guide")
@@ -18,7 +19,9 @@ sidebar, then compare explanations on the **Explain** page.
 **Reading the pictures.** The high end of every colour scale (red, orange or yellow) means the
 region pushed the model *towards* the selected label, the low end (blue or purple) *away* from
 it, in every style, page and export; the legend under each picture gives the scale's ends in the
-method's units. Weak regions leave the photo as it is, so what stands out is what mattered; the
+method's units. Methods whose maps are never negative ({_ONE_SIDED}: "one-sided" in the table
+below) show only what pushes towards the label: their scale runs from 0, no push, to the high end.
+Weak regions leave the photo as it is, so what stands out is what mattered; the
 white outlines mark the strongest regions. *Blue – orange* and *viridis* are safe for colour-blind
 viewers. Each method has its own units, so every method gets its own symmetric colour scale,
 shared across labels; LIME and KernelSHAP measure the same thing (change in probability per

@@ -258,7 +258,7 @@ def method_table_markdown() -> str:
     for name, spec in methods_for(None).items():
         needs = ", ".join(n for n, flag in (("gradients", spec.needs_gradients),
                                               ("feature maps", spec.needs_feature_maps)) if flag) or "only predictions"
-        scale = spec.scale_group or "its own"
+        scale = (spec.scale_group or "its own") + ("" if spec.signed else "; one-sided, from 0 (never negative)")
         rows.append(f"| **{spec.title}** | `{name}` | {spec.family} | {needs} | {scale} | {spec.description} |")
     return "\n".join(rows)
 

@@ -66,6 +66,13 @@ def test_the_guide_explains_every_page_and_quotes_the_auto_defaults(app: AppTest
         assert f"**{page_name}**" in text, page_name
     sp = SamplingParams()
     assert f"top-{sp.top_n} regions" in text and f"{sp.threshold:.0%}" in text and f"{sp.budget:,} images" in text
+    # which methods have a one-sided colour scale: the registry's word, in the text and the table
+    from explainers.base import methods
+
+    for spec in methods().values():
+        row = next(line for line in text.split("\n") if line.startswith(f"| **{spec.title}**"))
+        assert ("one-sided" in row) == (not spec.signed), row
+    assert "never negative (Grad-CAM, " in text and "Eigen-CAM, " not in text.split("never negative (")[1][:200]
 
 
 def test_default_run_fills_three_columns_and_shows_the_cat(app: AppTest) -> None:
