@@ -161,15 +161,20 @@ def test_png_grid_has_headers_label_rows_and_legends(run):
     assert (png[: rows[0] - 24].max(axis=-1) < 80).sum() > 100
     for y in rows:
         assert (png[y - 20 : y, 8 : 8 + w].max(axis=-1) < 80).sum() > 50
-    # under each of the 3 overlays of each row: the legend bar with both end colours
+    # under each of the 3 overlays of each row: the legend bar with both end colours, or only the
+    # towards colour for a method whose maps are never negative (Grad-CAM)
+    from explainers.base import display_order, get_method
+
     blue, red = COLORMAPS["blue-white-red"][0][1], COLORMAPS["blue-white-red"][-1][1]
+    names = display_order(sorted({r.method for r in results}))
+    assert [get_method(n).signed for n in names] == [True, True, False]  # LIME, KernelSHAP, Grad-CAM
     for y in rows:
         below = png[y + h : y + h + 30]
-        for j in range(1, 4):
+        for j, name in enumerate(names, start=1):
             x0 = 8 + j * (max(w, 200) + 8)
             strip = below[:, x0 : x0 + max(w, 200)]
-            assert (np.abs(strip.astype(int) - blue).sum(-1) < 12).any(), (y, j)
-            assert (np.abs(strip.astype(int) - red).sum(-1) < 12).any(), (y, j)
+            assert (np.abs(strip.astype(int) - blue).sum(-1) < 12).any() == get_method(name).signed, (y, name)
+            assert (np.abs(strip.astype(int) - red).sum(-1) < 12).any(), (y, name)
 
 
 def test_pdf_report_is_a4_with_the_report_text_and_every_picture(run):
