@@ -23,8 +23,8 @@ method's units. Methods whose maps are never negative ({_ONE_SIDED}: "one-sided"
 below) show only what pushes towards the label: their scale runs from 0, no push, to the high end.
 Weak regions leave the photo as it is, so what stands out is what mattered; the
 white outlines mark the strongest regions. *Blue – orange* and *viridis* are safe for colour-blind
-viewers. Each method has its own units, so every method gets its own symmetric colour scale,
-shared across labels; LIME and KernelSHAP measure the same thing (change in probability per
+viewers. Each method has its own units, so every method gets its own colour scale (symmetric
+around 0, or from 0 when one-sided), shared across labels; LIME and KernelSHAP measure the same thing (change in probability per
 superpixel) and share one scale. The *pros & cons* style paints the top superpixels with the two
 end colours of the chosen scale. *Top-N* keeps the N strongest superpixels, or the strongest N %
 of pixels for pixel maps such as Grad-CAM.

@@ -334,8 +334,11 @@ def draw_comparison(classifier: Any, image: PreparedImage, req: RunRequest,
                 draw_result(box, image.pixels, found[0], limits[name], view["view"], specs[name].title,
                             trust.get(name) or badge_for(found[0]))
 
-    st.caption(f"Each method has its own symmetric colour scale{shared_scales_note(names, specs)}; "
-               "the legend under each picture says what its colours mean.")
+    one_sided = [specs[n].title for n in names if not specs[n].signed]
+    st.caption(f"Each method has its own colour scale{shared_scales_note(names, specs)}, symmetric around 0"
+               + (f" ({', '.join(one_sided)}: from 0, as {'its maps are' if len(one_sided) == 1 else 'their maps are'}"
+                  " never negative)" if one_sided else "")
+               + "; the legend under each picture says what its colours mean.")
     progress = RunProgress(status if status is not None else st.empty(), slots,
                            {n: specs[n].title for n in names},
                            shared=[n for n in names if specs[n].family == "perturbation"])

@@ -87,6 +87,8 @@ def test_default_run_fills_three_columns_and_shows_the_cat(app: AppTest) -> None
     assert not any("1 model calls" in c for c in captions), "singular for one call"
     # the method sharing LIME's rows reports the 64 rows it used, not the shared run's total
     assert sum("reused 64 perturbed images" in c for c in costs) == 1, costs
+    scales = next(c for c in captions if c.startswith("Each method has its own colour scale"))
+    assert "symmetric around 0 (Grad-CAM: from 0, as its maps are never negative)" in scales, scales
     label = app.selectbox(key="xai_view_label")
     assert label.value in range(281, 286), "the sample cat should be classified as a cat"
 
