@@ -109,9 +109,13 @@ def method_colour(title: str) -> str:
 
 
 def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str, x_title: str,
-           y_title: str) -> go.Figure:
-    """Simple multi-line chart (deletion/insertion or convergence curves), one fixed colour per method."""
+           y_title: str, hline: tuple[float, str] | None = None) -> go.Figure:
+    """Simple multi-line chart (deletion/insertion or convergence curves), one fixed colour per
+    method; ``hline`` = (y, text) draws a dashed threshold (the sanity check's pass line)."""
     fig = go.Figure()
+    if hline is not None:
+        fig.add_hline(y=hline[0], line_dash="dash", line_color="#666666", annotation_text=hline[1],
+                      annotation_position="bottom right")
     for name, (x, y) in series.items():
         colour = method_colour(name)
         fig.add_trace(go.Scatter(x=list(x), y=list(y), mode="lines", name=name,

@@ -48,8 +48,6 @@ def trust_settings_form() -> dict[str, Any] | None:
 
 
 def trust_panel(classifier: Any, image: PreparedImage) -> None:
-    import pandas as pd
-
     from ui import figures
     from explainers.trust import badges
 
@@ -111,12 +109,7 @@ def trust_panel(classifier: Any, image: PreparedImage) -> None:
             "seed IoU": r.stability_iou, "seed ρ": r.stability_rank_corr, "noise IoU": r.noise_iou,
             "noise ρ": r.noise_rank_corr, "R²": r.r2, "pointing hit": r.pointing_hit, "mask IoU": r.mask_iou,
         })
-    # A column nothing measured (R² of Grad-CAM is per row; pointing and mask IoU need a mask) is
-    # dropped rather than shown as a column of "None"; numbers get three decimals, not sixteen.
-    table = pd.DataFrame(rows).dropna(axis=1, how="all")
-    fmt = {c: st.column_config.NumberColumn(format="%.3f") for c in table.columns
-           if pd.api.types.is_float_dtype(table[c])}
-    st.dataframe(table, hide_index=True, key="xai_trust_table", column_config=fmt)
+    st.dataframe(trust_table(rows), hide_index=True, key="xai_trust_table")
     cols = st.columns(2)
     curves = report.curves
     deletion = {title[m]: (c.fractions, c.scores) for m, c in curves.deletion.items()}
@@ -143,20 +136,34 @@ def trust_panel(classifier: Any, image: PreparedImage) -> None:
                                        "samples", "relative error"), key="xai_trust_conv")
 
 
+def trust_table(rows: list[dict[str, Any]]) -> Any:
+    """The measurements as a styled table: a column nothing measured (pointing and mask IoU
+    need a mask) is dropped, a cell that does not apply (R² of Grad-CAM, which fits nothing)
+    reads "n/a" rather than "None", numbers get three decimals, not sixteen."""
+    import pandas as pd
+
+    table = pd.DataFrame(rows).dropna(axis=1, how="all")
+    numeric = [c for c in table.columns if c != "method"]
+    table[numeric] = table[numeric].apply(pd.to_numeric)
+    return table.style.format("{:.3f}", subset=numeric, na_rep="n/a")
+
+
 def sanity_charts(sanity: Any, title: dict[str, str]) -> None:
     """Similarity of each map to the original as more layers (from the top) are randomised."""
     from ui import figures
 
     x = list(sanity.randomized)
     st.caption("Sanity check: layers randomised from the top down, the last point every layer "
-               f"({' → '.join(sanity.layers)}). A map that stays similar (above "
-               f"{sanity.threshold:.1f}) does not depend on what the model learned.")
+               f"({' → '.join(sanity.layers)}). A map that stays similar (above the dashed line at "
+               f"{sanity.threshold:.1f} once every layer is randomised) does not depend on what the model "
+               "learned.")
     cols = st.columns(2)
     rho = {title.get(m, m): (x, r.spearman) for m, r in sanity.methods.items()}
     ssim = {title.get(m, m): (x, r.ssim) for m, r in sanity.methods.items()}
+    line = (float(sanity.threshold), "pass: ends below")
     cols[0].plotly_chart(figures.curves(rho, "Sanity: rank correlation with the trained model's map",
-                                        "layers randomised (from the top)", "Spearman ρ"),
+                                        "layers randomised (from the top)", "Spearman ρ", hline=line),
                          key="xai_trust_sanity_rho")
     cols[1].plotly_chart(figures.curves(ssim, "Sanity: SSIM with the trained model's map",
-                                        "layers randomised (from the top)", "SSIM"),
+                                        "layers randomised (from the top)", "SSIM", hline=line),
                          key="xai_trust_sanity_ssim")

@@ -24,3 +24,25 @@ def test_colour_bar_of_a_never_negative_map_starts_at_no_push():
                                     family="perturbation"))
     assert shap.cmin == -100.0 and shap.colorbar.ticktext[0].endswith("away")  # points of probability
     assert shap.colorscale[0][1] == "rgb(33, 102, 172)"
+
+
+def test_sanity_curves_draw_the_pass_line():
+    from ui.figures import curves
+
+    fig = curves({"Grad-CAM": ([0, 1, 2], [1.0, 0.6, 0.2])}, "t", "layers", "SSIM", hline=(0.5, "pass: ends below"))
+    (line,) = fig.layout.shapes
+    assert (line.y0, line.y1, line.line.dash) == (0.5, 0.5, "dash")
+    assert fig.layout.annotations[0].text == "pass: ends below"
+    assert not curves({"Grad-CAM": ([0, 1], [1.0, 0.5])}, "t", "x", "y").layout.shapes
+
+
+def test_trust_table_says_n_a_where_a_measure_does_not_apply():
+    """Grad-CAM fits no surrogate: its R² cell reads "n/a", not "None"; a column nothing
+    measured (mask IoU without a mask) is dropped; numbers have three decimals."""
+    from ui.trust_panel import trust_table
+
+    styled = trust_table([{"method": "LIME", "R²": 0.74123, "mask IoU": None},
+                          {"method": "Grad-CAM", "R²": None, "mask IoU": None}])
+    html = styled.to_html()
+    assert list(styled.data.columns) == ["method", "R²"]
+    assert "0.741" in html and "n/a" in html and "None" not in html and "nan" not in html
