@@ -109,7 +109,10 @@ def trust_panel(classifier: Any, image: PreparedImage) -> None:
             "seed IoU": r.stability_iou, "seed ρ": r.stability_rank_corr, "noise IoU": r.noise_iou,
             "noise ρ": r.noise_rank_corr, "R²": r.r2, "pointing hit": r.pointing_hit, "mask IoU": r.mask_iou,
         })
-    st.dataframe(trust_table(rows), hide_index=True, key="xai_trust_table")
+    table = trust_table(rows)
+    fmt = {c: st.column_config.NumberColumn(format="%.3f") for c in table.columns if c != "method"}
+    # a cell that does not apply (R² of Grad-CAM, which fits nothing) reads "n/a", not "None"
+    st.dataframe(table, hide_index=True, key="xai_trust_table", column_config=fmt, placeholder="n/a")
     cols = st.columns(2)
     curves = report.curves
     deletion = {title[m]: (c.fractions, c.scores) for m, c in curves.deletion.items()}
@@ -137,15 +140,14 @@ def trust_panel(classifier: Any, image: PreparedImage) -> None:
 
 
 def trust_table(rows: list[dict[str, Any]]) -> Any:
-    """The measurements as a styled table: a column nothing measured (pointing and mask IoU
-    need a mask) is dropped, a cell that does not apply (R² of Grad-CAM, which fits nothing)
-    reads "n/a" rather than "None", numbers get three decimals, not sixteen."""
+    """The measurements, numeric (a missing value is NaN, shown with the table's placeholder); a
+    column nothing measured (pointing and mask IoU need a mask) is dropped, not shown empty."""
     import pandas as pd
 
     table = pd.DataFrame(rows).dropna(axis=1, how="all")
     numeric = [c for c in table.columns if c != "method"]
     table[numeric] = table[numeric].apply(pd.to_numeric)
-    return table.style.format("{:.3f}", subset=numeric, na_rep="n/a")
+    return table
 
 
 def sanity_charts(sanity: Any, title: dict[str, str]) -> None:

@@ -170,6 +170,8 @@ def test_trust_page_computes_metrics_and_badges_reach_the_explain_page(app: AppT
     assert (table["deletion AUC ↓"] >= 0).all()
     # no mask was given: the mask columns are left out instead of shown as columns of None
     assert "pointing hit" not in table and "mask IoU" not in table and "R²" in table
+    # Grad-CAM fits nothing: its R² cell shows the placeholder "n/a", not "None"
+    assert app.dataframe[0].proto.placeholder == "n/a" and table["R²"].isna().sum() == 1
     app.switch_page("pages/explain.py").run()
     assert not app.exception
     texts = " ".join(c.value for c in app.caption)
