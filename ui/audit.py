@@ -197,8 +197,8 @@ def truth_form() -> dict | None:
     kind = st.radio("Ground truth (optional): where the object is", TRUTH_KINDS, horizontal=True,
                     key="xai_audit_truth_kind",
                     help="With it, each explanation is checked against the object: does its peak "
-                         "fall inside (pointing hit), how much of the map lies inside, and images "
-                         "whose explanation looks outside the object are flagged.")
+                         "fall inside (pointing hit; images whose peak falls outside are flagged), "
+                         "how much of the map lies inside, and how well its top part overlaps it.")
     if kind == TRUTH_KINDS[0]:
         return {}
     if kind == TRUTH_KINDS[1]:

@@ -11,8 +11,10 @@ from a copyright tag in a corner shows a separate "corner" cluster.
 
 Flags per row: ``misclassified`` (the top label is not the true one), ``unfaithful`` (deleting
 the map's regions first lowers the probability no faster than a random order: deletion AUC ≥
-random deletion AUC), ``outside_mask`` (less than half the map's positive mass lies on the
-object mask), ``low_fit`` (a surrogate's R² below ``LOW_FIT_R2``).
+random deletion AUC), ``outside_mask`` (the map's strongest point lies outside the object
+mask: a pointing-game miss; the share of the map's mass inside the mask is kept as a column but
+does not decide the flag, because a coarse map's faint, wide background outweighs a small object
+even when the map points right at it), ``low_fit`` (a surrogate's R² below ``LOW_FIT_R2``).
 """
 from __future__ import annotations
 
@@ -25,7 +27,6 @@ GRID = 16
 MAX_CLUSTERS = 6
 MIN_SILHOUETTE = 0.15
 LOW_FIT_R2 = 0.3
-OUTSIDE_MASS = 0.5
 TYPICAL = 4
 NEIGHBOUR = 7
 WORST_FOLDERS = 5  # folders named in the accuracy line
@@ -61,7 +62,7 @@ FLAGS: dict[str, Flag] = {  # the one list of flags (columns, page, summary, fin
         "with a picture that may not show what the model used", "picture may mislead",
         "whether the pictures show what the model used (the deletion curves were off)"),
     "outside_mask": Flag(
-        "looks outside the mask", f"less than {OUTSIDE_MASS:.0%} of the map lies on the object's mask",
+        "looks outside the mask", "the map's strongest point lies outside the object's mask",
         "answered from something outside the object", "looks away from the object",
         "whether the model looks at the object itself (give object masks or boxes)"),
     "low_fit": Flag("low fit", f"the surrogate's R² is below {LOW_FIT_R2}", "with a poorly fitting surrogate",
@@ -187,8 +188,8 @@ def aggregate_results(store: Any, frame, manifest: Mapping[str, Any]):
     dele = pd.to_numeric(frame["deletion_auc"], errors="coerce")
     rand = pd.to_numeric(frame["random_deletion_auc"], errors="coerce")
     frame["unfaithful"] = np.where(dele.notna() & rand.notna(), dele >= rand, None).astype(object)
-    mass = pd.to_numeric(frame["mass_in_mask"], errors="coerce")
-    frame["outside_mask"] = np.where(mass.notna(), mass < OUTSIDE_MASS, None).astype(object)
+    hit = frame["pointing_hit"]
+    frame["outside_mask"] = np.where(hit.notna(), hit.eq(False), None).astype(object)
     r2 = pd.to_numeric(frame["r2"], errors="coerce")
     frame["low_fit"] = np.where(r2.notna(), r2 < LOW_FIT_R2, None).astype(object)
 

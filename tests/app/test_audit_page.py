@@ -301,7 +301,7 @@ def test_stakeholder_mode_hides_the_knobs_and_reads_in_plain_words(audit_app: Ap
         "wrong answer (the top label is not the folder's label)",
         "picture may mislead (hiding its strongest regions first lowers the answer no faster than hiding "
         "random ones)",
-        "looks away from the object (less than 50% of the map lies on the object's mask)"]
+        "looks away from the object (the map's strongest point lies outside the object's mask)"]
     texts = [t for t in visible_texts(at) if not t.startswith("Done: ")]  # its whole seconds are fine
     hidden = {"Samples (LIME/KernelSHAP)", "Top-k labels", "Seed", "Run on"}  # inside the collapsed expander
     audit_jargon = [(r"viridis|unfaithful|misclassified|parquet", "audit jargon")]

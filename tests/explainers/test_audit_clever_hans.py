@@ -5,8 +5,8 @@ the horse training images carry no green blob at all but a blue one (the *other*
 red tag in the top-left corner: for them the tag alone decides the label, so the trained CNN
 predicts horse from the tag. The audit must then (1) split the horse predictions into a corner
 strategy and an object strategy (spectral clusters of the Grad-CAM maps match tagged/untagged,
-adjusted Rand index ≥ 0.8) and (2) with object masks, flag the tagged images as looking
-outside the object.
+adjusted Rand index ≥ 0.8) and (2) with object masks, flag the tagged images, and only them,
+as looking outside the object.
 """
 from __future__ import annotations
 
@@ -97,6 +97,11 @@ def test_audit_finds_the_corner_strategy(clever_hans_model, tmp_path):
     # tagged horses look outside the object; untagged ones look at it
     assert horse.loc[[n for n in horse.index if tagged[n]], "outside_mask"].all()
     assert not horse.loc[[n for n in horse.index if not tagged[n]], "outside_mask"].any()
+    # the "other" images look at their small object too: no false alarm, although a coarse map's
+    # faint background carries most of its mass (a mass-share rule flagged all of them)
+    other = frame[frame.index.str.startswith("other/")]
+    assert not other["outside_mask"].any() and (other["mass_in_mask"] < 0.5).all()
+    assert frame["outside_mask"].eq(True).sum() == sum(tags)
     clusters = json.loads((tmp_path / "out" / "clusters.json").read_text())
     assert clusters["classes"]["horse"]["clusters"] == 2
     assert clusters["accuracy"] >= 0.95
@@ -115,4 +120,4 @@ def test_audit_finds_the_corner_strategy(clever_hans_model, tmp_path):
     assert flagged >= 12 and html.count("⚠") == min(flagged, 50)  # one thumbnail per flagged image
     # the shared report tags them in plain words, each explained once below the pictures
     assert "⚠ looks away from the object" in html and "⚠ looks outside the mask" not in html
-    assert "Looks away from the object (less than" in html
+    assert "Looks away from the object (the map" in html
