@@ -540,8 +540,8 @@ def html_report(
         f"<style>{REPORT_CSS}</style></head><body>",
         "<h1>XAI Lens report</h1>",
         f"<p class='muted'>Generated {esc(_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))}. "
-        "Colours: the high end of each scale pushes the model towards the label, the low end away from it; "
-        "weak regions leave the photo as it is.</p>",
+        "Colours: the high end of each scale pushes the model towards the label, the low end away from it "
+        "(a scale that starts at 0 shows only what pushes towards it); weak regions leave the photo as it is.</p>",
         f"<p>{esc(str(meta.get('model_name') or meta.get('model', '')))} looked at "
         f"<b>{esc(str(meta.get('image', '')))}</b>. What it answered and why come first; how the "
         "explanations were computed is at the end.</p>",
