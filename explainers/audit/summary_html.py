@@ -72,8 +72,9 @@ def _run_rows(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
             ("Rows in results.parquet", f"{summary.get('rows')} (image × label × method)"),
             ("Model calls", str(summary.get("model_calls"))), ("Time", f"{summary.get('seconds')} s"),
             ("Status", str(manifest.get("status")))]
-    if any(get_method(m).family == "perturbation" for m in params["methods"]):
-        rows.append(("Samples per image (LIME, KernelSHAP)", str(params["samples"])))
+    shared = [get_method(m).title for m in params["methods"] if get_method(m).refit is not None]
+    if shared:  # the methods fitted on the shared perturbation rows, as run
+        rows.append((f"Samples per image ({', '.join(shared)})", str(params["samples"])))
     rows += [("Regions", f"{params['segmentation']}: " + ", ".join(f"{k} {v}" for k, v in seg.items())),
              ("Hidden regions filled with", str(params["fill"])),
              ("Deletion curves", "off" if not params.get("deletion_steps") else

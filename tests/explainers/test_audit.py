@@ -146,6 +146,7 @@ def test_run_writes_results_lists_bad_files_and_resumes(clf, folder, tmp_path):
     assert per_class.count("class='xai-legend'") == len(json.loads((out / "clusters.json").read_text())["classes"])
     assert not flagged or "class='xai-legend'" in flagged.split("class='thumbs'")[0]  # thumbnails' colours
     assert "pushes towards" in html and "model_calls</th>" not in html  # no raw keys as row names
+    assert "Samples per image (KernelSHAP)</th>" in html  # only the methods run on the shared rows
     for image in frame["image_id"].unique():
         with np.load(out / "maps" / f"{image}.npz") as z:
             assert z["gradcam/" + str(frame[frame.image_id == image]["label"].iloc[0])].dtype == np.float16
