@@ -222,6 +222,7 @@ def plotly_colorscale(cmap: str, upper_half: bool = False) -> list[list]:
     """A Plotly colour scale with the same anchors as ``render.COLORMAPS[cmap]`` (``upper_half``:
     only 0.5..1 of it, stretched to 0..1, for a never-negative map on a diverging scale)."""
     anchors = COLORMAPS[cmap]
-    if upper_half:
-        anchors = [(2 * p - 1, c) for p, c in anchors if p >= 0.5]
+    if upper_half:  # from the colour at 0.5 (an anchor of the diverging maps, not of jet)
+        middle = tuple(int(v) for v in colormap(np.array([0.5]), cmap)[0])
+        anchors = [(0.0, middle)] + [(2 * p - 1, c) for p, c in anchors if p > 0.5]
     return [[p, f"rgb{tuple(c)}"] for p, c in anchors]

@@ -24,6 +24,10 @@ def test_colour_bar_of_a_never_negative_map_starts_at_no_push():
                                     family="perturbation"))
     assert shap.cmin == -100.0 and shap.colorbar.ticktext[0].endswith("away")  # points of probability
     assert shap.colorscale[0][1] == "rgb(33, 102, 172)"
+    # on jet (no anchor at the middle) the half scale still starts at 0 and ends at 1, as Plotly needs
+    jet = _bar(interactive_heatmap(image, Explanation("gradcam", 0, "tiger cat", 0.4, heat), 1.0, family="cam",
+                                   view={"cmap": "jet"}))
+    assert jet.colorscale[0][0] == 0 and jet.colorscale[-1] == (1.0, "rgb(128, 0, 0)")
 
 
 def test_sanity_curves_draw_the_pass_line():
