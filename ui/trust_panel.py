@@ -48,6 +48,8 @@ def trust_settings_form() -> dict[str, Any] | None:
 
 
 def trust_panel(classifier: Any, image: PreparedImage) -> None:
+    import pandas as pd
+
     from ui import figures
     from explainers.trust import badges
 
@@ -110,7 +112,8 @@ def trust_panel(classifier: Any, image: PreparedImage) -> None:
             "noise ρ": r.noise_rank_corr, "R²": r.r2, "pointing hit": r.pointing_hit, "mask IoU": r.mask_iou,
         })
     table = trust_table(rows)
-    fmt = {c: st.column_config.NumberColumn(format="%.3f") for c in table.columns if c != "method"}
+    fmt = {c: st.column_config.NumberColumn(format="%.3f") for c in table.columns
+           if pd.api.types.is_float_dtype(table[c])}  # pointing hit stays a tick box
     # a cell that does not apply (R² of Grad-CAM, which fits nothing) reads "n/a", not "None"
     st.dataframe(table, hide_index=True, key="xai_trust_table", column_config=fmt, placeholder="n/a")
     cols = st.columns(2)
@@ -145,8 +148,9 @@ def trust_table(rows: list[dict[str, Any]]) -> Any:
     import pandas as pd
 
     table = pd.DataFrame(rows).dropna(axis=1, how="all")
-    numeric = [c for c in table.columns if c != "method"]
-    table[numeric] = table[numeric].apply(pd.to_numeric)
+    for c in table.columns:  # a number column with a None (R² of Grad-CAM) arrives as objects
+        if c != "method" and table[c].dtype == object and table[c].map(type).ne(bool).all():
+            table[c] = pd.to_numeric(table[c])
     return table
 
 

@@ -49,3 +49,6 @@ def test_trust_table_is_numeric_and_drops_what_nothing_measured():
                          {"method": "Grad-CAM", "R²": None, "pointing hit": None, "mask IoU": None}])
     assert list(table.columns) == ["method", "R²"] and table["R²"].dtype == float
     assert table["R²"].isna().tolist() == [False, True]
+    with_mask = trust_table([{"method": "LIME", "R²": 0.7, "pointing hit": True},
+                             {"method": "Grad-CAM", "R²": None, "pointing hit": False}])
+    assert with_mask["pointing hit"].dtype == bool and with_mask["R²"].dtype == float
