@@ -317,7 +317,8 @@ def accuracy_words(clusters: Mapping[str, Any]) -> str:
     per, sizes = dict(clusters.get("accuracy_per_class") or {}), dict(clusters.get("accuracy_per_class_images") or {})
     if len(per) > 1 and sizes:  # where it goes wrong: the weakest folders first
         worst = sorted(per, key=lambda k: (per[k], k))[:WORST_FOLDERS]
-        text += (" Lowest: " + ", ".join(f"{k} {per[k]:.0%} of {sizes.get(k, 0)}" for k in worst)
+        text += (" By folder, lowest first: "
+                 + ", ".join(f"{k} {per[k]:.0%} of {sizes.get(k, 0)}" for k in worst)
                  + (f"; the other {len(per) - WORST_FOLDERS} folders do at least as well" if len(per) > WORST_FOLDERS
                     else "") + ".")
     if unmatched:

@@ -288,7 +288,8 @@ def test_accuracy_counts_only_folders_named_after_model_classes(model_path, tmp_
     per = {t: float((g["label_name"] == t).mean()) for t, g in counted.groupby("true_label")}
     assert c2["accuracy_per_class"] == pytest.approx(per) and c2["accuracy_per_class_images"] == {"cat": 4, "dog": 4}
     worst = sorted(per, key=lambda t: (per[t], t))
-    assert f"Lowest: {worst[0]} {per[worst[0]]:.0%} of 4, {worst[1]} {per[worst[1]]:.0%} of 4." in accuracy_words(c2)
+    assert (f"By folder, lowest first: {worst[0]} {per[worst[0]]:.0%} of 4, {worst[1]} {per[worst[1]]:.0%} of 4."
+            in accuracy_words(c2))
     assert frame.loc[frame["true_label"] == "zebra", "misclassified"].isna().all()
     assert frame.loc[frame["true_label"] != "zebra", "misclassified"].notna().all()
     assert accuracy_words(c2).endswith("4 images in folders that are not class names of this model (zebra) "

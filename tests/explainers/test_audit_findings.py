@@ -112,7 +112,8 @@ def test_accuracy_names_the_weakest_folders_first() -> None:
     c = clusters({"cat": CAT}, flags={}, checked={}, accuracy=0.55, accuracy_images=70,
                  accuracy_per_class=per, accuracy_per_class_images={k: 10 for k in per})
     line = findings(c)[1]
-    assert line == ("Accuracy against the folder labels: 55.0% of 70 images. Lowest: fox 0% of 10, bee 25% of 10, "
+    assert line == ("Accuracy against the folder labels: 55.0% of 70 images. By folder, lowest first: "
+                    "fox 0% of 10, bee 25% of 10, "
                     "cow 50% of 10, dog 50% of 10, gnu 75% of 10; the other 2 folders do at least as well.")
     one = clusters({"cat": CAT}, flags={}, checked={}, accuracy=1.0, accuracy_images=3,
                    accuracy_per_class={"cat": 1.0}, accuracy_per_class_images={"cat": 3})
