@@ -143,7 +143,7 @@ def ours(oracle: Oracle, seed: int, sizes: list[int], kernel_share: float | None
     """{N: ({surrogate: KernelSHAP values (L, M)}, LIME coefficients (L, M), distinct coalitions)}
     from one run and its prefixes (a run's first N rows are exactly a fresh N-row run).
 
-    ``surrogates``: "none" = plain KernelSHAP, "trees" / "pairwise" = regression-adjusted
+    ``surrogates``: "none" = plain KernelSHAP, "kernel" / "trees" / "pairwise" = regression-adjusted
     (``explainers.shapley_adjust``; "trees:within-size" = the trees' alternative target, ``_surrogate``); ``sampler="leverage"``: Leverage SHAP's design, weighted by
     inverse inclusion probabilities."""
     from explainers.lime import fit_lime
@@ -170,7 +170,7 @@ def ours(oracle: Oracle, seed: int, sizes: list[int], kernel_share: float | None
 
 
 def _surrogate(name: str) -> dict:
-    """``fit_adjusted_shap`` options of a surrogate row: "trees" (the default estimator) or
+    """``fit_adjusted_shap`` options of a surrogate row: "kernel" (the default estimator), "trees" or
     "trees:within-size" (the trees learn the residual within each coalition size)."""
     kind, _, target = name.partition(":")
     return {"surrogate": kind, **({"target": target} if target else {})}
@@ -293,7 +293,7 @@ def run(quick: bool, sizes: list[int], seeds: list[int], top_k: int, reference_s
         oracle.asked = set()
         return (*errors(fn(oracle, seed, n), reference), len(oracle.asked))
 
-    every_surrogate = ("none", *surrogates)
+    every_surrogate = tuple(dict.fromkeys(("none", DEFAULT_SURROGATE, *surrogates)))  # the default always
     for seed in seeds:
         for share, tag in ((None, ""), (VARIANT_SHARE, f" [λ={VARIANT_SHARE:g}]"),
                            (LIME_ALONE_SHARE, f" [λ={LIME_ALONE_SHARE:g}]")):
@@ -404,7 +404,10 @@ def format_report(report: dict) -> str:
     lines.append("N: samples asked for (our rows, lime num_samples, shap nsamples). DISTINCT: distinct "
                  "coalitions among them: xai-lens never repeats one (N rows = N model calls); lime and "
                  "shap pay N calls (a memo here spares the repeats, which changes no estimate). "
-                 "[trees]: regression-adjusted by a boosted-tree surrogate (KernelShapParams.surrogate='trees'); "
+                 "xai-lens kernel_shap without a surrogate in brackets: plain KernelSHAP (surrogate='none'); "
+                 f"the default estimator is [{DEFAULT_SURROGATE}] (KernelShapParams.surrogate); "
+                 "[kernel]: regression-adjusted by a Hamming-kernel ridge surrogate; "
+                 "[trees]: by a boosted-tree surrogate (KernelShapParams.surrogate='trees'); "
                  "[trees:within-size]: the trees learn the residual within each size; "
                  "[leverage]: Leverage SHAP's design and weights.")
     return "\n".join(lines)
@@ -426,9 +429,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model id (default efficientnet-lite0, the bundled model)")
     parser.add_argument("--cache", help="npz file keeping the memoised predictions between runs")
     parser.add_argument("--surrogates", default="trees",
-                        help="regression-adjusted KernelSHAP rows besides plain: trees,trees:within-size,pairwise "
-                             "or none (default trees; trees:within-size = the residual within each size; "
-                             "pairwise equals plain on complement pairs)")
+                        help="KernelSHAP rows besides plain and the default estimator (kernel): "
+                             "trees,trees:within-size,pairwise or none (default trees; trees:within-size = the "
+                             "residual within each size; pairwise equals plain on complement pairs)")
     parser.add_argument("--no-leverage", action="store_true", help="skip the Leverage SHAP rows")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

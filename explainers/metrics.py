@@ -474,8 +474,13 @@ def bootstrap_std(
 
     The two anchors (the image and the fully hidden image) stay; the sampled rows are drawn with
     replacement ``rounds`` times (``default_rng([seed, key])``). An exhaustive run has no
-    sampling error: zeros.
+    sampling error: zeros. Each resample is fitted with the method's cheap form where it has one
+    (``for_stability``: KernelSHAP without its surrogate, whose standard error is also the one
+    reported for the adjusted values; a kernel fit per round cost 0.4 s, 50 rounds 20 s).
     """
+    params = _fit_params(method, params)
+    if hasattr(params, "for_stability"):
+        params = params.for_stability()
     n = int(run.n if n is None else min(int(n), run.n))
     rows = run.rows(n)
     m = rows.num_segments

@@ -14,7 +14,14 @@ itself errs on ``g``. On complement pairs KernelSHAP is exact for every game of 
 however well fitted, cancels to the last digit (``surrogate="pairwise"`` is kept to show it;
 tested). A surrogate must carry odd interactions of order ≥ 3 to change anything: here
 gradient-boosted regression trees on the coalition bits (``surrogate="trees"``), whose exact
-Shapley values for one baseline are a sum over leaves (``tree_shapley``).
+Shapley values for one baseline are a sum over leaves (``tree_shapley``), or kernel ridge
+regression with the Hamming kernel ``k(x, z) = exp(−γ·#{i: x_i ≠ z_i})`` (``surrogate="kernel"``,
+the default since 2026-12-05). The kernel is a product over segments, so every fitted term
+``z ↦ Π_i (1 if z_i = x_i else ρ)`` carries interactions of every order, and its exact Shapley
+values have a closed form (``hamming_kernel_shapley``). It is as accurate as the trees on the
+benchmark (quickshift, KernelSHAP alone at 500 rows: 0.331 vs 0.330; plain 0.380) and about 30×
+cheaper to fit (one eigendecomposition per set of rows, shared by the labels), which is what
+made it affordable as the default.
 
 Bagging over folds: the complement pairs are dealt into ``folds`` groups and one surrogate is
 fitted without each group; ``g`` is their average, ``φ(g)`` the mean of their exact values, and
@@ -54,10 +61,15 @@ import numpy as np
 
 from explainers.base import ExplainerError
 
-SURROGATES = ("none", "trees", "pairwise")
+SURROGATES = ("none", "kernel", "trees", "pairwise")
 
 ADJUST_FOLDS = 5
-"""Cross-fitting folds of the surrogate (pairs are dealt into folds, never split)."""
+"""Cross-fitting folds of the trees (pairs are dealt into folds, never split)."""
+
+SURROGATE_FOLDS = {"trees": ADJUST_FOLDS, "kernel": 1, "pairwise": 1}
+"""Default folds per surrogate. The kernel's own leave-one-out already picks its ridge, and
+cross-fitting it measured no better (quickshift at 500: 0.333 with 5 folds, 0.331 with 1; grid
+0.089 vs 0.092) at 3–5× the cost; both leave the same small bias (see ``HammingKernel``)."""
 
 
 # ---------------------------------------------------------------------- exact Shapley values
@@ -171,7 +183,110 @@ class _Pairwise:
         return pairwise_shapley(coef[:m], inter)
 
 
+def hamming_kernel_shapley(m: int, rho: float) -> tuple[np.ndarray, np.ndarray]:
+    """Exact Shapley values of one kernel term ``g_x(z) = Π_i h_i(z_i)``, ``h_i = 1`` where
+    ``z_i = x_i`` and ``ρ`` elsewhere, as tables over ``s = |x|``: ``(V1[s], V0[s])`` is segment
+    j's value when ``x_j = 1`` / ``x_j = 0``.
+
+    Why closed form: with ``h_i(z) = a_i + b_i z``, ``g(S ∪ j) − g(S) = b_j Π_{i∈S} (a_i + b_i)
+    Π_{i∉S, i≠j} a_i``, so φ_j = ``b_j Σ_t w(t) e_t`` where ``e_t`` is the coefficient of ``u^t`` in
+    ``Π_{i≠j} (a_i + (a_i + b_i) u)`` and ``w(t) = t!(M−1−t)!/M!``. Present segments of x give
+    the factor ``(ρ + u)``, absent ones ``(1 + ρu)``, so the polynomial depends on ``s`` alone.
+    """
+    w = np.array([1.0 / (m * comb(m - 1, t)) for t in range(m)])
+
+    def weighted(present: int, absent: int) -> float:
+        c1 = np.array([comb(present, k) * rho ** (present - k) for k in range(present + 1)])
+        c2 = np.array([comb(absent, k) * rho**k for k in range(absent + 1)])
+        c = np.convolve(c1, c2)
+        return float(c @ w[: len(c)])
+
+    v1, v0 = np.zeros(m + 1), np.zeros(m + 1)
+    for s in range(m + 1):
+        if s >= 1:  # x_j = 1: a = ρ, b = 1 − ρ
+            v1[s] = (1.0 - rho) * weighted(s - 1, m - s)
+        if s <= m - 1:  # x_j = 0: a = 1, b = ρ − 1
+            v0[s] = (rho - 1.0) * weighted(s, m - s - 1)
+    return v1, v0
+
+
+KERNEL_GAMMA = 5.0
+"""γ·M of the Hamming kernel: LOO over γ·M in 1.75–14 chose 3.5–7 on quickshift (M = 35) and
+4.8 on the grid (M = 12); fixing it cost nothing measurable and saves an eigendecomposition per γ."""
+KERNEL_ALPHAS = (1e-3, 1e-2, 1e-1)
+"""Ridge strengths tried (the kernel's diagonal is 1); exact leave-one-out picks one."""
+KERNEL_ROWS = 1000
+"""At most this many rows (the run's first: a prefix is a fresh run) fit the kernel: its cost is cubic."""
+
+_EIGEN_CACHE: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _kernel_eigen(X: np.ndarray, gamma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Eigen-decomposition of the Hamming kernel on ``X``; the last two are kept, so the labels
+    of one explanation (same rows) share one decomposition."""
+    import hashlib
+
+    from scipy.linalg import eigh
+
+    key = hashlib.blake2b(np.packbits(X > 0.5, axis=1).tobytes() + repr((X.shape, gamma)).encode(),
+                          digest_size=16).digest()
+    hit = _EIGEN_CACHE.get(key)
+    if hit is None:
+        ham = X @ (1.0 - X).T + (1.0 - X) @ X.T
+        hit = eigh(np.exp(-gamma * ham), check_finite=False, driver="evd")
+        while len(_EIGEN_CACHE) >= 2:
+            _EIGEN_CACHE.pop(next(iter(_EIGEN_CACHE)))
+        _EIGEN_CACHE[key] = hit
+    return hit
+
+
+class HammingKernel:
+    """Kernel ridge regression on the coalition bits with ``k(x, z) = exp(−γ Hamming(x, z))``,
+    γ = ``KERNEL_GAMMA`` / M, the ridge chosen by exact leave-one-out; exact Shapley values.
+
+    Fitted on the same rows it adjusts (one fold), the estimate keeps a small bias: on the 3×4
+    grid's exact game, the mean of 40 seeds' estimates was 2.7 % off the truth (plain KernelSHAP
+    1.7 %, its noise level at 40 seeds; the cross-fitted trees 2.5 %), while one estimate's error
+    fell from 9.7 % to 6.9 %. Deterministic: no random choice (``seed`` is unused)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+
+    def fit(self, Z: np.ndarray, y: np.ndarray, w: np.ndarray) -> "HammingKernel":
+        X = np.asarray(Z, dtype=np.float64)[:KERNEL_ROWS]
+        y = np.asarray(y, dtype=np.float64)[:KERNEL_ROWS]
+        self.m = X.shape[1]
+        self.gamma = KERNEL_GAMMA / self.m
+        self.X, self.offset = X, float(np.mean(y))
+        lam, U = _kernel_eigen(X, self.gamma)
+        lam = np.maximum(lam, 0.0)
+        uy = U.T @ (y - self.offset)
+        best = None
+        for alpha in KERNEL_ALPHAS:
+            shrink = lam / (lam + alpha)
+            fitted = U @ (shrink * uy)
+            leverage = np.einsum("ij,j,ij->i", U, shrink, U)
+            loo = float(np.mean(((y - self.offset - fitted) / (1.0 - leverage)) ** 2))
+            if best is None or loo < best[0]:
+                best = (loo, alpha, U @ (uy / (lam + alpha)))
+        _, self.alpha, self.coef = best
+        return self
+
+    def predict(self, Z: np.ndarray) -> np.ndarray:
+        Z = np.asarray(Z, dtype=np.float64)
+        ham = Z @ (1.0 - self.X).T + (1.0 - Z) @ self.X.T
+        return self.offset + np.exp(-self.gamma * ham) @ self.coef
+
+    def shapley(self, m: int) -> np.ndarray:
+        v1, v0 = hamming_kernel_shapley(m, float(np.exp(-self.gamma)))
+        s = np.rint(self.X.sum(axis=1)).astype(np.int64)
+        per_row = self.X * v1[s][:, None] + (1.0 - self.X) * v0[s][:, None]
+        return self.coef @ per_row
+
+
 def make_surrogate(kind: str, seed: int):
+    if kind == "kernel":
+        return HammingKernel(seed)
     if kind == "trees":
         return _Trees(seed)
     if kind == "pairwise":
@@ -221,7 +336,7 @@ def fit_adjusted_shap(
     f_x: float,
     f_empty: float,
     surrogate: str = "trees",
-    folds: int = ADJUST_FOLDS,
+    folds: int | None = None,
     seed: int = 0,
     l2: float = 0.0,
     uncertainty: bool = False,
@@ -232,7 +347,8 @@ def fit_adjusted_shap(
     """KernelSHAP on design rows ``Z`` (row 0 full, row 1 empty, then complement pairs) with a
     surrogate control variate; returns a ``kernel_shap.ShapFit`` (same fields, same meaning).
 
-    ``folds`` ≥ 2 cross-fits the surrogate (see the module docstring); 1 fits it on all rows.
+    ``folds`` ≥ 2 cross-fits the surrogate (see the module docstring); 1 fits it on all rows;
+    ``None``: the surrogate's default (``SURROGATE_FOLDS``).
     ``target`` (with ``odd=False``): what the trees learn besides plain KernelSHAP's fit —
     "additive" (the default): ``v − f(∅) − z·φ̂`` on every row (size trend left in); "within-size":
     its residual within each coalition size, i.e. after the size intercepts too, on the weighted
@@ -245,6 +361,9 @@ def fit_adjusted_shap(
     target_kind = target
     if surrogate == "none":
         return fit_kernel_shap(Z, y, weights, f_x, f_empty, l2=l2, uncertainty=uncertainty)
+    if surrogate not in SURROGATES:
+        raise ExplainerError(f"surrogate must be one of {', '.join(SURROGATES)}, not {surrogate!r}")
+    folds = SURROGATE_FOLDS[surrogate] if folds is None else int(folds)
     Zf = np.asarray(Z, dtype=np.float64)
     y = y_in = np.asarray(y, dtype=np.float64)
     n, m = Zf.shape
@@ -314,5 +433,5 @@ def fit_adjusted_shap(
                    efficiency_gap=float(abs(values.sum() - delta)), r2=r2)
 
 
-__all__ = ["SURROGATES", "TARGETS", "ADJUST_FOLDS", "within_size", "tree_shapley", "pairwise_shapley", "pair_folds",
+__all__ = ["SURROGATES", "TARGETS", "ADJUST_FOLDS", "SURROGATE_FOLDS", "HammingKernel", "hamming_kernel_shapley", "within_size", "tree_shapley", "pairwise_shapley", "pair_folds",
            "fit_adjusted_shap", "make_surrogate"]

@@ -264,6 +264,20 @@ def test_bootstrap_std_shrinks_with_more_rows(method):
     np.testing.assert_array_equal(M.bootstrap_std(run, method, 1), 0.0)
 
 
+def test_bootstrap_refits_kernel_shap_without_its_surrogate():
+    """The resamples are fitted plain (for_stability); convergence keeps the surrogate."""
+    m = 12
+    img, seg = strips(m, seed=2)
+    game, _ = additive_game(m, noise=0.05, seed=2)
+    run = PerturbationRun(game_predict(img, seg, game, []), img, seg, fill="black").extend(300)
+    plain = M.bootstrap_std(run, "kernel_shap", 1, {"surrogate": "none"}, rounds=10, seed=0)
+    np.testing.assert_array_equal(M.bootstrap_std(run, "kernel_shap", 1, rounds=10, seed=0), plain)
+    np.testing.assert_array_equal(M.bootstrap_std(run, "kernel_shap", 1, {"surrogate": "kernel"}, rounds=10, seed=0),
+                                  plain)
+    with_kernel = M.fit_weights(run.rows(), "kernel_shap", 1, {"surrogate": "kernel"})
+    assert not np.allclose(with_kernel, M.fit_weights(run.rows(), "kernel_shap", 1, {"surrogate": "none"}))
+
+
 def test_convergence_only_for_perturbation_methods():
     img, seg = strips(4)
     run = PerturbationRun(game_predict(img, seg, additive_game(4, 0)[0], []), img, seg).extend(8)

@@ -18,7 +18,14 @@ from explainers.leverage import (
     pair_probabilities,
 )
 from explainers.perturbation import PerturbationRun, design, log_shapley_kernel, make_rows, strata
-from explainers.shapley_adjust import fit_adjusted_shap, pair_folds, pairwise_shapley, tree_shapley
+from explainers.shapley_adjust import (
+    HammingKernel,
+    fit_adjusted_shap,
+    hamming_kernel_shapley,
+    pair_folds,
+    pairwise_shapley,
+    tree_shapley,
+)
 
 
 def every(m: int) -> np.ndarray:
@@ -85,6 +92,35 @@ def test_pairwise_shapley_known_answer():
     np.testing.assert_allclose(pairwise_shapley(a, c), brute_force_shapley(game, m), atol=1e-12)
 
 
+def test_hamming_kernel_shapley_is_exact():
+    """One kernel term by brute force (every ρ), and the fitted kernel ridge as a whole."""
+    m = 7
+    x = np.array([1, 0, 1, 1, 0, 0, 1], dtype=float)
+    for rho in (0.1, 0.5, 0.93):
+        term = lambda Z, x=x, rho=rho: np.prod(np.where(Z.astype(float) == x, 1.0, rho), axis=1)  # noqa: E731
+        v1, v0 = hamming_kernel_shapley(m, rho)
+        s = int(x.sum())
+        ours = np.where(x > 0, v1[s], v0[s])
+        np.testing.assert_allclose(ours, brute_force_shapley(term, m), atol=1e-14)
+    rng = np.random.default_rng(3)
+    Z = rng.integers(0, 2, (60, m)).astype(float)
+    y = rng.normal(size=60) + Z[:, 0] * Z[:, 1] * Z[:, 2]
+    model = HammingKernel(0).fit(Z, y, np.ones(60))
+    exact = brute_force_shapley(lambda z: model.predict(z.astype(float)), m)
+    np.testing.assert_allclose(model.shapley(m), exact, atol=1e-10)
+    assert model.alpha in (1e-3, 1e-2, 1e-1)
+
+
+def test_hamming_kernel_fits_at_most_kernel_rows():
+    from explainers import shapley_adjust
+
+    rng = np.random.default_rng(0)
+    Z = rng.integers(0, 2, (shapley_adjust.KERNEL_ROWS + 300, 9)).astype(float)
+    model = HammingKernel(0).fit(Z, rng.normal(size=len(Z)), np.ones(len(Z)))
+    np.testing.assert_array_equal(model.X, Z[: shapley_adjust.KERNEL_ROWS])  # the run's first rows
+    assert model.predict(Z).shape == (len(Z),)
+
+
 # ---------------------------------------------------------------------- the adjusted estimator
 def _rows(m, seed, n, share=1.0, game=None, sampler="stratified"):
     Z = design(m, seed, 0, n, share, sampler=sampler)
@@ -105,6 +141,34 @@ def test_pairwise_surrogate_cancels_on_complement_pairs():
     plain = _fit(rows, "none", 0).values
     adjusted = _fit(rows, "pairwise", 0, folds=1).values
     np.testing.assert_allclose(adjusted, plain, atol=1e-9)
+
+
+@pytest.mark.parametrize("share", [1.0, 0.05])
+def test_kernel_adjustment_beats_plain_kernel_shap_over_seeds(share):
+    m, n = 10, 160
+    game = high_order_game(m)
+    exact = brute_force_shapley(game, m)
+    plain, adjusted, estimates = [], [], []
+    for seed in range(6):
+        rows = _rows(m, seed, n, share, game)
+        plain.append(rel(_fit(rows, "none", seed).values, exact))
+        fit = _fit(rows, "kernel", seed, folds=None)
+        adjusted.append(rel(fit.values, exact))
+        estimates.append(fit.values)
+        assert fit.efficiency_gap < 1e-9  # Σφ = f(x) − f(∅) exactly
+    assert np.mean(adjusted) < 0.9 * np.mean(plain), (np.mean(adjusted), np.mean(plain))
+    # the bias stays small next to one estimate's error (see HammingKernel)
+    assert rel(np.mean(estimates, axis=0), exact) < 0.75 * np.mean(adjusted)
+
+
+def test_kernel_adjustment_is_exact_on_every_coalition():
+    m = 7
+    game = high_order_game(m, seed=4)
+    Z = design(m, 0, 0, 2**m)
+    rows = make_rows(Z, game(Z)[:, None].astype(np.float32), exhaustive=True)
+    y = rows.Y[:, 0].astype(np.float64)
+    fit = fit_adjusted_shap(rows.Z, y, rows.shapley_weight, y[0], y[1], "kernel", seed=0)
+    np.testing.assert_allclose(fit.values, brute_force_shapley(game, m), atol=1e-5)
 
 
 @pytest.mark.parametrize("share", [1.0, 0.05])
@@ -299,8 +363,8 @@ def test_leverage_run_estimates_shapley_values():
 # ---------------------------------------------------------------------- the app path
 def test_app_path_uses_the_adjusted_estimator_deterministically():
     """ExplainContext + runner with a real tiny Keras model: KernelSHAP with the tree surrogate
-    is efficient, has standard errors, is the same for the same seed; the default stays plain
-    KernelSHAP (the trees cost seconds of fitting per label)."""
+    is efficient, has standard errors, is the same for the same seed; the default is the kernel
+    surrogate (cheap), and "none" is plain KernelSHAP."""
     from explainers.context import ExplainContext, SamplingParams
     from explainers.runner import explain
     from tests.models import tiny_classifier, tiny_image
@@ -324,9 +388,12 @@ def test_app_path_uses_the_adjusted_estimator_deterministically():
     ctx0 = ExplainContext(clf, tiny_image(), seed=0, segmentation="grid", segmentation_params={"rows": 4, "cols": 4},
                           sampling=SamplingParams(samples=120))
     default = next(r for r in explain(ctx0, ["kernel_shap", "lime"], [0]) if r.method == "kernel_shap")
-    assert default.params["surrogate"] == "none"
-    np.testing.assert_array_equal(default.segment_weights, plain.segment_weights)
+    assert default.params["surrogate"] == "kernel"
+    kernel = next(r for r in once("kernel") if r.method == "kernel_shap")
+    np.testing.assert_array_equal(default.segment_weights, kernel.segment_weights)
+    assert abs(kernel.segment_weights.sum() - (kernel.score - kernel.base_value)) < 1e-5
     assert not np.allclose(plain.segment_weights, shap_res.segment_weights)  # the surrogate is used
+    assert not np.allclose(plain.segment_weights, kernel.segment_weights)
     # auto samples still settle (its stopping rule refits plain KernelSHAP)
     ctx = ExplainContext(clf, tiny_image(), seed=0, segmentation="grid",
                          segmentation_params={"rows": 4, "cols": 4}, sampling=SamplingParams(budget=400))
