@@ -142,24 +142,6 @@ def test_pairwise_surrogate_cancels_on_complement_pairs():
     np.testing.assert_allclose(adjusted, plain, atol=1e-9)
 
 
-@pytest.mark.parametrize("share", [1.0, 0.05])
-def test_kernel_adjustment_beats_plain_kernel_shap_over_seeds(share):
-    m, n = 10, 160
-    game = high_order_game(m)
-    exact = brute_force_shapley(game, m)
-    plain, adjusted, estimates = [], [], []
-    for seed in range(6):
-        rows = _rows(m, seed, n, share, game)
-        plain.append(rel(_fit(rows, "none", seed).values, exact))
-        fit = _fit(rows, "kernel", seed, folds=None)
-        adjusted.append(rel(fit.values, exact))
-        estimates.append(fit.values)
-        assert fit.efficiency_gap < 1e-9  # Σφ = f(x) − f(∅) exactly
-    assert np.mean(adjusted) < 0.9 * np.mean(plain), (np.mean(adjusted), np.mean(plain))
-    # the bias stays small next to one estimate's error (see HammingKernel)
-    assert rel(np.mean(estimates, axis=0), exact) < 0.75 * np.mean(adjusted)
-
-
 def test_kernel_adjustment_is_exact_on_every_coalition():
     m = 7
     game = high_order_game(m, seed=4)
@@ -170,8 +152,9 @@ def test_kernel_adjustment_is_exact_on_every_coalition():
     np.testing.assert_allclose(fit.values, brute_force_shapley(game, m), atol=1e-5)
 
 
+@pytest.mark.parametrize("surrogate, gain", [("kernel", 0.9), ("trees", 0.99)])
 @pytest.mark.parametrize("share", [1.0, 0.05])
-def test_tree_adjustment_beats_plain_kernel_shap_over_seeds(share):
+def test_adjustment_beats_plain_kernel_shap_over_seeds(share, surrogate, gain):
     m, n = 10, 160
     game = high_order_game(m)
     exact = brute_force_shapley(game, m)
@@ -179,15 +162,15 @@ def test_tree_adjustment_beats_plain_kernel_shap_over_seeds(share):
     for seed in range(6):
         rows = _rows(m, seed, n, share, game)
         plain.append(rel(_fit(rows, "none", seed).values, exact))
-        fit = _fit(rows, "trees", seed)
+        fit = _fit(rows, surrogate, seed, folds=None)  # each surrogate's default folds
         adjusted.append(rel(fit.values, exact))
         estimates.append(fit.values)
         assert fit.efficiency_gap < 1e-9  # Σφ = f(x) − f(∅) exactly
-    assert np.mean(adjusted) < 0.99 * np.mean(plain), (np.mean(adjusted), np.mean(plain))
+    assert np.mean(adjusted) < gain * np.mean(plain), (np.mean(adjusted), np.mean(plain))
     assert np.mean(adjusted) < 0.14
-    # nearly unbiased (cross-fitted; not exactly: the residual regression pools the folds):
-    # the mean over seeds is closer to the truth than one estimate (were the error all bias,
-    # the ratio would be ≈ 1; measured ≈ 0.6 at 6 seeds, 0.48 at 12)
+    # small bias (the surrogate is fitted on the rows it corrects; the trees cross-fitted): the
+    # mean over seeds is closer to the truth than one estimate (were the error all bias, the
+    # ratio would be ≈ 1; trees ≈ 0.6 at 6 seeds, 0.48 at 12; kernel 0.63–0.70 at 6)
     assert rel(np.mean(estimates, axis=0), exact) < 0.75 * np.mean(adjusted)
 
 
