@@ -43,7 +43,7 @@ class MethodTrust:
     noise_rank_corr: float | None
     r2: float | None
     convergence: M.Convergence | None
-    uncertainty: np.ndarray | None  # (M,) bootstrap std of each segment weight
+    uncertainty: np.ndarray | None  # (M,) bootstrap std of each segment weight (of the cheap fit: see metrics.bootstrap_std)
     pointing_hit: bool | None
     mask_iou: float | None
     segment_scores: np.ndarray  # (M,) the map on the context's superpixels
