@@ -19,7 +19,7 @@ regression with the Hamming kernel ``k(x, z) = exp(−γ·#{i: x_i ≠ z_i})`` (
 the default since 2026-12-05). The kernel is a product over segments, so every fitted term
 ``z ↦ Π_i (1 if z_i = x_i else ρ)`` carries interactions of every order, and its exact Shapley
 values have a closed form (``hamming_kernel_shapley``). It is as accurate as the trees on the
-benchmark (quickshift, KernelSHAP alone at 500 rows: 0.331 vs 0.330; plain 0.380) and about 30×
+benchmark (quickshift, KernelSHAP alone at 500 rows: 0.330 vs 0.330; plain 0.380) and about 30×
 cheaper to fit (one Cholesky factorisation per set of rows, shared by the labels), which is what
 made it affordable as the default.
 
