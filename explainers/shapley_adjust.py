@@ -211,7 +211,7 @@ def hamming_kernel_shapley(m: int, rho: float) -> tuple[np.ndarray, np.ndarray]:
 
 KERNEL_GAMMA = 5.0
 """γ·M of the Hamming kernel: LOO over γ·M in 1.75–14 chose 3.5–7 on quickshift (M = 35) and
-4.8 on the grid (M = 12); fixing it cost nothing measurable and saves an eigendecomposition per γ."""
+4.8 on the grid (M = 12); fixing it cost nothing measurable and saves a factorisation per γ."""
 KERNEL_ALPHA = 1e-2
 """Ridge strength (the kernel's diagonal is 1). Exact leave-one-out over 10⁻³–10⁻¹ chose mostly
 10⁻² and measured no better than fixing it (quickshift at 500 rows: 0.332 vs 0.330 alone, 0.428
@@ -222,7 +222,7 @@ KERNEL_ROWS = 1000
 """At most this many rows (the run's first: a prefix is a fresh run) fit the kernel: its cost is cubic."""
 
 _KERNEL_CACHE: dict[bytes, object] = {}
-"""The last few kernel matrices and eigendecompositions: the labels of one explanation fit the
+"""The last few kernel matrices and Cholesky factors: the labels of one explanation fit the
 same rows, so they share them (at 1 000 rows one factorisation and kernel matrix take ≈ 0.04 s)."""
 
 
