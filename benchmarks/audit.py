@@ -130,7 +130,7 @@ def main() -> None:
     # functions, and pay each path's one-time imports (the loop's explain; the audit's
     # scikit-learn clustering, pyarrow, report) with one small run of each
     clf.predict(fitted[:16], batch_size=16)
-    clf.top_k_gradients(fitted[:16], 1)
+    clf.top_k_gradients(fitted[:16], 1, chunk=cfg.model_batch)  # the audit's own chunk shape
     explain(ExplainContext(clf, fitted[0]), ["gradcam"])
     run_audit(open_source([str(f) for f in files[:6]]), work / "warm-up", classifier=clf, config=cfg)
 
