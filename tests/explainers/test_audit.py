@@ -114,6 +114,25 @@ def test_batched_gradcam_matches_the_single_image_api(clf, tmp_path):
             np.testing.assert_allclose(saved, exp.heatmap, rtol=2e-3, atol=2e-3 * float(exp.heatmap.max()))
 
 
+def test_concurrent_gradient_chunks_equal_one_stream_in_order(clf, monkeypatch):
+    """Chunks computed two at a time (classifier.GRADIENT_STREAMS) come back in image order
+    and equal, to the last bit, the same chunks computed one after another."""
+    from model_zoo import classifier as classifier_module
+
+    images = np.random.default_rng(5).integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
+    seen = clf.images_seen
+    together = clf.top_k_gradients(images, 2, chunk=2)  # 4 chunks, 2 at a time
+    assert clf.images_seen - seen == 7
+    monkeypatch.setattr(classifier_module, "GRADIENT_STREAMS", 1)
+    alone = clf.top_k_gradients(images, 2, chunk=2)
+    for a, b in zip(together, alone):
+        np.testing.assert_array_equal(a, b)
+    for n in (0, 3, 6):  # each row is its own image's
+        f1, s1, _ = clf.gradients(images[n : n + 1], [int(c) for c in together[2][n]])
+        np.testing.assert_allclose(together[0][n], f1[0], rtol=1e-4, atol=1e-5)
+        assert list(together[2][n]) == list(np.argsort(-s1[0], kind="stable")[:2])
+
+
 def test_run_writes_results_lists_bad_files_and_resumes(clf, folder, tmp_path):
     out = tmp_path / "out"
     cfg = AuditConfig(**FAST)
