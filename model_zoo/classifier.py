@@ -21,11 +21,16 @@ from model_zoo.errors import ModelError  # re-exported: callers name it from her
 from model_zoo.preprocessing import check_preprocessing, preprocess_tf
 
 GRADIENT_STREAMS = 2
-"""Chunks of one batched gradient call (``top_k_gradients``) run this many at a time, from
-threads of the call. Why: on 2 CPU cores one TensorFlow call at a time left the cores half idle
-(many small ops, each waiting for the slowest thread): two concurrent chunks of 8 ran the
-Grad-CAM pass at 1.6–1.7× the images/s of one stream (EfficientNet-Lite0, 2026-12-06). Each chunk
-is computed exactly as alone, so results do not change; the caller still holds the model lock."""
+"""How many chunks of one batched gradient call (``top_k_gradients``) run at a time, from
+threads of the call.
+
+Why: on the 2-core host of 2026-12-06, two concurrent chunks of 8 ran the Grad-CAM pass at
+1.6–1.7× the images/s of one stream (EfficientNet-Lite0), and the dataset audit at 1.0–1.24×.
+On the host of 2026-12-05 it measured within noise, so the gain depends on the host
+(benchmarks/README.md).
+
+Each chunk is computed exactly as it would be alone, so results do not change (tested). The
+caller still holds the model lock."""
 
 _SOFTMAX_NAMES = {"softmax"}
 _SIGMOID_NAMES = {"sigmoid"}
