@@ -11,9 +11,11 @@ several seeds:
   superpixel hidden) against the reference Shapley values;
 * ``xai-lens lime`` and the ``lime`` package (``LimeImageExplainer``) against the reference
   LIME surrogate (lime's objective: its kernel-weighted ridge over uniform coalitions);
-* the same two XAI Lens rows with ``[λ=1]``: the design tilted fully towards KernelSHAP
-  (``kernel_share=1``), which is what a request for KernelSHAP alone gets (the design follows
-  the requested methods, ``ExplainContext.plan``), and with ``[λ=0]``: what LIME alone gets.
+* the same two XAI Lens rows with ``[λ=1]``: the design of a request for KernelSHAP alone
+  (``kernel_share=1`` and, since 2026-12-06, the Bayesian-quadrature order of
+  ``explainers.quadrature``: the design follows the requested methods, ``ExplainContext.plan``
+  and ``perturbation.design_sampler``), and with ``[λ=0]``: what LIME alone gets. ``[λ=1, …,
+  stratified]``: KernelSHAP's default estimator on the stratified λ = 1 rows it had before.
   The plain rows are the design of a request for both (``KERNEL_SHARE``).
 
 References: with ``--quick`` (and whenever 2^M coalitions fit in ``--reference-samples``) the
@@ -138,7 +140,7 @@ class Oracle:
 
 # ---------------------------------------------------------------------- estimators
 def ours(oracle: Oracle, seed: int, sizes: list[int], kernel_share: float | None = None,
-         surrogates: tuple[str, ...] = ("none",), sampler: str = "stratified", lime: bool = True,
+         surrogates: tuple[str, ...] = ("none",), sampler: str | None = None, lime: bool = True,
          ) -> dict[int, tuple[dict[str, np.ndarray], np.ndarray | None, int]]:
     """{N: ({surrogate: KernelSHAP values (L, M)}, LIME coefficients (L, M), distinct coalitions)}
     from one run and its prefixes (a run's first N rows are exactly a fresh N-row run).
@@ -147,10 +149,11 @@ def ours(oracle: Oracle, seed: int, sizes: list[int], kernel_share: float | None
     (``explainers.shapley_adjust``; "trees:within-size" = the trees' alternative target, ``_surrogate``); ``sampler="leverage"``: Leverage SHAP's design, weighted by
     inverse inclusion probabilities."""
     from explainers.lime import fit_lime
-    from explainers.perturbation import KERNEL_SHARE, PerturbationRun
+    from explainers.perturbation import KERNEL_SHARE, PerturbationRun, design_sampler
     from explainers.shapley_adjust import fit_adjusted_shap
 
     share = KERNEL_SHARE if kernel_share is None else kernel_share
+    sampler = design_sampler(share) if sampler is None else sampler  # as ExplainContext picks it
     run = PerturbationRun(oracle.predict_images, oracle.image, oracle.segments, fill="mean", seed=seed,
                           kernel_share=share, sampler=sampler)
     run.extend(max(sizes))
@@ -304,6 +307,12 @@ def run(quick: bool, sizes: list[int], seeds: list[int], top_k: int, reference_s
                     table.setdefault((f"xai-lens kernel_shap{label}", n), []).append(
                         (*errors(values, ref_shap), distinct))
                 table.setdefault((f"xai-lens lime{tag}", n), []).append((*errors(l_values, ref_lime), distinct))
+        # the stratified λ = 1 rows KernelSHAP alone got until 2026-12-06 (it now gets the quadrature order)
+        for n, (s_values, _, distinct) in ours(oracle, seed, sizes, VARIANT_SHARE, (DEFAULT_SURROGATE,), "stratified",
+                                               lime=False).items():
+            for kind, values in s_values.items():
+                table.setdefault((f"xai-lens kernel_shap [λ={VARIANT_SHARE:g}, {kind}, stratified]", n), []).append(
+                    (*errors(values, ref_shap), distinct))
         if leverage:  # Leverage SHAP: its own design (nested Bernoulli order, inverse-inclusion weights)
             for n, (s_values, _, distinct) in ours(oracle, seed, sizes, 1.0, every_surrogate, "leverage",
                                                    lime=False).items():
@@ -409,7 +418,8 @@ def format_report(report: dict) -> str:
                  "[kernel]: regression-adjusted by a Hamming-kernel ridge surrogate; "
                  "[trees]: by a boosted-tree surrogate (KernelShapParams.surrogate='trees'); "
                  "[trees:within-size]: the trees learn the residual within each size; "
-                 "[leverage]: Leverage SHAP's design and weights.")
+                 "[leverage]: Leverage SHAP's design and weights; [λ=1]: KernelSHAP alone's design "
+                 "(the quadrature order), [λ=1, …, stratified]: the stratified rows it had before.")
     return "\n".join(lines)
 
 

@@ -191,7 +191,7 @@ class ExplainContext:
 
     def _run(self):
         """The shared ``PerturbationRun`` (created empty on first use)."""
-        from explainers.perturbation import KERNEL_SHARE, PerturbationRun
+        from explainers.perturbation import KERNEL_SHARE, PerturbationRun, design_sampler
 
         run = self.cache.get("perturbations")
         if run is None:
@@ -205,6 +205,7 @@ class ExplainContext:
                 seed=self.seed,
                 batch_size=self.sampling.batch_size,
                 kernel_share=self.kernel_share,
+                sampler=design_sampler(self.kernel_share),
             )
             self.cache["perturbations"] = run
         return run

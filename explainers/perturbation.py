@@ -43,6 +43,11 @@ Sampling design (shared by LIME and KernelSHAP): a stratified sample without rep
   first n rows of a run are exactly the rows of a fresh n-row run: a run extended from N to N'
   has exactly the rows of a fresh N'-row run, and ``rows(n)`` of a longer run is a valid
   n-row design. Once every coalition is in (``n = 2^M``) the run is ``exhaustive``.
+* A request for KernelSHAP alone (λ = 1) orders its first pairs differently: greedily, from a
+  pool of this design's pairs, the pair that most shrinks the posterior variance of the
+  Shapley values under the kernel surrogate's prior (``explainers.quadrature``,
+  ``design_sampler``); after ``QUADRATURE_PAIRS`` pairs it continues with this design. Anchors,
+  complement pairs, no repeats and the prefix property are the same.
 
 Weights. Within a size ``s`` the ``n_s`` rows of a prefix are a simple random sample without
 replacement of the ``C(M, s)`` coalitions of that size, each included with probability
@@ -107,9 +112,18 @@ SEGMENT_ADVICE = (
 
 FILLS = ("mean", "blur", "gray", "black")
 
-SAMPLERS = ("stratified", "leverage")
-"""How a run orders its complement pairs: the fixed size-stratified allocation (default) or
-Leverage SHAP's nested Bernoulli order (``explainers.leverage``)."""
+SAMPLERS = ("stratified", "leverage", "quadrature")
+"""How a run orders its complement pairs: the fixed size-stratified allocation (default),
+Leverage SHAP's nested Bernoulli order (``explainers.leverage``), or the Bayesian-quadrature order
+for KernelSHAP's kernel-surrogate estimate (``explainers.quadrature``; ``design_sampler``)."""
+
+
+def design_sampler(kernel_share: float) -> str:
+    """The sampler of a design tilted by ``kernel_share``: KernelSHAP alone (λ = 1) gets the
+    quadrature order, which its default estimate needs fewest rows with (benchmarks README,
+    2026-12-06); any design that also serves LIME keeps the stratified allocation LIME's
+    importance weights assume."""
+    return "quadrature" if float(kernel_share) >= 1.0 else "stratified"
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
@@ -366,8 +380,10 @@ def design(
 ) -> np.ndarray:
     """Rows ``start..stop-1`` (capped at 2^M) of the design of M segments for ``seed``.
 
-    ``sampler``: "stratified" (the fixed Sainte-Laguë allocation above) or "leverage" (pairs in
-    the nested leverage-score order of ``explainers.leverage``; ``kernel_share`` is then unused).
+    ``sampler``: "stratified" (the fixed Sainte-Laguë allocation above), "leverage" (pairs in
+    the nested leverage-score order of ``explainers.leverage``) or "quadrature" (the greedy
+    Bayesian-quadrature order of ``explainers.quadrature``); ``kernel_share`` only matters to
+    the first.
 
     ``progress(done, total, "sampling")`` is called per coalition size (drawing takes seconds
     for hundreds of segments) and may raise ``Cancelled``.
@@ -382,23 +398,32 @@ def design(
     if stop <= 2:
         return out
     slots = (stop - 2 + 1) // 2
-    if sampler == "leverage":
-        from explainers.leverage import leverage_order
+    if sampler == "quadrature":  # its own order of pairs (explainers.quadrature)
+        from explainers.quadrature import quadrature_pairs
 
-        schedule = leverage_order(m, int(seed), slots)[0]
-    elif sampler == "stratified":
-        schedule = pair_schedule(m, slots, kernel_share)
+        if progress is not None:
+            progress(0, 1, "sampling")
+        first = quadrature_pairs(m, int(seed), slots)
+        if progress is not None:
+            progress(1, 1, "sampling")
+    elif sampler in ("leverage", "stratified"):
+        if sampler == "leverage":
+            from explainers.leverage import leverage_order
+
+            schedule = leverage_order(m, int(seed), slots)[0]
+        else:
+            schedule = pair_schedule(m, slots, kernel_share)
+        first = np.empty((slots, m), dtype=bool)
+        used = np.unique(schedule)
+        for done, s_idx in enumerate(used):
+            if progress is not None:
+                progress(done, len(used), "sampling")
+            sel = schedule == s_idx
+            first[sel] = stratum_pairs(m, int(s_idx) + 1, seed, int(sel.sum()))
+        if progress is not None:
+            progress(len(used), len(used), "sampling")
     else:
         raise ExplainerError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
-    first = np.empty((slots, m), dtype=bool)
-    used = np.unique(schedule)
-    for done, s_idx in enumerate(used):
-        if progress is not None:
-            progress(done, len(used), "sampling")
-        sel = schedule == s_idx
-        first[sel] = stratum_pairs(m, int(s_idx) + 1, seed, int(sel.sum()))
-    if progress is not None:
-        progress(len(used), len(used), "sampling")
     sampled = rows >= 2
     slot_of_row = (rows[sampled] - 2) // 2
     member = first[slot_of_row]

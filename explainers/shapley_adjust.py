@@ -55,6 +55,7 @@ against the adjusted estimates' spread over seeds).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from math import comb
 
 import numpy as np
@@ -182,6 +183,7 @@ class _Pairwise:
         return pairwise_shapley(coef[:m], inter)
 
 
+@lru_cache(maxsize=16)
 def hamming_kernel_shapley(m: int, rho: float) -> tuple[np.ndarray, np.ndarray]:
     """Exact Shapley values of one kernel term ``g_x(z) = Π_i h_i(z_i)``, ``h_i = 1`` where
     ``z_i = x_i`` and ``ρ`` elsewhere, as tables over ``s = |x|``: ``(V1[s], V0[s])`` is segment
@@ -206,6 +208,7 @@ def hamming_kernel_shapley(m: int, rho: float) -> tuple[np.ndarray, np.ndarray]:
             v1[s] = (1.0 - rho) * weighted(s - 1, m - s)
         if s <= m - 1:  # x_j = 0: a = 1, b = ρ − 1
             v0[s] = (rho - 1.0) * weighted(s, m - s - 1)
+    v1.flags.writeable = v0.flags.writeable = False  # cached (28 s at M = 1 000): shared by every fit
     return v1, v0
 
 
