@@ -29,7 +29,8 @@ even game has φ = 0), whose prior covariance is ``(k(x, z) − k(x, 1−z)) / 2
 ``Cov(φ_i, h(x))`` is the closed-form Shapley value of the kernel term ``k(·, x)``
 (``hamming_kernel_shapley``). Only the first ``QUADRATURE_PAIRS`` pairs are chosen this way (the
 greedy step costs O(pool × chosen)); later rows continue with the stratified λ = 1 design,
-skipping the pairs already taken.
+skipping the pairs already taken. The order depends on M and the seed only, not on the image, so
+an audit of many images pays it once per segment count (memoised).
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ pick among all pairs, follows the prior's symmetries into structured rows the mo
 not share."""
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=8)  # up to 4 MB each (4 096 × M bools); the orders below are small
 def _pool(m: int, seed: int) -> np.ndarray:
     """Candidate pairs (their member of size ≤ M/2, (P, M) bool): the stratified λ = 1 design's first."""
     from explainers.perturbation import design, strata
@@ -58,7 +59,7 @@ def _pool(m: int, seed: int) -> np.ndarray:
     return pool
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=64)
 def _order(m: int, seed: int, count: int) -> np.ndarray:
     """Indices into ``_pool(m, seed)`` of the first ``count`` pairs in greedy quadrature order."""
     from explainers.shapley_adjust import KERNEL_ALPHA, KERNEL_GAMMA, hamming_kernel_shapley
@@ -91,6 +92,7 @@ def _order(m: int, seed: int, count: int) -> np.ndarray:
         basis[t] = col
         resid_var -= col**2
         resid_cov -= col[:, None] * (resid_cov[c] / pivot)
+    chosen.flags.writeable = False  # cached
     return chosen
 
 
