@@ -80,6 +80,9 @@ def _order(m: int, seed: int, count: int) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
             score = np.einsum("ij,ij->i", resid_cov, resid_cov) / resid_var
         score[taken | ~(resid_var > 1e-12)] = -np.inf
+        # the prior is symmetric, so many pairs tie: round away the last bits (which BLAS threads
+        # may order differently) so that ties go to the first in the pool on every machine
+        score = np.round(score / max(float(score.max()), 1e-300), 9)
         c = int(np.argmax(score))
         chosen[t], taken[c] = c, True
         # Hamming(x, x_c) = |x| + |x_c| − 2 x·x_c, and Hamming(x, 1 − x_c) = M − Hamming(x, x_c)

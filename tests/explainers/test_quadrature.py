@@ -101,3 +101,17 @@ def test_kernel_shap_alone_gets_the_quadrature_design_and_lime_keeps_the_stratif
     np.testing.assert_array_equal(again.Z, alone.Z)
     np.testing.assert_array_equal(shap.segment_weights, shap2.segment_weights)
     assert shap.segment_std is not None and np.isfinite(shap.segment_std).all()
+
+
+def test_order_is_the_same_with_one_blas_thread_or_many():
+    """Ray actors run with one thread, a laptop with several: the same seed must give the same rows
+    (ties among symmetric pairs are broken by pool position, not by rounding noise)."""
+    from threadpoolctl import threadpool_limits
+
+    quadrature._order.cache_clear()
+    many = np.array(quadrature._order(35, 4, 120))
+    quadrature._order.cache_clear()
+    with threadpool_limits(limits=1):
+        one = np.array(quadrature._order(35, 4, 120))
+    quadrature._order.cache_clear()
+    np.testing.assert_array_equal(one, many)
