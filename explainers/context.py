@@ -205,7 +205,7 @@ class ExplainContext:
                 seed=self.seed,
                 batch_size=self.sampling.batch_size,
                 kernel_share=self.kernel_share,
-                sampler=design_sampler(self.kernel_share),
+                sampler=design_sampler(self.kernel_share, auto=self.sampling.auto),
             )
             self.cache["perturbations"] = run
         return run

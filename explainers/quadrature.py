@@ -10,7 +10,7 @@ quadrature). Greedily, from a pool of candidate pairs (the first pairs of the st
 observation most reduces Σ_i Var(φ_i | rows). The greedy order does not depend on how many pairs
 are asked for, so a run's first N rows are still a fresh N-row run ("auto" and "more samples"
 extend it). Measured with ``benchmarks/sample_efficiency.py`` (KernelSHAP alone, its default
-estimator, 500 rows): quickshift (35 superpixels, seeds 0–4) 0.281 instead of 0.330 on the
+estimator, 500 rows): quickshift (35 superpixels, seeds 0–4) 0.290 instead of 0.330 on the
 stratified rows, shap's KernelExplainer at 1 000 being 0.323; the 3×4 grid (exact values, 20
 seeds) ≈ 0.05 instead of 0.075 (benchmarks README, 2026-12-06). On a synthetic game with 3- and
 4-way interactions plain KernelSHAP gains as well (``tests/explainers/test_quadrature.py``).

@@ -78,12 +78,13 @@ def test_quadrature_rows_estimate_shapley_values_better_than_stratified_rows():
     assert quad < 0.85 * strat, (quad, strat)
 
 
-def test_kernel_shap_alone_gets_the_quadrature_design_and_lime_keeps_the_stratified_one():
+def test_kernel_shap_alone_at_a_fixed_count_gets_the_quadrature_design_others_stay_stratified():
     from explainers.context import ExplainContext, SamplingParams
     from explainers.runner import explain
     from tests.models import tiny_classifier, tiny_image
 
     assert design_sampler(1.0) == "quadrature" and design_sampler(0.05) == "stratified"
+    assert design_sampler(1.0, auto=True) == "stratified"  # the stopping rule assumes random rows
     clf = tiny_classifier()
 
     def run(methods, seed=0):
@@ -101,6 +102,10 @@ def test_kernel_shap_alone_gets_the_quadrature_design_and_lime_keeps_the_stratif
     np.testing.assert_array_equal(again.Z, alone.Z)
     np.testing.assert_array_equal(shap.segment_weights, shap2.segment_weights)
     assert shap.segment_std is not None and np.isfinite(shap.segment_std).all()
+    ctx = ExplainContext(clf, tiny_image(), seed=0, segmentation="grid",
+                         segmentation_params={"rows": 4, "cols": 4}, sampling=SamplingParams(budget=200))
+    explain(ctx, ["kernel_shap"], [0])  # "auto" (the default): stratified rows
+    assert ctx.cache["perturbations"].sampler == "stratified" and ctx.cache["perturbations"].kernel_share == 1.0
 
 
 def test_order_is_the_same_with_one_blas_thread_or_many():
