@@ -23,8 +23,9 @@ variation between rows and none of the information about individual segments: on
 benchmarks this cuts the error by 10–20 % at the same rows (``benchmarks/README.md``).
 
 The row weights come from ``explainers.perturbation`` (Horvitz–Thompson weights of its
-size-stratified design; the exact kernel on exhaustive runs). Requested alone, KernelSHAP's rows
-are chosen by Bayesian quadrature for its kernel-surrogate estimate (``explainers.quadrature``).
+size-stratified design; the exact kernel on exhaustive runs). Requested alone with a fixed sample
+count, KernelSHAP's rows are chosen by Bayesian quadrature for its kernel-surrogate estimate
+(``explainers.quadrature``).
 """
 from __future__ import annotations
 

@@ -43,7 +43,8 @@ Sampling design (shared by LIME and KernelSHAP): a stratified sample without rep
   first n rows of a run are exactly the rows of a fresh n-row run: a run extended from N to N'
   has exactly the rows of a fresh N'-row run, and ``rows(n)`` of a longer run is a valid
   n-row design. Once every coalition is in (``n = 2^M``) the run is ``exhaustive``.
-* A request for KernelSHAP alone (λ = 1) orders its first pairs differently: greedily, from a
+* A request for KernelSHAP alone (λ = 1) at a fixed sample count orders its first pairs
+  differently (``design_sampler``; "auto" runs keep this design): greedily, from a
   pool of this design's pairs, the pair that most shrinks the posterior variance of the
   Shapley values under the kernel surrogate's prior (``explainers.quadrature``,
   ``design_sampler``); after ``QUADRATURE_PAIRS`` pairs it continues with this design. Anchors,

@@ -8,8 +8,7 @@ so the rows can be chosen before any model call to shrink it fastest (sequential
 quadrature). Greedily, from a pool of candidate pairs (the first pairs of the stratified
 λ = 1 design: the same seed gives the same pool), each step takes the complement pair whose
 observation most reduces Σ_i Var(φ_i | rows). The greedy order does not depend on how many pairs
-are asked for, so a run's first N rows are still a fresh N-row run ("auto" and "more samples"
-extend it). Measured with ``benchmarks/sample_efficiency.py`` (KernelSHAP alone, its default
+are asked for, so a run's first N rows are still a fresh N-row run ("more samples" extends it). Measured with ``benchmarks/sample_efficiency.py`` (KernelSHAP alone, its default
 estimator, 500 rows): quickshift (35 superpixels, seeds 0–4) 0.290 instead of 0.330 on the
 stratified rows, shap's KernelExplainer at 1 000 being 0.323; the 3×4 grid (exact values, 20
 seeds) ≈ 0.05 instead of 0.075 (benchmarks README, 2026-12-06). On a synthetic game with 3- and
@@ -19,8 +18,10 @@ The rows are not a random sample within each size, so the Horvitz–Thompson wei
 estimators use (per size, from the realised counts) no longer make plain KernelSHAP or LIME
 unbiased in the sampling sense: the design is for the kernel estimate, which is nearly the
 surrogate's exact Shapley value (a posterior mean: the ridge almost interpolates the rows) and
-owes little to those weights. That is why only a request for KernelSHAP alone gets it
-(``perturbation.design_sampler``); a run that also serves LIME stays stratified. The standard
+owes little to those weights. That is why only a request for KernelSHAP alone with a fixed
+sample count gets it (``perturbation.design_sampler``): a run that also serves LIME stays
+stratified, and so does an "auto" run, whose stopping rule reads plain KernelSHAP's standard
+errors (on quadrature rows it once stopped at 128 rows with 2 of the top 5 right). The standard
 errors shown (plain KernelSHAP's sandwich on the same rows) still match the spread of the
 estimates over 40 seeds within the tested factor 1.6 (``tests/explainers/test_auto_samples.py``).
 
