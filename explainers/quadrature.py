@@ -109,7 +109,8 @@ def quadrature_pairs(m: int, seed: int, count: int) -> np.ndarray:
     head = min(count, QUADRATURE_PAIRS, len(pool))
     if head == 0:
         return np.zeros((0, m), dtype=bool)
-    first = pool[_order(m, int(seed), max(head, min(QUADRATURE_PAIRS, len(pool))))[:head]]
+    # always the whole head's order (one cache entry per M and seed): a prefix of it is the same
+    first = pool[_order(m, int(seed), min(QUADRATURE_PAIRS, len(pool)))[:head]]
     if count == head:
         return first
     # later pairs: the stratified λ = 1 design's, without the ones taken above
